@@ -1,0 +1,28 @@
+//! One module per subcommand; each wires config → graph → exec → report.
+
+pub mod cache;
+pub mod completions;
+pub mod explain;
+pub mod graph;
+pub mod list;
+pub mod run;
+
+use crate::Context;
+use crate::cli::Command;
+use crate::error::Error;
+
+/// Runs one subcommand and returns its exit code.
+pub fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
+    match command {
+        Command::Run(args) => run::run(ctx, &args),
+        Command::List { json } => list::run(ctx, json),
+        Command::Graph {
+            selectors,
+            format,
+            partitions,
+        } => graph::run(ctx, &selectors, format, &partitions),
+        Command::Explain { instance } => explain::run(ctx, &instance),
+        Command::Cache { command } => cache::run(ctx, command),
+        Command::Completions { shell } => completions::run(shell),
+    }
+}

@@ -1,0 +1,133 @@
+//! The validated project model: settings and tasks, resolved from the raw
+//! TOML of `hotpass.toml` and its included task files.
+
+pub mod diagnostic;
+pub mod load;
+pub mod raw;
+mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use diagnostic::{ConfigErrors, Problem, ProblemKind, SourceFile};
+pub use load::{LoadOptions, load};
+
+use crate::partition::PartitionSpec;
+
+/// Index of a task in [`Project::tasks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub u32);
+
+impl TaskId {
+    /// The index into `Project::tasks`.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Whether a task was declared under `[tasks]` or `[gates]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    Task,
+    Gate,
+}
+
+/// How a task's partitions map onto a dependency with another partitioning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionMap {
+    /// Daily on monthly: the month holding the day. Monthly on daily: every
+    /// day of the month that is in the run.
+    Calendar,
+    /// Every instance of the dependency that is in the run.
+    All,
+}
+
+/// A remote cache setting (kept for the remote cache; not used locally).
+#[derive(Debug, Clone)]
+pub struct RemoteCache {
+    pub url: String,
+    pub read_only: bool,
+}
+
+/// `[settings]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Absolute path of the cache folder.
+    pub cache_dir: PathBuf,
+    /// Include globs, relative to the root.
+    pub include: Vec<String>,
+    /// Parallel jobs; already resolved from 0 to the number of CPUs.
+    pub jobs: usize,
+    /// Most instances one run may expand to.
+    pub backfill_limit: usize,
+    pub remote_cache: Option<RemoteCache>,
+    /// `[settings.lineage]`: (url, file, namespace).
+    pub lineage: Option<(Option<String>, Option<String>, Option<String>)>,
+    /// `[settings.telemetry]`: (endpoint, service name).
+    pub telemetry: Option<(Option<String>, Option<String>)>,
+}
+
+/// Where in the configuration something was written.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// Index into [`Project::files`].
+    pub file: usize,
+    pub span: std::ops::Range<usize>,
+}
+
+/// One task or gate, validated.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: TaskId,
+    /// Full name: `build`, `pipeline:ingest`, `gate:types`.
+    pub name: String,
+    pub kind: TaskKind,
+    pub description: Option<String>,
+    /// Shell commands, run in turn through `sh -c`; empty for a pure group.
+    pub run: Vec<String>,
+    pub deps: Vec<TaskId>,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Relative to the root, `/`-separated; "." for the root.
+    pub cwd: String,
+    pub timeout: Option<Duration>,
+    /// Whether results are cached (defaults to "has inputs").
+    pub cache: bool,
+    pub max_parallel: Option<usize>,
+    pub partitions: Option<PartitionSpec>,
+    pub partition_map: Option<PartitionMap>,
+    /// Where the task's table is.
+    pub origin: Origin,
+}
+
+/// A loaded, validated project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The folder holding the root config: every relative path starts here.
+    pub root: PathBuf,
+    /// Every configuration file read, the root file first.
+    pub files: Vec<SourceFile>,
+    pub settings: Settings,
+    /// Tasks sorted by name; `TaskId` indexes this.
+    pub tasks: Vec<Task>,
+    by_name: HashMap<String, TaskId>,
+}
+
+impl Project {
+    /// The task called `name`, if any.
+    pub fn find(&self, name: &str) -> Option<TaskId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The task with this id.
+    pub fn task(&self, id: TaskId) -> &Task {
+        &self.tasks[id.index()]
+    }
+
+    /// Every task name, for suggestions.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tasks.iter().map(|t| t.name.as_str())
+    }
+}

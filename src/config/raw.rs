@@ -1,0 +1,165 @@
+//! Serde structs that mirror `hotpass.toml` as written, every field spanned so
+//! that validation can point back into the user's file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// One parsed configuration file: `hotpass.toml` or an included task file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    /// Only allowed in the root file.
+    pub settings: Option<Spanned<RawSettings>>,
+    /// `[tasks.NAME]` tables, keyed by the name as written.
+    #[serde(default)]
+    pub tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
+    /// `[gates.NAME]` tables; the task name becomes `gate:NAME`.
+    #[serde(default)]
+    pub gates: BTreeMap<Spanned<String>, Spanned<RawTask>>,
+}
+
+/// `[settings]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub cache_dir: Option<Spanned<String>>,
+    pub include: Option<Vec<Spanned<String>>>,
+    pub jobs: Option<Spanned<u64>>,
+    pub backfill_limit: Option<Spanned<u64>>,
+    pub remote_cache: Option<Spanned<RawRemoteCache>>,
+    pub lineage: Option<Spanned<RawLineage>>,
+    pub telemetry: Option<Spanned<RawTelemetry>>,
+}
+
+/// `[settings.remote_cache]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteCache {
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// `[settings.lineage]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLineage {
+    pub url: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
+    pub namespace: Option<Spanned<String>>,
+}
+
+/// `[settings.telemetry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub endpoint: Option<Spanned<String>>,
+    pub service_name: Option<Spanned<String>>,
+}
+
+/// `[tasks.NAME]` or `[gates.NAME]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    pub description: Option<Spanned<String>>,
+    pub run: Option<Spanned<RunSpec>>,
+    pub deps: Option<Vec<Spanned<String>>>,
+    pub inputs: Option<Vec<Spanned<String>>>,
+    pub outputs: Option<Vec<Spanned<String>>>,
+    pub env: Option<BTreeMap<String, Spanned<String>>>,
+    pub cwd: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub cache: Option<Spanned<bool>>,
+    pub max_parallel: Option<Spanned<i64>>,
+    pub partitions: Option<Spanned<RawPartitions>>,
+    /// How this task's partitions map onto a dependency's of another kind.
+    pub partition_map: Option<Spanned<String>>,
+}
+
+/// `partitions = { daily = {...} }`, `{ monthly = {...} }` or `{ values = [...] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPartitions {
+    pub daily: Option<Spanned<RawRange>>,
+    pub monthly: Option<Spanned<RawRange>>,
+    pub values: Option<Vec<Spanned<String>>>,
+}
+
+/// The `start` and optional `end` of a time partitioning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRange {
+    pub start: Spanned<String>,
+    pub end: Option<Spanned<String>>,
+}
+
+/// `run`: one shell string, or several run in turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RunSpec {
+    /// The commands in the order they run.
+    pub fn commands(&self) -> Vec<String> {
+        match self {
+            RunSpec::One(s) => vec![s.clone()],
+            RunSpec::Many(v) => v.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RunSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RunVisitor;
+        impl<'de> Visitor<'de> for RunVisitor {
+            type Value = RunSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a command string or an array of command strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RunSpec, E> {
+                Ok(RunSpec::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RunSpec, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(RunSpec::Many(out))
+            }
+        }
+        d.deserialize_any(RunVisitor)
+    }
+}
+
+/// Every field name a task table accepts, for "did you mean" suggestions.
+pub const TASK_FIELDS: &[&str] = &[
+    "description",
+    "run",
+    "deps",
+    "inputs",
+    "outputs",
+    "env",
+    "cwd",
+    "timeout",
+    "cache",
+    "max_parallel",
+    "partitions",
+    "partition_map",
+];
+
+/// Every field name `[settings]` accepts.
+pub const SETTINGS_FIELDS: &[&str] = &[
+    "cache_dir",
+    "include",
+    "jobs",
+    "backfill_limit",
+    "remote_cache",
+    "lineage",
+    "telemetry",
+];

@@ -1,0 +1,655 @@
+//! Raw TOML → [`Project`]: applies defaults, resolves names, and checks every
+//! rule, collecting all problems rather than stopping at the first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::diagnostic::{ConfigErrors, Problem, ProblemKind, SourceFile, did_you_mean, suggest};
+use super::raw::{RawFile, RawPartitions, RawTask};
+use super::{
+    LoadOptions, Origin, PartitionMap, Project, RemoteCache, Settings, Task, TaskId, TaskKind,
+};
+use crate::fileset::Patterns;
+use crate::partition::{PartitionSpec, parse_day, parse_month};
+
+/// Whether `name` uses only letters, digits, `_`, `-`, `.` and `:`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
+struct Def {
+    name: String,
+    kind: TaskKind,
+    file: usize,
+    name_span: std::ops::Range<usize>,
+    raw: Spanned<RawTask>,
+}
+
+pub(super) fn validate(
+    root: PathBuf,
+    files: Vec<SourceFile>,
+    raws: Vec<RawFile>,
+    opts: &LoadOptions,
+    mut problems: Vec<Problem>,
+) -> Result<Project, ConfigErrors> {
+    let mut raws = raws;
+    let settings = settings(
+        &root,
+        &files[0],
+        raws[0].settings.take(),
+        opts,
+        &mut problems,
+    );
+
+    // Gather every definition, checking names and duplicates.
+    let mut defs: Vec<Def> = Vec::new();
+    let mut first_seen: HashMap<String, usize> = HashMap::new();
+    for (file, raw) in raws.into_iter().enumerate() {
+        let tables = raw
+            .tasks
+            .into_iter()
+            .map(|(k, v)| (k, v, TaskKind::Task))
+            .chain(raw.gates.into_iter().map(|(k, v)| (k, v, TaskKind::Gate)));
+        for (key, task, kind) in tables {
+            let span = key.span();
+            let written = key.into_inner();
+            if !valid_name(&written) || (kind == TaskKind::Gate && written.starts_with("gate:")) {
+                problems.push(
+                    Problem::at(
+                        ProblemKind::InvalidName,
+                        &files[file],
+                        span.clone(),
+                        format!("invalid task name `{written}`"),
+                        "invalid name",
+                    )
+                    .with_help(
+                        "names may use letters, digits, `_`, `-`, `.` and `:`; \
+                         quote names with `:` or `.` in the header, e.g. [tasks.\"pipeline:ingest\"]",
+                    ),
+                );
+                continue;
+            }
+            let name = match kind {
+                TaskKind::Task => written,
+                TaskKind::Gate => format!("gate:{written}"),
+            };
+            if let Some(&first) = first_seen.get(&name) {
+                let f = &defs[first];
+                let first_note = Problem::at(
+                    ProblemKind::DuplicateTask,
+                    &files[f.file],
+                    f.name_span.clone(),
+                    format!("`{name}` was first defined here"),
+                    "first definition",
+                );
+                problems.push(
+                    Problem::at(
+                        ProblemKind::DuplicateTask,
+                        &files[file],
+                        span.clone(),
+                        format!("task `{name}` is defined twice"),
+                        "defined again here",
+                    )
+                    .with_help("rename one of the two, or merge them into one table")
+                    .with_related(first_note),
+                );
+                continue;
+            }
+            first_seen.insert(name.clone(), defs.len());
+            defs.push(Def {
+                name,
+                kind,
+                file,
+                name_span: span,
+                raw: task,
+            });
+        }
+    }
+
+    defs.sort_by(|a, b| a.name.cmp(&b.name));
+    let by_name: HashMap<String, TaskId> = defs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.clone(), TaskId(i as u32)))
+        .collect();
+
+    let mut tasks = Vec::with_capacity(defs.len());
+    let mut dep_spans: Vec<Vec<(TaskId, std::ops::Range<usize>)>> = Vec::new();
+    for (i, def) in defs.iter().enumerate() {
+        let src = &files[def.file];
+        let (task, spans) = task(TaskId(i as u32), def, src, &by_name, &mut problems);
+        tasks.push(task);
+        dep_spans.push(spans);
+    }
+
+    check_partition_deps(&tasks, &defs, &dep_spans, &files, &mut problems);
+    if problems.is_empty() {
+        check_cycles(&tasks, &defs, &dep_spans, &files, &mut problems);
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigErrors { problems });
+    }
+    Ok(Project {
+        root,
+        files,
+        settings,
+        tasks,
+        by_name,
+    })
+}
+
+fn settings(
+    root: &Path,
+    src: &SourceFile,
+    raw: Option<Spanned<super::raw::RawSettings>>,
+    opts: &LoadOptions,
+    problems: &mut Vec<Problem>,
+) -> Settings {
+    let raw = raw.map(Spanned::into_inner).unwrap_or_default();
+    let cache_dir = match (&opts.cache_dir_env, &raw.cache_dir) {
+        (Some(env), _) => opts.cwd.join(env),
+        (None, Some(dir)) => root.join(dir.get_ref()),
+        (None, None) => root.join("cache"),
+    };
+    let include = raw
+        .include
+        .map(|v| v.into_iter().map(Spanned::into_inner).collect())
+        .unwrap_or_else(|| vec!["tasks/*.toml".to_owned()]);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let jobs = match raw.jobs.as_ref().map(|j| *j.get_ref()) {
+        None | Some(0) => cpus,
+        Some(n) => n as usize,
+    };
+    let backfill_limit = match &raw.backfill_limit {
+        Some(l) if *l.get_ref() == 0 => {
+            problems.push(
+                Problem::at(
+                    ProblemKind::InvalidValue,
+                    src,
+                    l.span(),
+                    "backfill_limit must be at least 1",
+                    "zero",
+                )
+                .with_help("set a positive number of instances, e.g. backfill_limit = 1000"),
+            );
+            1000
+        }
+        Some(l) => *l.get_ref() as usize,
+        None => 1000,
+    };
+    Settings {
+        cache_dir,
+        include,
+        jobs,
+        backfill_limit,
+        remote_cache: raw.remote_cache.map(|r| {
+            let r = r.into_inner();
+            RemoteCache {
+                url: r.url.into_inner(),
+                read_only: r.read_only,
+            }
+        }),
+        lineage: raw.lineage.map(|l| {
+            let l = l.into_inner();
+            (
+                l.url.map(Spanned::into_inner),
+                l.file.map(Spanned::into_inner),
+                l.namespace.map(Spanned::into_inner),
+            )
+        }),
+        telemetry: raw.telemetry.map(|t| {
+            let t = t.into_inner();
+            (
+                t.endpoint.map(Spanned::into_inner),
+                t.service_name.map(Spanned::into_inner),
+            )
+        }),
+    }
+}
+
+fn strings(v: &Option<Vec<Spanned<String>>>) -> Vec<String> {
+    v.iter().flatten().map(|s| s.get_ref().clone()).collect()
+}
+
+fn check_globs(list: &Option<Vec<Spanned<String>>>, src: &SourceFile, problems: &mut Vec<Problem>) {
+    for item in list.iter().flatten() {
+        let pattern = item.get_ref();
+        if pattern.starts_with('$') {
+            let name = &pattern[1..];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                problems.push(
+                    Problem::at(
+                        ProblemKind::InvalidValue,
+                        src,
+                        item.span(),
+                        format!("`{pattern}` is not an environment variable name"),
+                        "bad variable",
+                    )
+                    .with_help("write `$NAME` with letters, digits and `_` only"),
+                );
+            }
+            continue;
+        }
+        if let Err((_, err)) = Patterns::new(&[pattern.as_str()]) {
+            problems.push(
+                Problem::at(
+                    ProblemKind::InvalidValue,
+                    src,
+                    item.span(),
+                    format!("`{pattern}` is not a valid glob"),
+                    err.kind().to_string(),
+                )
+                .with_help("fix the pattern; `**` matches any depth, `!pattern` excludes"),
+            );
+        }
+    }
+}
+
+fn task(
+    id: TaskId,
+    def: &Def,
+    src: &SourceFile,
+    by_name: &HashMap<String, TaskId>,
+    problems: &mut Vec<Problem>,
+) -> (Task, Vec<(TaskId, std::ops::Range<usize>)>) {
+    let raw = def.raw.get_ref();
+    let mut deps = Vec::new();
+    let mut dep_spans = Vec::new();
+    for dep in raw.deps.iter().flatten() {
+        let name = dep.get_ref();
+        match by_name.get(name) {
+            Some(&d) => {
+                if !deps.contains(&d) {
+                    deps.push(d);
+                    dep_spans.push((d, dep.span()));
+                }
+            }
+            None => {
+                let suggestions = suggest(name, by_name.keys().map(String::as_str));
+                let help = did_you_mean(&suggestions)
+                    .unwrap_or_else(|| "run `hotpass list` to see every task and gate".to_owned());
+                problems.push(
+                    Problem::at(
+                        ProblemKind::UnknownDep,
+                        src,
+                        dep.span(),
+                        format!("unknown dependency `{name}` of `{}`", def.name),
+                        "no task or gate has this name",
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+    }
+    check_globs(&raw.inputs, src, problems);
+    check_globs(&raw.outputs, src, problems);
+
+    let cwd = match &raw.cwd {
+        Some(c) => {
+            let v = c.get_ref().trim_end_matches('/');
+            if Path::new(v).is_absolute() {
+                problems.push(
+                    Problem::at(
+                        ProblemKind::InvalidValue,
+                        src,
+                        c.span(),
+                        "cwd must be relative to the project root",
+                        "absolute path",
+                    )
+                    .with_help("write the folder relative to the folder holding hotpass.toml"),
+                );
+            }
+            if v.is_empty() {
+                ".".to_owned()
+            } else {
+                v.to_owned()
+            }
+        }
+        None => ".".to_owned(),
+    };
+
+    let timeout = raw.timeout.as_ref().and_then(|t| match humantime::parse_duration(t.get_ref()) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            problems.push(
+                Problem::at(ProblemKind::BadTimeout, src, t.span(), "timeout must be longer than zero", "zero timeout")
+                    .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\", or leave timeout out"),
+            );
+            None
+        }
+        Err(err) => {
+            problems.push(
+                Problem::at(ProblemKind::BadTimeout, src, t.span(), format!("invalid timeout `{}`: {err}", t.get_ref()), "not a duration")
+                    .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\""),
+            );
+            None
+        }
+    });
+
+    let max_parallel = raw.max_parallel.as_ref().and_then(|m| {
+        if *m.get_ref() < 1 {
+            problems.push(
+                Problem::at(
+                    ProblemKind::InvalidValue,
+                    src,
+                    m.span(),
+                    "max_parallel must be at least 1",
+                    "too small",
+                )
+                .with_help("set a positive number, or leave it out for no limit"),
+            );
+            None
+        } else {
+            Some(*m.get_ref() as usize)
+        }
+    });
+
+    let partitions = raw
+        .partitions
+        .as_ref()
+        .and_then(|p| partitions(p, src, problems));
+    let partition_map = raw.partition_map.as_ref().and_then(|m| match m.get_ref().as_str() {
+        "calendar" => Some(PartitionMap::Calendar),
+        "all" => Some(PartitionMap::All),
+        other => {
+            problems.push(
+                Problem::at(ProblemKind::Partitions, src, m.span(), format!("unknown partition_map `{other}`"), "not a mapping")
+                    .with_help("use \"calendar\" (days ↔ months) or \"all\" (every instance of the dependency in the run)"),
+            );
+            None
+        }
+    });
+
+    let inputs = strings(&raw.inputs);
+    let cache = raw
+        .cache
+        .as_ref()
+        .map(|c| *c.get_ref())
+        .unwrap_or(!inputs.is_empty());
+    let task = Task {
+        id,
+        name: def.name.clone(),
+        kind: def.kind,
+        description: raw.description.as_ref().map(|d| d.get_ref().clone()),
+        run: raw
+            .run
+            .as_ref()
+            .map(|r| r.get_ref().commands())
+            .unwrap_or_default(),
+        deps,
+        inputs,
+        outputs: strings(&raw.outputs),
+        env: raw
+            .env
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect::<BTreeMap<_, _>>(),
+        cwd,
+        timeout,
+        cache,
+        max_parallel,
+        partitions,
+        partition_map,
+        origin: Origin {
+            file: def.file,
+            span: def.name_span.clone(),
+        },
+    };
+    (task, dep_spans)
+}
+
+fn partitions(
+    p: &Spanned<RawPartitions>,
+    src: &SourceFile,
+    problems: &mut Vec<Problem>,
+) -> Option<PartitionSpec> {
+    let raw = p.get_ref();
+    let given = [
+        raw.daily.is_some(),
+        raw.monthly.is_some(),
+        raw.values.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given != 1 {
+        problems.push(
+            Problem::at(
+                ProblemKind::Partitions,
+                src,
+                p.span(),
+                "partitions must declare exactly one of daily, monthly or values",
+                "here",
+            )
+            .with_help("e.g. partitions = { daily = { start = \"2025-01-01\" } }"),
+        );
+        return None;
+    }
+    let mut bad = |span, msg: String| {
+        problems.push(Problem::at(ProblemKind::Partitions, src, span, msg, "here").with_help(
+            "daily dates are YYYY-MM-DD, monthly ones YYYY-MM, and end may not come before start",
+        ));
+    };
+    let range = |r: &Spanned<super::raw::RawRange>,
+                 parse: fn(&str) -> Result<jiff::civil::Date, String>,
+                 bad: &mut dyn FnMut(std::ops::Range<usize>, String)| {
+        let r = r.get_ref();
+        let start = parse(r.start.get_ref())
+            .map_err(|e| bad(r.start.span(), e))
+            .ok()?;
+        let end = match &r.end {
+            Some(e) => Some(parse(e.get_ref()).map_err(|m| bad(e.span(), m)).ok()?),
+            None => None,
+        };
+        if let (Some(end), Some(e)) = (end, &r.end) {
+            if end < start {
+                bad(
+                    e.span(),
+                    format!("end {} is before start {}", e.get_ref(), r.start.get_ref()),
+                );
+                return None;
+            }
+        }
+        Some((start, end))
+    };
+    if let Some(d) = &raw.daily {
+        let (start, end) = range(d, parse_day, &mut bad)?;
+        return Some(PartitionSpec::Daily { start, end });
+    }
+    if let Some(m) = &raw.monthly {
+        let (start, end) = range(m, parse_month, &mut bad)?;
+        return Some(PartitionSpec::Monthly { start, end });
+    }
+    let values = raw.values.as_ref()?;
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        let s = v.get_ref();
+        if !valid_name(s) {
+            bad(
+                v.span(),
+                format!(
+                    "partition value `{s}` may use only letters, digits, `_`, `-`, `.` and `:`"
+                ),
+            );
+        } else if out.contains(s) {
+            bad(v.span(), format!("partition value `{s}` is listed twice"));
+        } else {
+            out.push(s.clone());
+        }
+    }
+    if out.is_empty() {
+        bad(p.span(), "values must list at least one partition".into());
+        return None;
+    }
+    Some(PartitionSpec::Values(out))
+}
+
+fn check_partition_deps(
+    tasks: &[Task],
+    defs: &[Def],
+    dep_spans: &[Vec<(TaskId, std::ops::Range<usize>)>],
+    files: &[SourceFile],
+    problems: &mut Vec<Problem>,
+) {
+    use crate::partition::PartitionKind as K;
+    for (i, t) in tasks.iter().enumerate() {
+        let Some(mine) = &t.partitions else { continue };
+        for (dep, span) in &dep_spans[i] {
+            let Some(theirs) = &tasks[dep.index()].partitions else {
+                continue;
+            };
+            let (a, b) = (mine.kind(), theirs.kind());
+            if a == b {
+                continue;
+            }
+            let fits = match t.partition_map {
+                Some(PartitionMap::All) => true,
+                Some(PartitionMap::Calendar) => {
+                    matches!((a, b), (K::Daily, K::Monthly) | (K::Monthly, K::Daily))
+                }
+                None => false,
+            };
+            if !fits {
+                let help = if matches!((a, b), (K::Daily, K::Monthly) | (K::Monthly, K::Daily)) {
+                    "add partition_map = \"calendar\" to map days onto their month, or \"all\" to wait for every instance in the run"
+                } else {
+                    "add partition_map = \"all\" to wait for every instance of the dependency in the run"
+                };
+                problems.push(
+                    Problem::at(
+                        ProblemKind::Partitions,
+                        &files[defs[i].file],
+                        span.clone(),
+                        format!(
+                            "`{}` is {a}-partitioned but depends on `{}`, which is {b}-partitioned",
+                            t.name,
+                            tasks[dep.index()].name
+                        ),
+                        "partitionings do not match",
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+    }
+}
+
+fn check_cycles(
+    tasks: &[Task],
+    defs: &[Def],
+    dep_spans: &[Vec<(TaskId, std::ops::Range<usize>)>],
+    files: &[SourceFile],
+    problems: &mut Vec<Problem>,
+) {
+    let mut g = petgraph::graph::DiGraph::<(), ()>::with_capacity(tasks.len(), 0);
+    let nodes: Vec<_> = tasks.iter().map(|_| g.add_node(())).collect();
+    for t in tasks {
+        for d in &t.deps {
+            g.add_edge(nodes[t.id.index()], nodes[d.index()], ());
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&g) {
+        let first = scc.iter().map(|n| n.index()).min().unwrap_or(0);
+        let self_loop = scc.len() == 1 && tasks[first].deps.contains(&TaskId(first as u32));
+        if scc.len() < 2 && !self_loop {
+            continue;
+        }
+        // Walk the cycle from the smallest task, staying inside the component.
+        let members: Vec<usize> = scc.iter().map(|n| n.index()).collect();
+        let mut path = vec![first];
+        let mut seen = vec![false; tasks.len()];
+        seen[first] = true;
+        fn dfs(
+            cur: usize,
+            start: usize,
+            tasks: &[Task],
+            members: &[usize],
+            path: &mut Vec<usize>,
+            seen: &mut [bool],
+        ) -> bool {
+            for d in &tasks[cur].deps {
+                let d = d.index();
+                if d == start {
+                    return true;
+                }
+                if members.contains(&d) && !seen[d] {
+                    seen[d] = true;
+                    path.push(d);
+                    if dfs(d, start, tasks, members, path, seen) {
+                        return true;
+                    }
+                    path.pop();
+                }
+            }
+            false
+        }
+        dfs(first, first, tasks, &members, &mut path, &mut seen);
+        let mut names: Vec<&str> = path.iter().map(|&i| tasks[i].name.as_str()).collect();
+        names.push(&tasks[first].name);
+        let chain = names.join(" -> ");
+        let mut problem: Option<Problem> = None;
+        let mut notes = Vec::new();
+        for (k, &from) in path.iter().enumerate() {
+            let to = path.get(k + 1).copied().unwrap_or(first);
+            let Some((_, span)) = dep_spans[from].iter().find(|(d, _)| d.index() == to) else {
+                continue;
+            };
+            let label = format!("`{}` depends on `{}`", tasks[from].name, tasks[to].name);
+            let file = defs[from].file;
+            match &mut problem {
+                None => {
+                    problem = Some(
+                        Problem::at(
+                            ProblemKind::Cycle,
+                            &files[file],
+                            span.clone(),
+                            format!("dependency cycle: {chain}"),
+                            label,
+                        )
+                        .with_help("remove one of these dependencies to break the cycle"),
+                    );
+                }
+                Some(p) if defs[path[0]].file == file => {
+                    *p = std::mem::replace(p, Problem::bare(ProblemKind::Cycle, ""))
+                        .with_label(span.clone(), label);
+                }
+                Some(_) => notes.push(Problem::at(
+                    ProblemKind::Cycle,
+                    &files[file],
+                    span.clone(),
+                    "the cycle continues here",
+                    label,
+                )),
+            }
+        }
+        if let Some(mut p) = problem {
+            for n in notes {
+                p = p.with_related(n);
+            }
+            problems.push(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn names_allow_namespaces_and_reject_spaces() {
+        assert!(valid_name("pipeline:ingest"));
+        assert!(valid_name("a.b-c_d"));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name("a@b"));
+        assert!(!valid_name(""));
+    }
+}

@@ -1,0 +1,365 @@
+//! File sets: expand a task's `inputs` or `outputs` globs, relative to a
+//! folder, into a sorted list of files.
+//!
+//! Patterns are globs anchored at the base folder (`*` stays within one path
+//! component, `**` crosses any number), `!pattern` excludes, and a plain path
+//! names one file (or, for a folder, everything under it). When walking, files
+//! that git ignores are skipped unless a pattern names them exactly.
+
+use std::collections::BTreeMap;
+use std::fs::Metadata;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// A compiled set of include and exclude patterns.
+#[derive(Debug, Clone)]
+pub struct Patterns {
+    include: GlobSet,
+    exclude: GlobSet,
+    /// Patterns without glob characters: named exactly.
+    exact: Vec<String>,
+    /// Folders (relative, `/`-separated, "" for the base) to walk.
+    roots: Vec<String>,
+}
+
+/// One file found by [`Patterns::expand`].
+#[derive(Debug, Clone)]
+pub struct FoundFile {
+    /// Path relative to the base folder, with `/` separators.
+    pub rel: String,
+    /// Absolute path.
+    pub abs: PathBuf,
+    /// The file's metadata (following symlinks).
+    pub meta: Metadata,
+}
+
+/// Whether a walk honours `.gitignore` files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// Skip files that git ignores (inputs, includes).
+    Skip,
+    /// Include everything (outputs are often git-ignored build products).
+    Include,
+}
+
+fn has_meta(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+}
+
+/// Normalises a user pattern: strips `./` and leading `/`.
+fn normalise(p: &str) -> &str {
+    let mut p = p.trim();
+    while let Some(rest) = p.strip_prefix("./") {
+        p = rest;
+    }
+    p.trim_start_matches('/')
+}
+
+impl Patterns {
+    /// Compiles patterns; the error names the pattern that is not a glob.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Patterns, (String, globset::Error)> {
+        let mut include = GlobSetBuilder::new();
+        let mut exclude = GlobSetBuilder::new();
+        let mut exact = Vec::new();
+        let mut roots: Vec<String> = Vec::new();
+        for raw in patterns {
+            let raw = raw.as_ref();
+            if let Some(neg) = raw.strip_prefix('!') {
+                let p = normalise(neg);
+                let g = glob(p).map_err(|e| (raw.to_owned(), e))?;
+                exclude.add(g);
+                // An excluded folder excludes what is under it.
+                if !has_meta(p) || p.ends_with("/**") {
+                    let under = format!("{}/**", p.trim_end_matches("/**"));
+                    exclude.add(glob(&under).map_err(|e| (raw.to_owned(), e))?);
+                }
+                continue;
+            }
+            let p = normalise(raw);
+            if !has_meta(p) {
+                exact.push(p.to_owned());
+                continue;
+            }
+            include.add(glob(p).map_err(|e| (raw.to_owned(), e))?);
+            let prefix: Vec<&str> = p
+                .split('/')
+                .take_while(|c| !has_meta(c))
+                .collect::<Vec<_>>();
+            // The last component of a prefix-only pattern is a file name.
+            let root = prefix.join("/");
+            roots.push(root);
+        }
+        roots.sort();
+        roots.dedup();
+        // Drop roots nested in another root: one walk covers both.
+        let mut kept: Vec<String> = Vec::new();
+        for r in roots {
+            if !kept
+                .iter()
+                .any(|k| k.is_empty() || r == *k || r.starts_with(&format!("{k}/")))
+            {
+                kept.push(r);
+            }
+        }
+        Ok(Patterns {
+            include: include.build().map_err(|e| (String::new(), e))?,
+            exclude: exclude.build().map_err(|e| (String::new(), e))?,
+            exact,
+            roots: kept,
+        })
+    }
+
+    /// Whether `rel` (relative to the base, `/`-separated) is in the set,
+    /// leaving git-ignore rules aside.
+    pub fn matches(&self, rel: &str) -> bool {
+        if self.exclude.is_match(rel) {
+            return false;
+        }
+        if self.include.is_match(rel) {
+            return true;
+        }
+        self.exact
+            .iter()
+            .any(|e| rel == e || rel.starts_with(&format!("{e}/")))
+    }
+
+    /// Whether there are no include patterns at all.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.roots.is_empty()
+    }
+
+    /// The folders (relative to the base) that a walk must cover, for watching.
+    pub fn roots(&self) -> impl Iterator<Item = String> + '_ {
+        self.roots
+            .iter()
+            .cloned()
+            .chain(self.exact.iter().map(|e| match e.rsplit_once('/') {
+                Some((dir, _)) => dir.to_owned(),
+                None => String::new(),
+            }))
+    }
+
+    /// Every file under `base` in the set, sorted by relative path.
+    /// `skip` lists absolute folders never to enter (the cache folder).
+    pub fn expand(
+        &self,
+        base: &Path,
+        ignored: Ignored,
+        skip: &[PathBuf],
+    ) -> io::Result<Vec<FoundFile>> {
+        let mut found: BTreeMap<String, FoundFile> = BTreeMap::new();
+        for e in &self.exact {
+            if self.exclude.is_match(e) {
+                continue;
+            }
+            let abs = base.join(e);
+            match std::fs::metadata(&abs) {
+                Ok(meta) if meta.is_dir() => {
+                    walk(base, e, ignored, skip, &mut |rel, abs, meta| {
+                        if !self.exclude.is_match(&rel) {
+                            found.insert(rel.clone(), FoundFile { rel, abs, meta });
+                        }
+                    })?;
+                }
+                Ok(meta) => {
+                    found.insert(
+                        e.clone(),
+                        FoundFile {
+                            rel: e.clone(),
+                            abs,
+                            meta,
+                        },
+                    );
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) if err.kind() == io::ErrorKind::NotADirectory => {}
+                Err(err) => return Err(err),
+            }
+        }
+        for root in &self.roots {
+            walk(base, root, ignored, skip, &mut |rel, abs, meta| {
+                if self.include.is_match(&rel) && !self.exclude.is_match(&rel) {
+                    found.insert(rel.clone(), FoundFile { rel, abs, meta });
+                }
+            })?;
+        }
+        Ok(found.into_values().collect())
+    }
+}
+
+fn walk(
+    base: &Path,
+    root: &str,
+    ignored: Ignored,
+    skip: &[PathBuf],
+    visit: &mut dyn FnMut(String, PathBuf, Metadata),
+) -> io::Result<()> {
+    let start = if root.is_empty() {
+        base.to_path_buf()
+    } else {
+        base.join(root)
+    };
+    match std::fs::metadata(&start) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) => {
+            // A prefix that is a file: the glob may still match it.
+            visit(root.to_owned(), start, m);
+            return Ok(());
+        }
+        Err(_) => return Ok(()),
+    }
+    let respect = ignored == Ignored::Skip;
+    let skip_dirs: Vec<PathBuf> = skip.to_vec();
+    let walker = ignore::WalkBuilder::new(&start)
+        .standard_filters(false)
+        .hidden(false)
+        .git_ignore(respect)
+        .git_exclude(respect)
+        .require_git(false)
+        .parents(respect)
+        .follow_links(false)
+        .filter_entry(move |e| {
+            if e.file_name() == ".git" {
+                return false;
+            }
+            !skip_dirs.iter().any(|s| e.path() == s)
+        })
+        .build();
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::debug!(%err, "skipping unreadable entry");
+                continue;
+            }
+        };
+        let Some(ft) = entry.file_type() else {
+            continue;
+        };
+        if ft.is_dir() {
+            continue;
+        }
+        let meta = if ft.is_symlink() {
+            match std::fs::metadata(entry.path()) {
+                Ok(m) if m.is_file() => m,
+                _ => continue,
+            }
+        } else {
+            match entry.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            }
+        };
+        let Ok(rel) = entry.path().strip_prefix(base) else {
+            continue;
+        };
+        let rel = rel_string(rel);
+        visit(rel, entry.into_path(), meta);
+    }
+    Ok(())
+}
+
+/// A relative path as a `/`-separated string.
+pub fn rel_string(p: &Path) -> String {
+    let mut s = String::new();
+    for (i, c) in p.components().enumerate() {
+        if i > 0 {
+            s.push('/');
+        }
+        s.push_str(&c.as_os_str().to_string_lossy());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &Path, rel: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, rel).unwrap();
+    }
+
+    fn rels(files: Vec<FoundFile>) -> Vec<String> {
+        files.into_iter().map(|f| f.rel).collect()
+    }
+
+    #[test]
+    fn globs_are_anchored_and_excludes_apply() {
+        let t = tempfile::tempdir().unwrap();
+        for f in [
+            "src/a.rs",
+            "src/deep/b.rs",
+            "src/c.txt",
+            "top.rs",
+            "src/gen/x.rs",
+        ] {
+            touch(t.path(), f);
+        }
+        let p = Patterns::new(&["src/**/*.rs", "!src/gen"]).unwrap();
+        let got = rels(p.expand(t.path(), Ignored::Skip, &[]).unwrap());
+        assert_eq!(got, vec!["src/a.rs", "src/deep/b.rs"]);
+        let p = Patterns::new(&["*.rs"]).unwrap();
+        assert_eq!(
+            rels(p.expand(t.path(), Ignored::Skip, &[]).unwrap()),
+            vec!["top.rs"]
+        );
+    }
+
+    #[test]
+    fn gitignored_files_are_skipped_unless_named_exactly() {
+        let t = tempfile::tempdir().unwrap();
+        touch(t.path(), "src/a.rs");
+        touch(t.path(), "src/secret.rs");
+        std::fs::write(t.path().join(".gitignore"), "secret.rs\n").unwrap();
+        let p = Patterns::new(&["src/*.rs"]).unwrap();
+        assert_eq!(
+            rels(p.expand(t.path(), Ignored::Skip, &[]).unwrap()),
+            vec!["src/a.rs"]
+        );
+        let p = Patterns::new(&["src/*.rs", "src/secret.rs"]).unwrap();
+        assert_eq!(
+            rels(p.expand(t.path(), Ignored::Skip, &[]).unwrap()),
+            vec!["src/a.rs", "src/secret.rs"]
+        );
+        let p = Patterns::new(&["src/*.rs"]).unwrap();
+        assert_eq!(p.expand(t.path(), Ignored::Include, &[]).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_named_folder_means_everything_under_it() {
+        let t = tempfile::tempdir().unwrap();
+        touch(t.path(), "data/x/1.csv");
+        touch(t.path(), "data/2.csv");
+        let p = Patterns::new(&["data"]).unwrap();
+        assert_eq!(
+            rels(p.expand(t.path(), Ignored::Skip, &[]).unwrap()),
+            vec!["data/2.csv", "data/x/1.csv"]
+        );
+        assert!(p.matches("data/x/1.csv"));
+        assert!(!p.matches("database.csv"));
+    }
+
+    #[test]
+    fn skipped_folders_are_not_entered() {
+        let t = tempfile::tempdir().unwrap();
+        touch(t.path(), "a.txt");
+        touch(t.path(), "cache/b.txt");
+        let p = Patterns::new(&["**/*.txt"]).unwrap();
+        let got = rels(
+            p.expand(t.path(), Ignored::Skip, &[t.path().join("cache")])
+                .unwrap(),
+        );
+        assert_eq!(got, vec!["a.txt"]);
+    }
+}

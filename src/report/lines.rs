@@ -1,0 +1,87 @@
+//! Output for logs and CI (not a terminal): every line prefixed with its
+//! instance name as it arrives; under GitHub Actions, one collapsible group per
+//! instance and an error annotation per failure.
+
+use super::{Reporter, out, with_newline};
+use crate::exec::{Outcome, Status, Stream};
+use crate::graph::{InstanceGraph, InstanceId};
+
+/// Prefixed line output.
+pub struct LineReporter<'a> {
+    graph: &'a InstanceGraph,
+    width: usize,
+    github: bool,
+    buffered: Vec<Vec<u8>>,
+}
+
+impl<'a> LineReporter<'a> {
+    /// `github` groups each instance's output with `::group::`.
+    pub fn new(graph: &'a InstanceGraph, github: bool) -> Self {
+        let width = graph
+            .instances
+            .iter()
+            .map(|i| i.name.len())
+            .max()
+            .unwrap_or(0)
+            .min(40);
+        LineReporter {
+            graph,
+            width,
+            github,
+            buffered: vec![Vec::new(); graph.instances.len()],
+        }
+    }
+
+    fn prefixed(&self, id: InstanceId, line: &[u8]) -> Vec<u8> {
+        let name = &self.graph.get(id).name;
+        let mut v = format!("{name:<w$} | ", w = self.width).into_bytes();
+        v.extend_from_slice(&with_newline(line));
+        v
+    }
+}
+
+impl Reporter for LineReporter<'_> {
+    fn started(&mut self, _id: InstanceId) {}
+
+    fn output(&mut self, id: InstanceId, _stream: Stream, line: &[u8]) {
+        let l = self.prefixed(id, line);
+        if self.github {
+            self.buffered[id.index()].extend_from_slice(&l);
+        } else {
+            out(&l);
+        }
+    }
+
+    fn finished(&mut self, id: InstanceId, outcome: &Outcome) {
+        let name = &self.graph.get(id).name;
+        let mut text = Vec::new();
+        if outcome.status == Status::Cached {
+            for c in &outcome.output {
+                text.extend(self.prefixed(id, &c.data));
+            }
+        }
+        let verdict = super::summary::verdict_line(outcome);
+        if self.github {
+            if matches!(outcome.status, Status::Skipped { .. }) {
+                out(format!("{name:<w$} | {verdict}\n", w = self.width).as_bytes());
+                return;
+            }
+            let mut all = format!("::group::{name} ({})\n", outcome.status.word()).into_bytes();
+            all.extend(std::mem::take(&mut self.buffered[id.index()]));
+            all.extend(text);
+            all.extend(
+                format!("{name:<w$} | {verdict}\n::endgroup::\n", w = self.width).into_bytes(),
+            );
+            if matches!(outcome.status, Status::Failed { .. } | Status::TimedOut) {
+                all.extend(
+                    format!("::error title=hotpass: {name} failed::{name} {verdict}\n")
+                        .into_bytes(),
+                );
+            }
+            out(&all);
+        } else {
+            text.extend(format!("{name:<w$} | {verdict}\n", w = self.width).into_bytes());
+            out(&text);
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The end-of-run summary: every instance with its status and duration, the
+//! gates table, the critical path and the time the cache saved; as text for
+//! people and as versioned JSON for `--summary FILE`.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::human;
+use crate::config::{Project, TaskKind};
+use crate::exec::scheduler::RunResult;
+use crate::exec::{Outcome, Status};
+use crate::graph::InstanceGraph;
+
+/// The summary JSON's schema version; bump on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One line saying how an instance ended, e.g. `failed (exit 1) in 0.20s`.
+pub fn verdict_line(o: &Outcome) -> String {
+    match &o.status {
+        Status::Ok => format!("ok in {}", human(o.duration)),
+        Status::Cached => match o.saved {
+            Some(s) => format!("cached (saved {})", human(s)),
+            None => "cached".to_owned(),
+        },
+        Status::Failed { code: Some(c) } => format!("failed (exit {c}) in {}", human(o.duration)),
+        Status::Failed { code: None } => {
+            format!("failed (killed by a signal) in {}", human(o.duration))
+        }
+        Status::TimedOut => format!("timed out after {}", human(o.duration)),
+        Status::Skipped { reason } => format!("skipped: {reason}"),
+        Status::Interrupted => "interrupted".to_owned(),
+    }
+}
+
+/// `--summary` JSON: the whole run.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub success: bool,
+    pub exit_code: u8,
+    pub interrupted: bool,
+    pub duration_ms: u64,
+    pub cache_saved_ms: u64,
+    pub counts: Counts,
+    pub instances: Vec<InstanceSummary>,
+    pub gates: Vec<GateSummary>,
+    pub critical_path: Vec<String>,
+}
+
+/// How many instances ended which way.
+#[derive(Debug, Default, Serialize)]
+pub struct Counts {
+    pub total: usize,
+    pub ran: usize,
+    pub cached: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// One instance in the summary.
+#[derive(Debug, Serialize)]
+pub struct InstanceSummary {
+    pub name: String,
+    pub task: String,
+    pub partition: Option<String>,
+    pub kind: &'static str,
+    /// ok, cached, failed, timed-out, skipped, interrupted.
+    pub status: &'static str,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub saved_ms: Option<u64>,
+    pub key: Option<String>,
+    /// Why it ran instead of hitting the cache.
+    pub reason: Option<String>,
+    /// Why it did not run at all.
+    pub skip_reason: Option<String>,
+    pub deps: Vec<String>,
+}
+
+/// One gate's verdict.
+#[derive(Debug, Serialize)]
+pub struct GateSummary {
+    pub name: String,
+    /// passed, failed or skipped.
+    pub verdict: &'static str,
+    pub duration_ms: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Summary {
+    /// Builds the summary of a finished run.
+    pub fn new(
+        project: &Project,
+        graph: &InstanceGraph,
+        result: &RunResult,
+        exit_code: u8,
+    ) -> Summary {
+        let mut counts = Counts {
+            total: graph.instances.len(),
+            ..Counts::default()
+        };
+        let mut instances = Vec::new();
+        let mut gates = Vec::new();
+        let mut saved = Duration::ZERO;
+        for (inst, o) in graph.instances.iter().zip(&result.outcomes) {
+            let task = project.task(inst.task);
+            match &o.status {
+                Status::Ok => counts.ran += 1,
+                Status::Cached => counts.cached += 1,
+                Status::Failed { .. } | Status::TimedOut | Status::Interrupted => {
+                    counts.ran += 1;
+                    counts.failed += 1
+                }
+                Status::Skipped { .. } => counts.skipped += 1,
+            }
+            saved += o.saved.unwrap_or_default();
+            if task.kind == TaskKind::Gate {
+                gates.push(GateSummary {
+                    name: inst.name.clone(),
+                    verdict: match o.status {
+                        Status::Ok | Status::Cached => "passed",
+                        Status::Skipped { .. } => "skipped",
+                        _ => "failed",
+                    },
+                    duration_ms: ms(o.duration),
+                });
+            }
+            instances.push(InstanceSummary {
+                name: inst.name.clone(),
+                task: task.name.clone(),
+                partition: inst.partition.clone(),
+                kind: if task.kind == TaskKind::Gate {
+                    "gate"
+                } else {
+                    "task"
+                },
+                status: o.status.word(),
+                exit_code: match o.status {
+                    Status::Failed { code } => code,
+                    Status::Ok => Some(0),
+                    _ => None,
+                },
+                duration_ms: ms(o.duration),
+                saved_ms: o.saved.map(ms),
+                key: o.key.clone(),
+                reason: if matches!(o.status, Status::Cached | Status::Skipped { .. }) {
+                    None
+                } else {
+                    o.reason.clone()
+                },
+                skip_reason: match &o.status {
+                    Status::Skipped { reason } => Some(reason.clone()),
+                    _ => None,
+                },
+                deps: inst
+                    .deps
+                    .iter()
+                    .map(|d| graph.get(*d).name.clone())
+                    .collect(),
+            });
+        }
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            success: exit_code == 0,
+            exit_code,
+            interrupted: result.interrupted,
+            duration_ms: ms(result.elapsed),
+            cache_saved_ms: ms(saved),
+            counts,
+            instances,
+            gates,
+            critical_path: critical_path(graph, &result.outcomes),
+        }
+    }
+
+    /// The summary as people read it.
+    pub fn render(&self, color: bool) -> String {
+        let paint = |code: &str, s: &str| {
+            if color {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_owned()
+            }
+        };
+        let mut s = String::new();
+        let width = self
+            .instances
+            .iter()
+            .map(|i| i.name.len())
+            .max()
+            .unwrap_or(4)
+            .min(48);
+        s.push_str("\nSummary\n");
+        for i in &self.instances {
+            let word = match i.status {
+                "ok" => paint("32", "ok"),
+                "cached" => paint("36", "cached"),
+                "skipped" => paint("33", "skipped"),
+                other => paint("31", other),
+            };
+            let pad = 11usize.saturating_sub(i.status.len());
+            let detail = match (i.status, &i.skip_reason, i.exit_code) {
+                ("skipped", Some(r), _) => r.clone(),
+                ("failed", _, Some(c)) => format!("exit {c}"),
+                ("cached", _, _) => i
+                    .saved_ms
+                    .map(|m| format!("saved {}", human(Duration::from_millis(m))))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            let time = if i.status == "skipped" {
+                String::new()
+            } else {
+                human(Duration::from_millis(i.duration_ms))
+            };
+            s.push_str(
+                &format!(
+                    "  {word}{:pad$} {:<width$}  {:>8}  {detail}\n",
+                    "", i.name, time
+                )
+                .trim_end()
+                .to_owned(),
+            );
+            s.push('\n');
+        }
+        if !self.gates.is_empty() {
+            s.push_str("\nGates\n");
+            let gw = self.gates.iter().map(|g| g.name.len()).max().unwrap_or(4);
+            for g in &self.gates {
+                let v = match g.verdict {
+                    "passed" => paint("32", "passed"),
+                    "skipped" => paint("33", "skipped"),
+                    _ => paint("31", "FAILED"),
+                };
+                let pad = 8usize.saturating_sub(g.verdict.len());
+                s.push_str(&format!(
+                    "  {:<gw$}  {v}{:pad$} {:>8}\n",
+                    g.name,
+                    "",
+                    human(Duration::from_millis(g.duration_ms))
+                ));
+            }
+        }
+        let c = &self.counts;
+        s.push_str(&format!(
+            "\n{} instances: {} ran, {} cached, {} failed, {} skipped in {}",
+            c.total,
+            c.ran,
+            c.cached,
+            c.failed,
+            c.skipped,
+            human(Duration::from_millis(self.duration_ms))
+        ));
+        if self.cache_saved_ms > 0 {
+            s.push_str(&format!(
+                " (the cache saved {})",
+                human(Duration::from_millis(self.cache_saved_ms))
+            ));
+        }
+        s.push('\n');
+        if self.critical_path.len() > 1 {
+            s.push_str(&format!(
+                "critical path: {}\n",
+                self.critical_path.join(" -> ")
+            ));
+        }
+        s
+    }
+}
+
+/// The chain of instances with the longest total duration.
+fn critical_path(graph: &InstanceGraph, outcomes: &[Outcome]) -> Vec<String> {
+    let n = graph.instances.len();
+    let mut best: Vec<(Duration, Option<usize>)> = vec![(Duration::ZERO, None); n];
+    for id in graph.topo_order() {
+        let i = id.index();
+        let own = outcomes[i].duration;
+        let (mut total, mut prev) = (own, None);
+        for d in &graph.instances[i].deps {
+            let cand = best[d.index()].0 + own;
+            if cand > total {
+                total = cand;
+                prev = Some(d.index());
+            }
+        }
+        best[i] = (total, prev);
+    }
+    let Some(mut cur) = (0..n).max_by_key(|i| best[*i].0) else {
+        return Vec::new();
+    };
+    let mut path = vec![graph.instances[cur].name.clone()];
+    while let Some(p) = best[cur].1 {
+        path.push(graph.instances[p].name.clone());
+        cur = p;
+    }
+    path.reverse();
+    path
+}
