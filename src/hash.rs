@@ -42,28 +42,31 @@ struct MemoFile {
     entries: Vec<(String, Stat, [u8; 32])>,
 }
 
+/// Path → (stat, content hash), and whether anything changed since loading.
+type Table = (HashMap<PathBuf, (Stat, [u8; 32])>, bool);
+
 /// The stat memo: path → (stat, content hash), shared by every worker.
 #[derive(Debug)]
 pub struct Memo {
     path: Option<PathBuf>,
-    entries: Mutex<(HashMap<PathBuf, (Stat, [u8; 32])>, bool)>,
+    entries: Mutex<Table>,
 }
 
 impl Memo {
     /// Loads the memo from `path`; a missing or unreadable memo is empty.
     pub fn load(path: Option<PathBuf>) -> Memo {
         let mut map = HashMap::new();
-        if let Some(p) = &path {
-            if let Ok(bytes) = std::fs::read(p) {
-                match postcard::from_bytes::<MemoFile>(&bytes) {
-                    Ok(f) if f.version == MEMO_VERSION => {
-                        map.reserve(f.entries.len());
-                        for (k, stat, hash) in f.entries {
-                            map.insert(PathBuf::from(k), (stat, hash));
-                        }
+        if let Some(p) = &path
+            && let Ok(bytes) = std::fs::read(p)
+        {
+            match postcard::from_bytes::<MemoFile>(&bytes) {
+                Ok(f) if f.version == MEMO_VERSION => {
+                    map.reserve(f.entries.len());
+                    for (k, stat, hash) in f.entries {
+                        map.insert(PathBuf::from(k), (stat, hash));
                     }
-                    _ => tracing::debug!("ignoring an unreadable stat memo"),
                 }
+                _ => tracing::debug!("ignoring an unreadable stat memo"),
             }
         }
         Memo {

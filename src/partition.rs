@@ -203,14 +203,14 @@ fn in_bounds(
             show(start)
         ));
     }
-    if let Some(end) = end {
-        if d > end {
-            return Err(format!(
-                "`{}` is after the task's last partition {}",
-                show(d),
-                show(end)
-            ));
-        }
+    if let Some(end) = end
+        && d > end
+    {
+        return Err(format!(
+            "`{}` is after the task's last partition {}",
+            show(d),
+            show(end)
+        ));
     }
     Ok(())
 }

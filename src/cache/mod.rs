@@ -72,10 +72,10 @@ impl Cache {
     /// The per-cache salt for digests of `$NAME` inputs (created once).
     pub fn salt(&self) -> io::Result<[u8; 32]> {
         let path = self.dir.join("salt");
-        if let Ok(bytes) = std::fs::read(&path) {
-            if let Ok(salt) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                return Ok(salt);
-            }
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(salt) = <[u8; 32]>::try_from(bytes.as_slice())
+        {
+            return Ok(salt);
         }
         let mut salt = [0u8; 32];
         getrandom::fill(&mut salt).map_err(io::Error::other)?;

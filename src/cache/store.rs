@@ -156,13 +156,13 @@ pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf, String> {
         match c {
             Component::Normal(part) => {
                 cur.push(part);
-                if let Ok(m) = std::fs::symlink_metadata(&cur) {
-                    if m.file_type().is_symlink() {
-                        return Err(format!(
-                            "refusing to write through symlink {}",
-                            cur.display()
-                        ));
-                    }
+                if let Ok(m) = std::fs::symlink_metadata(&cur)
+                    && m.file_type().is_symlink()
+                {
+                    return Err(format!(
+                        "refusing to write through symlink {}",
+                        cur.display()
+                    ));
                 }
             }
             Component::CurDir => {}
@@ -180,17 +180,14 @@ impl Cache {
         for o in &entry.outputs {
             let target = safe_target(root, &o.path)?;
             // Skip files that are already exactly right.
-            if let Ok(meta) = std::fs::metadata(&target) {
-                if meta.is_file()
-                    && meta.len() == o.size
-                    && meta.permissions().mode() & 0o7777 == o.mode
-                {
-                    if let Ok(h) = memo.hash_files(&[(&target, &meta)]) {
-                        if hex(&h[0]) == o.hash {
-                            continue;
-                        }
-                    }
-                }
+            if let Ok(meta) = std::fs::metadata(&target)
+                && meta.is_file()
+                && meta.len() == o.size
+                && meta.permissions().mode() & 0o7777 == o.mode
+                && let Ok(h) = memo.hash_files(&[(&target, &meta)])
+                && hex(&h[0]) == o.hash
+            {
+                continue;
             }
             self.verify_blob(&o.hash)
                 .map_err(|e| format!("output {}: {e}", o.path))?;

@@ -114,10 +114,10 @@ fn explain_changes(
     println!("{pad}changed since the last recorded run of {}:", inst.name);
     for c in &changes {
         println!("{pad}  - {}", c.describe());
-        if let Change::Dep { name } = c {
-            if let Some(dep) = inst.deps.iter().find(|d| graph.get(**d).name == *name) {
-                explain_changes(cache, graph, keys, *dep, depth + 2);
-            }
+        if let Change::Dep { name } = c
+            && let Some(dep) = inst.deps.iter().find(|d| graph.get(**d).name == *name)
+        {
+            explain_changes(cache, graph, keys, *dep, depth + 2);
         }
     }
 }

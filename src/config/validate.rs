@@ -222,8 +222,7 @@ fn strings(v: &Option<Vec<Spanned<String>>>) -> Vec<String> {
 fn check_globs(list: &Option<Vec<Spanned<String>>>, src: &SourceFile, problems: &mut Vec<Problem>) {
     for item in list.iter().flatten() {
         let pattern = item.get_ref();
-        if pattern.starts_with('$') {
-            let name = &pattern[1..];
+        if let Some(name) = pattern.strip_prefix('$') {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 problems.push(
                     Problem::at(
@@ -450,14 +449,14 @@ fn partitions(
             Some(e) => Some(parse(e.get_ref()).map_err(|m| bad(e.span(), m)).ok()?),
             None => None,
         };
-        if let (Some(end), Some(e)) = (end, &r.end) {
-            if end < start {
-                bad(
-                    e.span(),
-                    format!("end {} is before start {}", e.get_ref(), r.start.get_ref()),
-                );
-                return None;
-            }
+        if let (Some(end), Some(e)) = (end, &r.end)
+            && end < start
+        {
+            bad(
+                e.span(),
+                format!("end {} is before start {}", e.get_ref(), r.start.get_ref()),
+            );
+            return None;
         }
         Some((start, end))
     };

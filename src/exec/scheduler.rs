@@ -117,6 +117,8 @@ pub fn run(
     let mut interrupt_at: Option<Instant> = None;
     let mut killed_hard = false;
 
+    // Workers log through the same subscriber as the caller.
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
     std::thread::scope(|scope| {
         if let Some(mut signals) = signals {
             let tx = tx.clone();
@@ -162,7 +164,9 @@ pub fn run(
                         })
                         .collect();
                     let tx = tx.clone();
+                    let dispatch = dispatch.clone();
                     scope.spawn(move || {
+                        let _log = tracing::dispatcher::set_default(&dispatch);
                         let out_tx = tx.clone();
                         let sink = move |stream: Stream, line: &[u8]| {
                             let _ = out_tx.send(Event::Output(id, stream, line.to_vec()));
@@ -257,17 +261,18 @@ pub fn run(
                     deadline: Some(d),
                     ctl,
                 } = s
+                    && *d <= now
+                    && !ctl.is_timed_out()
                 {
-                    if *d <= now && !ctl.is_timed_out() {
-                        ctl.time_out();
-                    }
+                    ctl.time_out();
                 }
             }
-            if let Some(at) = interrupt_at {
-                if !killed_hard && now >= at + opts.grace {
-                    killed_hard = true;
-                    kill_all(&states);
-                }
+            if let Some(at) = interrupt_at
+                && !killed_hard
+                && now >= at + opts.grace
+            {
+                killed_hard = true;
+                kill_all(&states);
             }
         }
         if let Some(h) = &signal_handle {

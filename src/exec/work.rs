@@ -189,7 +189,7 @@ impl<'a> CachedRunner<'a> {
             let found = patterns.expand(
                 &cwd,
                 crate::fileset::Ignored::Include,
-                &[self.project.settings.cache_dir.clone()],
+                std::slice::from_ref(&self.project.settings.cache_dir),
             )?;
             let pairs: Vec<(&std::path::Path, &std::fs::Metadata)> =
                 found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
@@ -339,13 +339,15 @@ impl Runner for CachedRunner<'_> {
         self.misses.fetch_add(1, Relaxed);
         let mut o = execute(self.project, inst, ctl, sink);
         o.reason = Some(reason);
-        if o.status == Status::Ok && task.cache && !ctl.is_cancelled() {
-            if let Err(e) = self.store(cache, inst, &digest, &o) {
-                tracing::warn!(
-                    "{}: could not store its result in the cache: {e}",
-                    inst.name
-                );
-            }
+        if o.status == Status::Ok
+            && task.cache
+            && !ctl.is_cancelled()
+            && let Err(e) = self.store(cache, inst, &digest, &o)
+        {
+            tracing::warn!(
+                "{}: could not store its result in the cache: {e}",
+                inst.name
+            );
         }
         record(&mut o);
         o

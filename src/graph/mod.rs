@@ -97,7 +97,7 @@ impl InstanceGraph {
             for t in tasks {
                 let task = project.task(t);
                 if task.partitions.is_none() {
-                    if exact && explicit_partition {
+                    if exact && explicit_partition && !reaches_partitioned(project, t) {
                         return Err(UsageError::new(
                             format!(
                                 "`{}` is not partitioned; --partition and --backfill apply only to partitioned tasks",
@@ -106,6 +106,7 @@ impl InstanceGraph {
                             Some(format!("run it without them: hotpass run {}", task.name)),
                         ));
                     }
+                    any_partitioned |= reaches_partitioned(project, t);
                     let id = b.add(t, None)?;
                     b.graph.selected.push(id);
                 } else {
@@ -125,18 +126,18 @@ impl InstanceGraph {
         }
         b.drain()?;
         let n = b.graph.instances.len();
-        if let Some(limit) = limit {
-            if n > limit {
-                return Err(UsageError::new(
-                    format!(
-                        "this run would expand to {n} instances, more than the backfill_limit of {limit}"
-                    ),
-                    Some(
-                        "narrow the range, or raise `backfill_limit` in [settings] of hotpass.toml"
-                            .into(),
-                    ),
-                ));
-            }
+        if let Some(limit) = limit
+            && n > limit
+        {
+            return Err(UsageError::new(
+                format!(
+                    "this run would expand to {n} instances, more than the backfill_limit of {limit}"
+                ),
+                Some(
+                    "narrow the range, or raise `backfill_limit` in [settings] of hotpass.toml"
+                        .into(),
+                ),
+            ));
         }
         Ok(b.graph)
     }
@@ -164,6 +165,23 @@ impl InstanceGraph {
             })
             .unwrap_or_else(|_| (0..self.instances.len() as u32).map(InstanceId).collect())
     }
+}
+
+/// Whether `t` or anything it depends on is partitioned.
+fn reaches_partitioned(project: &Project, t: TaskId) -> bool {
+    let mut stack = vec![t];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let task = project.task(id);
+        if task.partitions.is_some() {
+            return true;
+        }
+        stack.extend(task.deps.iter().copied());
+    }
+    false
 }
 
 fn bad_partition(project: &Project, t: TaskId, e: String) -> UsageError {

@@ -218,12 +218,11 @@ impl Summary {
                 human(Duration::from_millis(i.duration_ms))
             };
             s.push_str(
-                &format!(
+                format!(
                     "  {word}{:pad$} {:<width$}  {:>8}  {detail}\n",
                     "", i.name, time
                 )
-                .trim_end()
-                .to_owned(),
+                .trim_end(),
             );
             s.push('\n');
         }

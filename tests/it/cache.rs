@@ -1,0 +1,376 @@
+//! The cache: miss, store, hit; what invalidates a key and what does not;
+//! restored outputs; corruption; concurrency; explain; gc.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::{Project, statuses};
+
+const PIPE: &str = r#"
+[tasks.gen]
+run = "echo ran >> gen.count; mkdir -p out; cat src/in.txt > out/gen.txt; printf 'bin' > out/tool; chmod 755 out/tool; echo generated-line"
+inputs = ["src/**"]
+outputs = ["out/**"]
+[tasks.use]
+deps = ["gen"]
+run = "echo ran >> use.count; cat out/gen.txt > used.txt"
+inputs = ["out/gen.txt", "$SECRET"]
+[tasks.other]
+run = "echo ran >> other.count"
+inputs = ["other/*.txt"]
+"#;
+
+fn project() -> Project {
+    let p = Project::new(PIPE);
+    p.write("src/in.txt", "v1\n").write("other/a.txt", "a\n");
+    p
+}
+
+fn count(p: &Project, name: &str) -> usize {
+    p.read(&format!("{name}.count")).lines().count()
+}
+
+/// The second run of an unchanged tree is all cache hits and runs nothing.
+#[test]
+fn cache_hit_skips_execution() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    let (r, s) = p.run_summary(&["run"], &[]);
+    r.code(0);
+    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+    assert_eq!(count(&p, "gen"), 1);
+    assert!(
+        r.stdout.contains("generated-line"),
+        "a hit replays the output: {}",
+        r.stdout
+    );
+    assert!(s["cache_saved_ms"].is_u64());
+}
+
+/// Changing an input re-runs the task and its dependents, nothing else.
+#[test]
+fn content_change_reruns_task_and_dependents_only() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    p.write("src/in.txt", "v2\n");
+    let (r, s) = p.run_summary(&["run"], &[]);
+    r.code(0);
+    let st = statuses(&s);
+    assert_eq!(st["gen"], "ok");
+    assert_eq!(st["use"], "ok");
+    assert_eq!(st["other"], "cached");
+    let g = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "gen")
+        .unwrap();
+    assert_eq!(g["reason"], "file:src/in.txt");
+    assert_eq!(p.read("used.txt"), "v2\n");
+}
+
+/// Touching a file without changing it is still a hit.
+#[test]
+fn touch_alone_is_a_hit() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    let f = std::fs::File::options()
+        .append(true)
+        .open(p.path("src/in.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    let (r, s) = p.run_summary(&["run"], &[]);
+    r.code(0);
+    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+}
+
+/// A `$NAME` input's value is part of the key; other env vars are not.
+#[test]
+fn named_env_change_misses_unnamed_does_not() {
+    let p = project();
+    p.run_env(&["run"], &[("SECRET", "one")]).code(0);
+    let (_, s) = p.run_summary(&["run"], &[("SECRET", "one"), ("UNRELATED", "x")]);
+    assert_eq!(statuses(&s)["use"], "cached");
+    let (_, s) = p.run_summary(&["run"], &[("SECRET", "two")]);
+    assert_eq!(statuses(&s)["use"], "ok");
+    let u = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "use")
+        .unwrap();
+    assert_eq!(u["reason"], "env:SECRET");
+}
+
+/// Secret values never appear in output, summaries, explain or the cache.
+#[test]
+fn secret_values_never_leak() {
+    let p = project();
+    let secret = "hunter2-very-secret";
+    let (r, s) = p.run_summary(&["run"], &[("SECRET", secret)]);
+    let explain = p.run_env(&["explain", "use"], &[("SECRET", "changed")]);
+    let dry = p.run_env(&["run", "--dry-run=json"], &[("SECRET", secret)]);
+    for text in [
+        &r.stdout,
+        &r.stderr,
+        &s.to_string(),
+        &explain.stdout,
+        &dry.stdout,
+    ] {
+        assert!(!text.contains(secret));
+    }
+    for entry in walk(&p.path("cache")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Deleted outputs come back from the cache byte for byte, with their mode.
+#[test]
+fn deleted_outputs_are_restored_with_mode() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let (r, s) = p.run_summary(&["run", "gen"], &[]);
+    r.code(0);
+    assert_eq!(statuses(&s)["gen"], "cached");
+    assert_eq!(p.read("out/gen.txt"), "v1\n");
+    assert_eq!(p.read("out/tool"), "bin");
+    let mode = std::fs::metadata(p.path("out/tool"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o755);
+    assert_eq!(count(&p, "gen"), 1);
+}
+
+/// A corrupted entry is a miss with a warning, and the task runs correctly.
+#[test]
+fn corrupt_entry_is_a_miss_with_warning() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    for e in std::fs::read_dir(p.path("cache/entries"))
+        .unwrap()
+        .flatten()
+    {
+        let mut bytes = std::fs::read(e.path()).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(e.path(), bytes).unwrap();
+    }
+    let (r, s) = p.run_summary(&["run"], &[]);
+    r.code(0);
+    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    let g = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "gen")
+        .unwrap();
+    assert_eq!(g["status"], "ok");
+    assert_eq!(g["reason"], "corrupt-entry");
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert!(
+        statuses(&s).values().all(|v| v == "cached"),
+        "the rerun re-stored good entries"
+    );
+}
+
+/// A missing blob leaves the tree untouched and runs the task (restore-failed).
+#[test]
+fn missing_blob_runs_task_instead() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    std::fs::remove_dir_all(p.path("cache/blobs")).unwrap();
+    std::fs::create_dir_all(p.path("cache/blobs")).unwrap();
+    std::fs::remove_file(p.path("out/gen.txt")).unwrap();
+    let (r, s) = p.run_summary(&["run", "gen"], &[]);
+    r.code(0);
+    let g = &s["instances"][0];
+    assert_eq!(g["status"], "ok");
+    assert_eq!(g["reason"], "restore-failed");
+    assert!(r.stderr.contains("could not be restored"), "{}", r.stderr);
+    assert_eq!(p.read("out/gen.txt"), "v1\n");
+}
+
+/// A manifest path that leaves the project is refused, never written.
+#[test]
+fn escaping_manifest_path_is_refused() {
+    let p = project();
+    p.run(&["run", "gen"]).code(0);
+    for e in std::fs::read_dir(p.path("cache/entries"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let body = text
+            .split_once('\n')
+            .unwrap()
+            .1
+            .replace("\"out/gen.txt\"", "\"../escaped.txt\"");
+        let sum = blake3::hash(body.as_bytes()).to_hex().to_string();
+        std::fs::write(e.path(), format!("{sum}\n{body}")).unwrap();
+    }
+    std::fs::remove_file(p.path("out/gen.txt")).unwrap();
+    let r = p.run(&["run", "gen"]);
+    r.code(0);
+    assert!(!p.root().parent().unwrap().join("escaped.txt").exists());
+    assert!(r.stderr.contains("refusing"), "{}", r.stderr);
+}
+
+/// Two runs started together on one cache both succeed, and the next run hits.
+#[test]
+fn concurrent_runs_share_a_cache_safely() {
+    let p = project();
+    let mut a = p.spawn(&["run"]);
+    let mut b = p.spawn(&["run"]);
+    assert_eq!(a.wait_code(std::time::Duration::from_secs(60)), Some(0));
+    assert_eq!(b.wait_code(std::time::Duration::from_secs(60)), Some(0));
+    let (r, s) = p.run_summary(&["run"], &[]);
+    r.code(0);
+    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+}
+
+/// --force runs on a hit and stores; --no-cache neither reads nor writes.
+#[test]
+fn force_and_no_cache() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    let (_, s) = p.run_summary(&["run", "--force", "gen"], &[]);
+    assert_eq!(s["instances"][0]["reason"], "forced");
+    assert_eq!(count(&p, "gen"), 2);
+    let q = project();
+    q.run(&["run", "--no-cache"]).code(0);
+    assert!(!q.exists("cache"), "--no-cache must not create the cache");
+    let (_, s) = q.run_summary(&["run", "--no-cache"], &[]);
+    assert!(statuses(&s).values().all(|v| v == "ok"));
+    assert_eq!(s["instances"][0]["reason"], "cache-disabled");
+}
+
+/// --dry-run=json shows the plan with keys and reasons, and runs nothing.
+#[test]
+fn dry_run_json_is_the_plan() {
+    let p = project();
+    let r = p.run(&["run", "--dry-run=json"]);
+    r.code(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    let items = v["instances"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|i| i["action"] == "run"
+        && i["reason"] == "no-entry"
+        && i["key"].as_str().unwrap().len() == 64));
+    assert!(!p.exists("gen.count"));
+    p.run(&["run"]).code(0);
+    let v: serde_json::Value =
+        serde_json::from_str(&p.run(&["run", "--dry-run=json"]).stdout).unwrap();
+    assert!(
+        v["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["action"] == "cached")
+    );
+    let text = p.run(&["run", "--dry-run"]);
+    assert!(
+        text.stdout.contains("0 to run, 3 cached"),
+        "{}",
+        text.stdout
+    );
+}
+
+/// explain names the changed file, the changed env var and the upstream cause.
+#[test]
+fn explain_names_every_difference() {
+    let p = project();
+    p.run_env(&["run"], &[("SECRET", "a")]).code(0);
+    let r = p.run_env(&["explain", "use"], &[("SECRET", "a")]);
+    r.code(0);
+    assert!(r.stdout.contains("HIT"), "{}", r.stdout);
+    p.write("src/in.txt", "v2\n");
+    let r = p.run_env(&["explain", "use"], &[("SECRET", "b")]);
+    assert!(r.stdout.contains("MISS"), "{}", r.stdout);
+    assert!(r.stdout.contains("$SECRET"), "{}", r.stdout);
+    assert!(r.stdout.contains("dependency gen changed"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("file changed: src/in.txt"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// gc brings the cache under the size asked, and the next run still works.
+#[test]
+fn gc_shrinks_cache_and_runs_still_work() {
+    let p = Project::new(
+        "[tasks.big]\nrun = \"head -c 200000 /dev/urandom > big.bin\"\ninputs = [\"v.txt\"]\noutputs = [\"big.bin\"]\n",
+    );
+    for v in 0..3 {
+        p.write("v.txt", &v.to_string());
+        p.run(&["run"]).code(0);
+    }
+    let before: serde_json::Value =
+        serde_json::from_str(&p.run(&["cache", "stats", "--json"]).stdout).unwrap();
+    assert!(before["bytes"].as_u64().unwrap() > 500_000);
+    p.run(&["cache", "gc", "--max-size", "300KB"]).code(0);
+    let after: serde_json::Value =
+        serde_json::from_str(&p.run(&["cache", "stats", "--json"]).stdout).unwrap();
+    assert!(after["bytes"].as_u64().unwrap() <= 300_000, "{after}");
+    assert_eq!(after["entries"], 1, "the most recent entry is kept");
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(statuses(&s)["big"], "cached");
+    p.run(&["cache", "gc", "--max-size", "lots"]).code(2);
+    p.run(&["cache", "clean"]).code(0);
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(statuses(&s)["big"], "ok");
+}
+
+/// The cache folder ignores itself in git.
+#[test]
+fn cache_folder_has_gitignore() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    assert_eq!(p.read("cache/.gitignore"), "*\n");
+}
+
+/// A task without inputs is not cached; cache = true caches on command and env.
+#[test]
+fn no_inputs_means_no_cache_unless_asked() {
+    let p = Project::new(
+        "[tasks.a]\nrun = \"echo x >> a.count\"\n[tasks.b]\ncache = true\nrun = \"echo x >> b.count\"\n",
+    );
+    p.run(&["run"]).code(0);
+    p.run(&["run"]).code(0);
+    assert_eq!(count(&p, "a"), 2);
+    assert_eq!(count(&p, "b"), 1);
+}
+
+/// HOTPASS_CACHE_DIR moves the cache.
+#[test]
+fn cache_dir_env_moves_the_cache() {
+    let p = project();
+    let elsewhere = tempfile::tempdir().unwrap();
+    p.run_env(
+        &["run"],
+        &[("HOTPASS_CACHE_DIR", elsewhere.path().to_str().unwrap())],
+    )
+    .code(0);
+    assert!(!p.exists("cache"));
+    assert!(elsewhere.path().join("entries").is_dir());
+}

@@ -1,0 +1,144 @@
+//! Bad configuration: every problem exits 2 before anything runs, with a
+//! diagnostic that names the file, line and column and says what to do.
+
+use crate::support::Project;
+
+fn check(config: &str) -> String {
+    let p = Project::new(config);
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert!(!p.exists("ran"), "nothing may run on a config error");
+    r.stderr
+}
+
+/// Malformed TOML points at the broken line.
+#[test]
+fn malformed_toml_is_located() {
+    let err = check("[tasks.a]\nrun = \"touch ran\"\ndeps = [\n");
+    assert!(err.contains("hotpass.toml:"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+/// An unknown field suggests the closest known one.
+#[test]
+fn unknown_field_suggests_closest() {
+    let err = check("[tasks.a]\nrun = \"touch ran\"\ninptus = [\"x\"]\n");
+    assert!(err.contains("did you mean `inputs`?"), "{err}");
+    assert!(err.contains("hotpass.toml:3:1"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+/// A value of the wrong type is reported at the value.
+#[test]
+fn wrong_type_is_located() {
+    let err = check("[tasks.a]\nrun = \"touch ran\"\ndeps = \"b\"\n");
+    assert!(err.contains("hotpass.toml:3:8"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+/// An unknown dependency suggests the closest task names.
+#[test]
+fn unknown_dep_suggests_closest_name() {
+    let err = check(
+        "[tasks.build]\nrun = \"touch ran\"\n\n[tasks.test]\nrun = \"true\"\ndeps = [\"biuld\"]\n",
+    );
+    assert!(err.contains("did you mean `build`?"), "{err}");
+    assert!(err.contains("hotpass.toml:6:9"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+/// A task defined in hotpass.toml and again in an included file shows both places.
+#[test]
+fn duplicate_task_across_files_shows_both() {
+    let p = Project::new("[tasks.lint]\nrun = \"touch ran\"\n");
+    p.write(
+        "tasks/more.toml",
+        "[tasks.other]\nrun = \"true\"\n\n[tasks.lint]\nrun = \"true\"\n",
+    );
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert!(r.stderr.contains("tasks/more.toml:4:8"), "{}", r.stderr);
+    assert!(r.stderr.contains("hotpass.toml:1:8"), "{}", r.stderr);
+    insta::assert_snapshot!(r.stderr);
+}
+
+/// A dependency cycle is shown whole.
+#[test]
+fn cycle_is_shown_whole() {
+    let err = check(
+        "[tasks.a]\nrun = \"touch ran\"\ndeps = [\"b\"]\n\n[tasks.b]\nrun = \"true\"\ndeps = [\"c\"]\n\n[tasks.c]\nrun = \"true\"\ndeps = [\"a\"]\n",
+    );
+    assert!(err.contains("a -> b -> c -> a"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+/// A name with a space is refused, with the allowed characters.
+#[test]
+fn invalid_name_is_refused() {
+    let err = check("[tasks.\"my task\"]\nrun = \"touch ran\"\n");
+    assert!(err.contains("invalid task name `my task`"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+/// A timeout that is not a duration is refused.
+#[test]
+fn bad_timeout_is_refused() {
+    let err = check("[tasks.a]\nrun = \"touch ran\"\ntimeout = \"soon\"\n");
+    assert!(err.contains("hotpass.toml:3:11"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+/// Several problems are reported in one go.
+#[test]
+fn all_problems_are_reported_at_once() {
+    let err = check("[tasks.a]\nrun = \"touch ran\"\ndeps = [\"nope\"]\ntimeout = \"x\"\n");
+    assert!(err.contains("found 2 problems"), "{err}");
+    assert!(err.contains("unknown dependency"), "{err}");
+    assert!(err.contains("invalid timeout"), "{err}");
+}
+
+/// Settings are refused in an included file.
+#[test]
+fn settings_in_included_file_are_refused() {
+    let p = Project::new("[tasks.a]\nrun = \"touch ran\"\n");
+    p.write("tasks/x.toml", "[settings]\njobs = 2\n");
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert!(
+        r.stderr.contains("only allowed in hotpass.toml"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// No hotpass.toml anywhere up the tree says how to make one.
+#[test]
+fn missing_config_suggests_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::support::bin())
+        .arg("list")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hotpass init"));
+}
+
+/// The config is found in a parent folder, and -C / --config override.
+#[test]
+fn config_is_found_upwards_and_overridable() {
+    let p = Project::new("[tasks.a]\ndescription = \"root task\"\nrun = \"true\"\n");
+    p.write("sub/deeper/.keep", "");
+    let out = std::process::Command::new(crate::support::bin())
+        .arg("list")
+        .current_dir(p.path("sub/deeper"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("root task"));
+    p.write("other/alt.toml", "[tasks.b]\ndescription = \"alt task\"\n");
+    let r = p.run(&["--config", "other/alt.toml", "list"]);
+    r.code(0);
+    assert!(r.stdout.contains("alt task"));
+    let r = p.run(&["-C", "other", "--config", "alt.toml", "list"]);
+    assert!(r.stdout.contains("alt task"), "{r:?}");
+}

@@ -1,0 +1,8 @@
+//! Black-box tests: the real hotpass binary over temporary projects.
+
+mod cache;
+mod config_errors;
+mod partitions;
+mod run;
+mod selectors;
+mod support;

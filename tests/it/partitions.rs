@@ -1,0 +1,226 @@
+//! Partitions: instances, backfills, incremental re-runs, fan-in, guardrails.
+
+use crate::support::{Project, statuses};
+
+const PIPELINE: &str = r#"
+[settings]
+backfill_limit = 100
+
+[tasks."p:ingest"]
+run = "mkdir -p bronze; echo $HOTPASS_PARTITION > bronze/{partition}.txt; cat raw/{partition}.csv >> bronze/{partition}.txt"
+inputs = ["raw/{partition}.csv"]
+outputs = ["bronze/{partition}.txt"]
+partitions = { daily = { start = "2025-01-01" } }
+
+[tasks."p:clean"]
+deps = ["p:ingest"]
+run = "mkdir -p silver; cp bronze/{partition}.txt silver/{partition}.txt"
+inputs = ["bronze/{partition}.txt"]
+outputs = ["silver/{partition}.txt"]
+partitions = { daily = { start = "2025-01-01" } }
+
+[tasks.report]
+deps = ["p:clean"]
+run = "cat silver/*.txt | wc -l > report.txt; echo ran >> report.count"
+inputs = ["silver/*.txt"]
+outputs = ["report.txt"]
+"#;
+
+fn pipeline() -> Project {
+    let p = Project::new(PIPELINE);
+    for d in 1..=31 {
+        p.write(&format!("raw/2025-01-{d:02}.csv"), &format!("row {d}\n"));
+    }
+    p
+}
+
+fn count_status(s: &serde_json::Value, task: &str, status: &str) -> usize {
+    s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["task"] == task && i["status"] == status)
+        .count()
+}
+
+/// A 31-day backfill runs 31 instances per stage and the fan-in once; the
+/// same backfill again is all cache hits.
+#[test]
+fn backfill_runs_each_day_and_fans_in_once() {
+    let p = pipeline();
+    let (r, s) = p.run_summary(
+        &["run", "report", "--backfill", "2025-01-01..2025-01-31"],
+        &[],
+    );
+    r.code(0);
+    assert_eq!(count_status(&s, "p:ingest", "ok"), 31);
+    assert_eq!(count_status(&s, "p:clean", "ok"), 31);
+    assert_eq!(count_status(&s, "report", "ok"), 1);
+    assert_eq!(p.read("report.txt").trim(), "62");
+    assert_eq!(p.read("bronze/2025-01-07.txt"), "2025-01-07\nrow 7\n");
+    let (_, s) = p.run_summary(
+        &["run", "report", "--backfill", "2025-01-01..2025-01-31"],
+        &[],
+    );
+    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+}
+
+/// Editing one day's raw file re-runs exactly that day's chain and the fan-in.
+#[test]
+fn one_changed_day_reruns_its_chain_only() {
+    let p = pipeline();
+    p.run(&["run", "report", "--backfill", "2025-01-01..2025-01-31"])
+        .code(0);
+    p.write("raw/2025-01-15.csv", "row 15 fixed\n");
+    let r = p.run(&[
+        "run",
+        "report",
+        "--backfill",
+        "2025-01-01..2025-01-31",
+        "--dry-run=json",
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let runs: Vec<&str> = plan["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["action"] == "run")
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    // clean@15 and report only know they must run once ingest@15 has: the
+    // dry run plans against the tree as it is.
+    assert_eq!(
+        runs,
+        vec!["p:ingest@2025-01-15", "p:clean@2025-01-15", "report"]
+    );
+    let (_, s) = p.run_summary(
+        &["run", "report", "--backfill", "2025-01-01..2025-01-31"],
+        &[],
+    );
+    let ran: Vec<String> = statuses(&s)
+        .into_iter()
+        .filter(|(_, v)| v == "ok")
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        ran,
+        vec!["p:clean@2025-01-15", "p:ingest@2025-01-15", "report"]
+    );
+}
+
+/// --partition runs one instance; TASK@P selects one too.
+#[test]
+fn single_partition_selection() {
+    let p = pipeline();
+    let (_, s) = p.run_summary(&["run", "p:clean", "--partition", "2025-01-03"], &[]);
+    let names: Vec<String> = statuses(&s).into_keys().collect();
+    assert_eq!(names, vec!["p:clean@2025-01-03", "p:ingest@2025-01-03"]);
+    let (_, s) = p.run_summary(&["run", "p:ingest@2025-01-04"], &[]);
+    assert_eq!(
+        statuses(&s).into_keys().collect::<Vec<_>>(),
+        vec!["p:ingest@2025-01-04"]
+    );
+}
+
+/// Without --partition or --backfill, a daily task runs yesterday.
+#[test]
+fn latest_partition_is_yesterday() {
+    let p = pipeline();
+    let (r, s) = p.run_summary(&["run", "p:ingest"], &[("HOTPASS_TODAY", "2025-01-10")]);
+    r.code(0);
+    assert_eq!(
+        statuses(&s).into_keys().collect::<Vec<_>>(),
+        vec!["p:ingest@2025-01-09"]
+    );
+}
+
+/// Values partitions run every value; {partition} and HOTPASS_PARTITION reach the command.
+#[test]
+fn values_partitions_run_every_value() {
+    let p = Project::new(
+        "[tasks.region]\nrun = \"echo {partition}-$HOTPASS_PARTITION >> regions\"\npartitions = { values = [\"za\", \"bw\", \"na\"] }\n",
+    );
+    p.run(&["run"]).code(0);
+    let mut got: Vec<String> = p.read("regions").lines().map(String::from).collect();
+    got.sort();
+    assert_eq!(got, vec!["bw-bw", "na-na", "za-za"]);
+}
+
+/// max_parallel caps a task's concurrent instances even with more jobs.
+#[test]
+fn max_parallel_is_respected() {
+    let p = Project::new(
+        "[tasks.api]\nmax_parallel = 1\nrun = \"mkdir -p running; touch running/{partition}; ls running | wc -l >> counts; rm running/{partition}\"\npartitions = { daily = { start = \"2025-01-01\" } }\n",
+    );
+    p.run(&["run", "-j", "4", "--backfill", "2025-01-01..2025-01-08"])
+        .code(0);
+    let counts: Vec<u32> = p
+        .read("counts")
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 8);
+    assert!(counts.iter().all(|c| *c == 1), "{counts:?}");
+}
+
+/// Every guardrail and bad range exits 2 with its message, running nothing.
+#[test]
+fn guardrails_and_bad_ranges_exit_2() {
+    let p = pipeline();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", "report", "--backfill", "2025-01-01..2025-12-31"],
+            "backfill_limit",
+        ),
+        (
+            &["run", "report", "--backfill", "2025-01-31..2025-01-01"],
+            "reversed",
+        ),
+        (
+            &["run", "report", "--backfill", "2025-01-01"],
+            "not a range",
+        ),
+        (
+            &["run", "report", "--backfill", "2025-13-01..2025-13-02"],
+            "not a valid date",
+        ),
+        (
+            &["run", "p:ingest", "--partition", "2024-12-31"],
+            "before the task's first partition",
+        ),
+        (&["run", "p:ingest@yesterday"], "not a date"),
+    ];
+    for (args, needle) in cases {
+        let r = p.run(args);
+        r.code(2);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    }
+    let r = p.run(&["run", "report", "--backfill", "2025-01-01..2025-12-31"]);
+    assert!(
+        r.stderr.contains("731 instances") && r.stderr.contains("backfill_limit of 100"),
+        "{}",
+        r.stderr
+    );
+    let q = Project::new("[tasks.plain]\nrun = \"touch ran\"\n");
+    let r = q.run(&["run", "plain", "--partition", "2025-01-01"]);
+    r.code(2);
+    assert!(r.stderr.contains("not partitioned"), "{}", r.stderr);
+    assert!(!p.exists("report.count") && !q.exists("ran"));
+}
+
+/// Mismatched partitionings are a config error unless a mapping is declared.
+#[test]
+fn mismatched_partition_kinds_need_a_mapping() {
+    let base = "[tasks.m]\nrun = \"true\"\npartitions = { monthly = { start = \"2025-01\" } }\n[tasks.d]\nrun = \"echo $HOTPASS_PARTITION >> d.log\"\ndeps = [\"m\"]\npartitions = { daily = { start = \"2025-01-01\" } }\n";
+    let p = Project::new(base);
+    let r = p.run(&["run", "d", "--partition", "2025-02-03"]);
+    r.code(2);
+    assert!(r.stderr.contains("partition_map"), "{}", r.stderr);
+    let p = Project::new(&format!("{base}partition_map = \"calendar\"\n"));
+    let (r, s) = p.run_summary(&["run", "d", "--partition", "2025-02-03"], &[]);
+    r.code(0);
+    assert_eq!(
+        statuses(&s).into_keys().collect::<Vec<_>>(),
+        vec!["d@2025-02-03", "m@2025-02"]
+    );
+}

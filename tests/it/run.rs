@@ -1,0 +1,270 @@
+//! Running: parallelism within -j, failures and skips, --keep-going,
+//! timeouts, Ctrl-C, output, list and graph.
+
+use std::time::Duration;
+
+use crate::support::{Project, alive, statuses, wait_for};
+
+/// Two tasks that each wait for the other's marker can only finish in parallel.
+#[test]
+fn two_jobs_run_at_the_same_time() {
+    let p = Project::new(
+        r#"
+[tasks.a]
+run = "touch a.ready; while [ ! -f b.ready ]; do sleep 0.01; done"
+timeout = "20s"
+[tasks.b]
+run = "touch b.ready; while [ ! -f a.ready ]; do sleep 0.01; done"
+timeout = "20s"
+"#,
+    );
+    let (r, s) = p.run_summary(&["run", "-j", "2"], &[]);
+    r.code(0);
+    assert!(statuses(&s).values().all(|v| v == "ok"));
+}
+
+/// Under -j 1 at most one task runs at any moment.
+#[test]
+fn jobs_bound_is_respected() {
+    let mut cfg = String::new();
+    for i in 0..6 {
+        cfg.push_str(&format!(
+            "[tasks.t{i}]\nrun = \"mkdir -p running; touch running/t{i}; ls running | wc -l >> counts; rm running/t{i}\"\n"
+        ));
+    }
+    let p = Project::new(&cfg);
+    p.run(&["run", "-j", "1"]).code(0);
+    let counts: Vec<u32> = p
+        .read("counts")
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 6);
+    assert!(counts.iter().all(|c| *c == 1), "{counts:?}");
+}
+
+const FAILING: &str = r#"
+[tasks.bad]
+run = "echo broken; exit 3"
+[tasks.after]
+run = "touch after.ran"
+deps = ["bad"]
+[tasks.later]
+run = "touch later.ran"
+deps = ["zfirst"]
+[tasks.zfirst]
+run = "true"
+"#;
+
+/// A failure skips its dependents, stops new work, and exits 1.
+#[test]
+fn failure_skips_dependents_and_stops() {
+    let p = Project::new(FAILING);
+    let (r, s) = p.run_summary(&["run", "-j", "1"], &[]);
+    r.code(1);
+    let st = statuses(&s);
+    assert_eq!(st["bad"], "failed");
+    assert_eq!(st["after"], "skipped");
+    assert!(!p.exists("after.ran"));
+    assert!(!p.exists("later.ran"), "nothing new starts after a failure");
+    let bad = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "bad")
+        .unwrap();
+    assert_eq!(bad["exit_code"], 3);
+    assert!(r.stdout.contains("bad") && r.stdout.contains("broken"));
+}
+
+/// With --keep-going everything not depending on the failure still runs.
+#[test]
+fn keep_going_runs_independent_work() {
+    let p = Project::new(FAILING);
+    let (r, s) = p.run_summary(&["run", "-j", "1", "--keep-going"], &[]);
+    r.code(1);
+    let st = statuses(&s);
+    assert_eq!(st["after"], "skipped");
+    assert_eq!(st["later"], "ok");
+    assert!(p.exists("later.ran"));
+}
+
+/// An array `run` stops at the first failing command.
+#[test]
+fn array_run_stops_at_first_failure() {
+    let p = Project::new("[tasks.a]\nrun = [\"touch one\", \"false\", \"touch three\"]\n");
+    p.run(&["run"]).code(1);
+    assert!(p.exists("one"));
+    assert!(!p.exists("three"));
+}
+
+/// Each task runs in its cwd with its env.
+#[test]
+fn cwd_and_env_reach_the_command() {
+    let p = Project::new(
+        "[tasks.a]\ncwd = \"sub\"\nenv = { GREETING = \"hello\" }\nrun = \"echo $GREETING > where.txt; pwd >> where.txt\"\n",
+    );
+    p.write("sub/.keep", "");
+    p.run(&["run"]).code(0);
+    let got = p.read("sub/where.txt");
+    assert!(got.starts_with("hello\n"), "{got}");
+    assert!(got.trim_end().ends_with("/sub"), "{got}");
+}
+
+/// A timeout kills the whole process group and is reported as timed out.
+#[test]
+fn timeout_kills_the_group() {
+    let p = Project::new(
+        "[tasks.slow]\ntimeout = \"1s\"\nrun = \"sleep 60 & echo $! > child.pid; wait\"\n",
+    );
+    let (r, s) = p.run_summary(&["run"], &[]);
+    r.code(1);
+    assert_eq!(statuses(&s)["slow"], "timed-out");
+    let pid: i32 = p.read("child.pid").trim().parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || !alive(pid)),
+        "the task's child survived its timeout"
+    );
+}
+
+/// Ctrl-C kills every running group, leaves no child behind and exits 130.
+#[test]
+fn sigint_leaves_no_child_and_exits_130() {
+    let p = Project::new(
+        "[tasks.a]\nrun = \"sleep 60 & echo $! > a.pid; wait\"\n[tasks.b]\nrun = \"sleep 60 & echo $! > b.pid; wait\"\n",
+    );
+    let mut child = p.spawn(&["run", "-j", "2"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || !p
+            .read("a.pid")
+            .trim()
+            .is_empty()
+            && !p.read("b.pid").trim().is_empty()),
+        "tasks did not start"
+    );
+    child.signal(libc::SIGINT);
+    assert_eq!(child.wait_code(Duration::from_secs(10)), Some(130));
+    for f in ["a.pid", "b.pid"] {
+        let pid: i32 = p.read(f).trim().parse().unwrap();
+        assert!(
+            wait_for(Duration::from_secs(5), || !alive(pid)),
+            "{f}: child {pid} survived Ctrl-C"
+        );
+    }
+}
+
+/// Off a terminal, every output line is prefixed with its task; stderr is kept too.
+#[test]
+fn output_lines_are_prefixed() {
+    let p = Project::new("[tasks.hello]\nrun = \"echo out-line; echo err-line >&2\"\n");
+    let r = p.run(&["run"]);
+    r.code(0);
+    assert!(r.stdout.contains("hello | out-line"), "{}", r.stdout);
+    assert!(r.stdout.contains("hello | err-line"), "{}", r.stdout);
+}
+
+/// The end summary lists every task with its status.
+#[test]
+fn summary_lists_every_task() {
+    let p = Project::new(FAILING);
+    let r = p.run(&["run", "--keep-going"]);
+    assert!(r.stdout.contains("Summary"));
+    for word in ["failed", "skipped", "ok"] {
+        assert!(r.stdout.contains(word), "{}", r.stdout);
+    }
+}
+
+/// Engine logs go to stderr, never into the tasks' output on stdout.
+#[test]
+fn logs_stay_off_stdout() {
+    let p = Project::new("[tasks.a]\nrun = \"echo task-output\"\n");
+    let r = p.run(&["-vv", "run"]);
+    r.code(0);
+    assert!(
+        !r.stdout.contains("DEBUG") && !r.stdout.contains("INFO"),
+        "{}",
+        r.stdout
+    );
+    let r = p.run(&["--log-format", "json", "-vv", "run"]);
+    r.code(0);
+    assert!(
+        r.stderr
+            .lines()
+            .filter(|l| !l.is_empty())
+            .all(|l| l.starts_with('{')),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `list` shows descriptions; `--json` is machine-readable.
+#[test]
+fn list_shows_tasks_and_gates() {
+    let p = Project::new(
+        "[tasks.build]\ndescription = \"Compile\"\n[gates.types]\ndescription = \"Static types\"\ndeps = [\"build\"]\n",
+    );
+    let r = p.run(&["list"]);
+    r.code(0);
+    assert!(r.stdout.contains("build") && r.stdout.contains("Compile"));
+    assert!(r.stdout.contains("gate:types") && r.stdout.contains("Static types"));
+    let r = p.run(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let gate = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "gate:types")
+        .unwrap();
+    assert_eq!(gate["kind"], "gate");
+    assert_eq!(gate["deps"][0], "build");
+}
+
+/// `graph` prints dot, mermaid and JSON of the selection with its deps.
+#[test]
+fn graph_formats() {
+    let p = Project::new("[tasks.build]\n[tasks.test]\ndeps = [\"build\"]\n[tasks.other]\n");
+    let dot = p.run(&["graph", "test"]);
+    dot.code(0);
+    assert!(
+        dot.stdout.contains("\"build\" -> \"test\""),
+        "{}",
+        dot.stdout
+    );
+    assert!(!dot.stdout.contains("other"));
+    let mm = p.run(&["graph", "--format", "mermaid"]);
+    assert!(mm.stdout.starts_with("graph LR"));
+    assert!(mm.stdout.contains("-->"));
+    let js = p.run(&["graph", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(v["edges"][0]["from"], "build");
+    assert_eq!(v["edges"][0]["to"], "test");
+}
+
+/// hotpass::run can be called twice in one process (no hidden globals).
+#[test]
+fn run_can_be_called_twice() {
+    let p = Project::new("[tasks.a]\nrun = \"echo x >> count\"\n");
+    let cfg = p.path("hotpass.toml");
+    let args = [
+        "hotpass",
+        "--config",
+        cfg.to_str().unwrap(),
+        "run",
+        "--no-cache",
+    ];
+    assert_eq!(hotpass::run(args), std::process::ExitCode::from(0));
+    assert_eq!(hotpass::run(args), std::process::ExitCode::from(0));
+    assert_eq!(p.read("count"), "x\nx\n");
+}
+
+/// Completion scripts are generated for the common shells.
+#[test]
+fn completions_are_generated() {
+    let p = Project::new("");
+    for shell in ["bash", "zsh", "fish"] {
+        let r = p.run(&["completions", shell]);
+        r.code(0);
+        assert!(r.stdout.contains("hotpass"));
+    }
+}

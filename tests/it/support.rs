@@ -1,0 +1,210 @@
+//! A temporary project: write files, run the real binary, read results.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// A project in a temporary folder.
+pub struct Project {
+    dir: TempDir,
+}
+
+/// What one run of the binary gave.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code, expected,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// The path of the hotpass binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hotpass"))
+}
+
+impl Project {
+    /// A project whose hotpass.toml holds `config`.
+    pub fn new(config: &str) -> Project {
+        let p = Project {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        p.write("hotpass.toml", config);
+        p
+    }
+
+    /// The project root.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Absolute path of `rel`.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file, creating folders.
+    pub fn write(&self, rel: &str, contents: &str) -> &Self {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+        self
+    }
+
+    /// Reads a file ("" when missing).
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_default()
+    }
+
+    /// Whether a file exists.
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path(rel).exists()
+    }
+
+    /// A command for the binary in the project root, with a clean environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .current_dir(self.root())
+            .env_remove("HOTPASS_CACHE_DIR")
+            .env_remove("HOTPASS_TODAY")
+            .env_remove("HOTPASS_LOG")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("SECRET")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the binary to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Runs the binary with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out: Output = c.output().expect("run hotpass");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs with `--summary` and returns the run and the parsed summary.
+    pub fn run_summary(&self, args: &[&str], env: &[(&str, &str)]) -> (Run, serde_json::Value) {
+        let summary = self.path("summary.json");
+        let _ = std::fs::remove_file(&summary);
+        let mut all: Vec<&str> = args.to_vec();
+        let s = summary.to_str().unwrap().to_owned();
+        all.push("--summary");
+        all.push(&s);
+        let run = self.run_env(&all, env);
+        let json = std::fs::read_to_string(&summary)
+            .unwrap_or_else(|_| panic!("no summary written\n{run:?}"));
+        (run, serde_json::from_str(&json).expect("summary is JSON"))
+    }
+
+    /// Starts the binary in the background; the guard kills it when dropped.
+    pub fn spawn(&self, args: &[&str]) -> ChildGuard {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hotpass");
+        ChildGuard(Some(child))
+    }
+}
+
+/// The status of each instance in a summary, as `name -> status`.
+pub fn statuses(summary: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    summary["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_owned(),
+                i["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `cond` holds, for at most `limit`; returns whether it did.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Whether a process with this pid still exists (zombies count as gone).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// A child process that is killed (and reaped) if the test ends early.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    /// Sends a signal to the child.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.0 {
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Waits for exit up to `limit`, returning the exit code (or None on timeout).
+    pub fn wait_code(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.0.as_mut().unwrap().try_wait().unwrap() {
+                self.0.take();
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
