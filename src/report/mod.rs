@@ -1,4 +1,4 @@
-//! Reporting: the [`Reporter`] trait the scheduler calls as instances start,
+//! Reporting: the [`Reporter`](crate::report::Reporter) trait the scheduler calls as instances start,
 //! print and finish, and the ways of showing that to a person or to CI.
 
 pub mod lines;
