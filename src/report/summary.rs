@@ -106,7 +106,8 @@ impl Summary {
         let mut instances = Vec::new();
         let mut gates = Vec::new();
         let mut saved = Duration::ZERO;
-        for (inst, o) in graph.instances.iter().zip(&result.outcomes) {
+        for id in graph.topo_order() {
+            let (inst, o) = (graph.get(id), &result.outcomes[id.index()]);
             let task = project.task(inst.task);
             match &o.status {
                 Status::Ok => counts.ran += 1,

@@ -2,6 +2,7 @@
 
 mod cache;
 mod config_errors;
+mod examples;
 mod partitions;
 mod run;
 mod selectors;
