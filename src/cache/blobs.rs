@@ -41,7 +41,6 @@ impl Cache {
                 path.display()
             )));
         }
-        tmp.as_file().sync_data().ok();
         tmp.persist(&dest).map_err(|e| e.error)?;
         Ok(())
     }

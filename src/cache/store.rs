@@ -22,7 +22,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_data().ok();
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
@@ -115,7 +114,11 @@ impl Cache {
     /// Records the key of an instance's latest run, for `explain` and reasons.
     pub fn record_run(&self, instance: &str, key: &CacheKey) -> io::Result<()> {
         let json = serde_json::to_vec(&(instance, key)).map_err(io::Error::other)?;
-        write_atomic(&self.run_path(instance), &json)
+        let path = self.run_path(instance);
+        if std::fs::read(&path).is_ok_and(|old| old == json) {
+            return Ok(()); // unchanged: spare the write
+        }
+        write_atomic(&path, &json)
     }
 
     /// The key of an instance's last recorded run.

@@ -58,6 +58,13 @@ enum State {
     Done(Outcome),
 }
 
+/// Work handed to the pool: an instance whose dependencies all succeeded.
+struct Job {
+    id: InstanceId,
+    deps: Vec<(InstanceId, Outcome)>,
+    ctl: Arc<Control>,
+}
+
 enum Event {
     Output(InstanceId, Stream, Vec<u8>),
     Finished(InstanceId, Outcome),
@@ -117,9 +124,35 @@ pub fn run(
     let mut interrupt_at: Option<Instant> = None;
     let mut killed_hard = false;
 
-    // Workers log through the same subscriber as the caller.
+    // A fixed pool of `jobs` workers; they log through the caller's subscriber.
     let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let job_rx = std::sync::Mutex::new(job_rx);
     std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1).min(n.max(1)) {
+            let (tx, job_rx, dispatch) = (tx.clone(), &job_rx, dispatch.clone());
+            scope.spawn(move || {
+                let _log = tracing::dispatcher::set_default(&dispatch);
+                loop {
+                    let job = match job_rx.lock().expect("job queue").recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    };
+                    let Job { id, deps, ctl } = job;
+                    let out_tx = tx.clone();
+                    let sink = move |stream: Stream, line: &[u8]| {
+                        let _ = out_tx.send(Event::Output(id, stream, line.to_vec()));
+                    };
+                    let dep_refs: Vec<(InstanceId, &Outcome)> =
+                        deps.iter().map(|(d, o)| (*d, o)).collect();
+                    let mut outcome = runner.run(id, &dep_refs, &ctl, &sink);
+                    if ctl.is_timed_out() && !outcome.status.is_success() {
+                        outcome.status = Status::TimedOut;
+                    }
+                    let _ = tx.send(Event::Finished(id, outcome));
+                }
+            });
+        }
         if let Some(mut signals) = signals {
             let tx = tx.clone();
             scope.spawn(move || {
@@ -163,21 +196,10 @@ pub fn run(
                             _ => (*d, Outcome::new(Status::Ok)),
                         })
                         .collect();
-                    let tx = tx.clone();
-                    let dispatch = dispatch.clone();
-                    scope.spawn(move || {
-                        let _log = tracing::dispatcher::set_default(&dispatch);
-                        let out_tx = tx.clone();
-                        let sink = move |stream: Stream, line: &[u8]| {
-                            let _ = out_tx.send(Event::Output(id, stream, line.to_vec()));
-                        };
-                        let deps: Vec<(InstanceId, &Outcome)> =
-                            dep_outcomes.iter().map(|(d, o)| (*d, o)).collect();
-                        let mut outcome = runner.run(id, &deps, &ctl, &sink);
-                        if ctl.is_timed_out() && !outcome.status.is_success() {
-                            outcome.status = Status::TimedOut;
-                        }
-                        let _ = tx.send(Event::Finished(id, outcome));
+                    let _ = job_tx.send(Job {
+                        id,
+                        deps: dep_outcomes,
+                        ctl,
                     });
                 }
                 for id in deferred.into_iter().rev() {
@@ -275,6 +297,7 @@ pub fn run(
                 kill_all(&states);
             }
         }
+        drop(job_tx);
         if let Some(h) = &signal_handle {
             h.close();
         }
