@@ -87,8 +87,7 @@ fn one_changed_day_reruns_its_chain_only() {
         .filter(|i| i["action"] == "run")
         .map(|i| i["name"].as_str().unwrap())
         .collect();
-    // clean@15 and report only know they must run once ingest@15 has: the
-    // dry run plans against the tree as it is.
+    // Downstream instances run because their dependency's key changed.
     assert_eq!(
         runs,
         vec!["p:ingest@2025-01-15", "p:clean@2025-01-15", "report"]
