@@ -73,6 +73,13 @@ pub enum Command {
     ///   hotpass run pipeline:report --backfill 2025-01-01..2025-01-31
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
+    /// Run the selection, then re-run what each file change affects.
+    ///
+    /// Examples:
+    ///   hotpass watch gate:types
+    ///   hotpass watch 'gate:*' --debounce 200 --clear
+    #[command(verbatim_doc_comment)]
+    Watch(WatchArgs),
     /// List tasks and gates with their descriptions.
     List {
         /// Print JSON instead of a table.
@@ -165,6 +172,27 @@ pub struct PartitionFlags {
     /// Run every partition in the inclusive range FROM..TO.
     #[arg(long, value_name = "FROM..TO", help_heading = "Partitions")]
     pub backfill: Option<String>,
+}
+
+/// `hotpass watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Tasks, gates, globs (`gate:*`) or instances (`TASK@P`); none means all.
+    pub selectors: Vec<String>,
+    /// Most instances running at once [default: settings.jobs, or the number of CPUs].
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Keep running everything that does not depend on a failure.
+    #[arg(short, long)]
+    pub keep_going: bool,
+    /// Quiet time after a change before re-running, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub debounce: u64,
+    /// Clear the screen before each cycle.
+    #[arg(long)]
+    pub clear: bool,
+    #[command(flatten)]
+    pub partitions: PartitionFlags,
 }
 
 /// `hotpass run`.

@@ -132,6 +132,11 @@ impl Patterns {
             .any(|e| rel == e || rel.starts_with(&format!("{e}/")))
     }
 
+    /// Whether `rel` is named exactly by a pattern (so git-ignore rules do not apply).
+    pub fn names_exactly(&self, rel: &str) -> bool {
+        self.exact.iter().any(|e| rel == e)
+    }
+
     /// Whether there are no include patterns at all.
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.roots.is_empty()

@@ -25,6 +25,8 @@ pub mod hash;
 pub mod partition;
 /// Showing a run to people and to CI.
 pub mod report;
+/// Watch mode: what to watch and what a change affects.
+pub mod watch;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -127,7 +129,7 @@ where
 }
 
 /// Prints an error as a miette diagnostic on stderr.
-fn report_error(err: &Error, color: bool) {
+pub(crate) fn report_error(err: &Error, color: bool) {
     let theme = if color {
         miette::GraphicalTheme::unicode()
     } else {

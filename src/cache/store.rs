@@ -98,12 +98,13 @@ impl Cache {
 
     /// Marks an entry as used now (for least-recently-used eviction).
     pub fn touch(&self, key: &str) {
-        if let Ok(f) = std::fs::File::options()
-            .append(true)
-            .open(self.entry_path(key))
-        {
-            let _ = f.set_modified(SystemTime::now());
-        }
+        use std::os::unix::ffi::OsStrExt;
+        let path = self.entry_path(key);
+        let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return;
+        };
+        // SAFETY: a valid C path, and a NULL `times` sets both times to now.
+        unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), std::ptr::null(), 0) };
     }
 
     fn run_path(&self, instance: &str) -> PathBuf {

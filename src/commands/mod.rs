@@ -6,6 +6,7 @@ pub mod explain;
 pub mod graph;
 pub mod list;
 pub mod run;
+pub mod watch;
 
 use crate::Context;
 use crate::cli::Command;
@@ -15,6 +16,7 @@ use crate::error::Error;
 pub fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
     match command {
         Command::Run(args) => run::run(ctx, &args),
+        Command::Watch(args) => watch::run(ctx, &args),
         Command::List { json } => list::run(ctx, json),
         Command::Graph {
             selectors,

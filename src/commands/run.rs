@@ -112,6 +112,15 @@ fn shard(graph: InstanceGraph, k: u64, n: u64) -> InstanceGraph {
     }
 }
 
+/// The reporter for this context: live view on a terminal, lines otherwise.
+pub fn make_reporter<'a>(ctx: &Context, graph: &'a InstanceGraph) -> Box<dyn Reporter + Send + 'a> {
+    if ctx.terminal && !ctx.github {
+        Box::new(TerminalReporter::new(graph, ctx.color))
+    } else {
+        Box::new(LineReporter::new(graph, ctx.github))
+    }
+}
+
 /// Runs the selection and returns the exit code.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     let project = config::load(&ctx.load)?;
@@ -151,15 +160,12 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
 
     let runner = crate::exec::work::CachedRunner::new(&project, &graph, cache_mode)
         .map_err(|e| Error::io("opening the cache", e))?;
-    let mut reporter: Box<dyn Reporter> = if ctx.terminal && !ctx.github {
-        Box::new(TerminalReporter::new(&graph, ctx.color))
-    } else {
-        Box::new(LineReporter::new(&graph, ctx.github))
-    };
+    let mut reporter = make_reporter(ctx, &graph);
     let opts = Options {
         jobs,
         keep_going: args.keep_going,
         grace: std::time::Duration::from_secs(2),
+        done: Default::default(),
     };
     let result = scheduler::run(&project, &graph, &runner, reporter.as_mut(), &opts);
     drop(reporter);

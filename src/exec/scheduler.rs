@@ -41,6 +41,22 @@ pub struct Options {
     pub keep_going: bool,
     /// How long a SIGTERM'd group gets before SIGKILL on Ctrl-C.
     pub grace: Duration,
+    /// Instances already finished before this run (watch mode re-runs only
+    /// what a change affects): they are not run or reported again, and a
+    /// success satisfies its dependents.
+    pub done: HashMap<InstanceId, Outcome>,
+}
+
+/// Lets another thread cancel running or pending instances of a run.
+#[derive(Clone)]
+pub struct Canceller(mpsc::Sender<Event>);
+
+impl Canceller {
+    /// Kills these instances if running, or skips them if not started; their
+    /// dependents are skipped. Returns false if the run is already over.
+    pub fn cancel(&self, ids: Vec<InstanceId>) -> bool {
+        self.0.send(Event::Cancel(ids)).is_ok()
+    }
 }
 
 /// Where one instance is in its life.
@@ -69,6 +85,7 @@ enum Event {
     Output(InstanceId, Stream, Vec<u8>),
     Finished(InstanceId, Outcome),
     Signal,
+    Cancel(Vec<InstanceId>),
 }
 
 /// The result of a whole run.
@@ -90,17 +107,48 @@ pub fn run(
     reporter: &mut dyn Reporter,
     opts: &Options,
 ) -> RunResult {
+    run_with(project, graph, runner, reporter, opts, |_| {})
+}
+
+/// Like [`run`], handing `on_start` a [`Canceller`] for this run first.
+pub fn run_with(
+    project: &Project,
+    graph: &InstanceGraph,
+    runner: &dyn Runner,
+    reporter: &mut dyn Reporter,
+    opts: &Options,
+    on_start: impl FnOnce(Canceller),
+) -> RunResult {
     let begin = Instant::now();
     let n = graph.instances.len();
     let mut dependents: Vec<Vec<InstanceId>> = vec![Vec::new(); n];
     let mut states: Vec<State> = Vec::with_capacity(n);
+    let mut pre_skipped = Vec::new();
     for (i, inst) in graph.instances.iter().enumerate() {
         for d in &inst.deps {
             dependents[d.index()].push(InstanceId(i as u32));
         }
-        states.push(State::Waiting {
-            missing: inst.deps.len(),
-        });
+        let id = InstanceId(i as u32);
+        if let Some(o) = opts.done.get(&id) {
+            states.push(State::Done(o.clone()));
+            continue;
+        }
+        let satisfied = |d: &InstanceId| opts.done.get(d).is_some_and(|o| o.status.is_success());
+        let failed = |d: &&InstanceId| opts.done.get(d).is_some_and(|o| !o.status.is_success());
+        if let Some(f) = inst.deps.iter().find(failed) {
+            pre_skipped.push((id, *f));
+        }
+        let missing = inst.deps.iter().filter(|d| !satisfied(d)).count();
+        states.push(State::Waiting { missing });
+    }
+    for (id, failed) in pre_skipped {
+        if matches!(states[id.index()], State::Waiting { .. }) {
+            let reason = format!("dependency `{}` failed", graph.get(failed).name);
+            let o = Outcome::new(Status::Skipped { reason });
+            reporter.finished(id, &o);
+            states[id.index()] = State::Done(o);
+            skip_dependents(graph, id, &dependents, &mut states, reporter);
+        }
     }
     let order = graph.topo_order();
     let rank: HashMap<InstanceId, usize> =
@@ -114,6 +162,7 @@ pub fn run(
     }
 
     let (tx, rx) = mpsc::channel::<Event>();
+    on_start(Canceller(tx.clone()));
     let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]).ok();
     let signal_handle = signals.as_ref().map(|s| s.handle());
     let jobs = opts.jobs.max(1);
@@ -233,7 +282,11 @@ pub fn run(
                     if let Some(c) = per_task.get_mut(&task) {
                         *c -= 1;
                     }
-                    if interrupted && !outcome.status.is_success() {
+                    let cancelled = matches!(&states[id.index()], State::Running { ctl, .. } if ctl.is_cancelled());
+                    if (interrupted || cancelled)
+                        && !outcome.status.is_success()
+                        && outcome.status != Status::TimedOut
+                    {
                         outcome.status = Status::Interrupted;
                     }
                     let success = outcome.status.is_success();
@@ -272,6 +325,22 @@ pub fn run(
                     } else if !killed_hard {
                         killed_hard = true;
                         kill_all(&states);
+                    }
+                }
+                Ok(Event::Cancel(ids)) => {
+                    for id in ids {
+                        match &states[id.index()] {
+                            State::Running { ctl, .. } => ctl.kill(libc::SIGKILL),
+                            State::Waiting { .. } | State::Ready => {
+                                let o = Outcome::new(Status::Skipped {
+                                    reason: "cancelled by a change".into(),
+                                });
+                                reporter.finished(id, &o);
+                                states[id.index()] = State::Done(o);
+                                skip_dependents(graph, id, &dependents, &mut states, reporter);
+                            }
+                            State::Done(_) => {}
+                        }
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}

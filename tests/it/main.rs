@@ -7,3 +7,4 @@ mod partitions;
 mod run;
 mod selectors;
 mod support;
+mod watch;

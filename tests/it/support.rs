@@ -208,3 +208,75 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// A long-running hotpass (watch) whose output is collected as it arrives.
+pub struct Watcher {
+    pub child: ChildGuard,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Project {
+    /// Starts `hotpass ARGS` and collects its stdout and stderr.
+    pub fn watch(&self, args: &[&str]) -> Watcher {
+        use std::io::BufRead;
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hotpass");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let mut o = output.lock().unwrap();
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        Watcher {
+            child: ChildGuard(Some(child)),
+            output,
+        }
+    }
+}
+
+impl Watcher {
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 20 s) until `needle` has been printed `n` times.
+    #[track_caller]
+    pub fn wait_count(&self, needle: &str, n: usize) {
+        let ok = wait_for(Duration::from_secs(20), || {
+            self.output().matches(needle).count() >= n
+        });
+        assert!(
+            ok,
+            "waited for {n} x {needle:?}; output so far:\n{}",
+            self.output()
+        );
+    }
+
+    /// Waits (at most 20 s) for `cond` on a project file or anything else.
+    #[track_caller]
+    pub fn wait(&self, what: &str, cond: impl FnMut() -> bool) {
+        assert!(
+            wait_for(Duration::from_secs(20), cond),
+            "waited for {what}; output so far:\n{}",
+            self.output()
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! `hotpass watch`: run the selection, then re-run exactly what each change
+//! affects; cancel and restart affected instances that are still running;
+//! reload the config when it changes and keep watching through bad configs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+
+use super::run::{make_reporter, partition_args, resolve_graph};
+use crate::Context;
+use crate::cache::Mode;
+use crate::cli::WatchArgs;
+use crate::config::{self, Project};
+use crate::error::{EXIT_INTERRUPTED, Error, UsageError};
+use crate::exec::scheduler::{self, Canceller, Options, RunResult};
+use crate::exec::work::CachedRunner;
+use crate::exec::{Outcome, Status};
+use crate::graph::{InstanceGraph, InstanceId};
+use crate::watch::WatchSet;
+
+enum Event {
+    Files(Vec<PathBuf>),
+    Signal,
+}
+
+struct Loaded {
+    project: Project,
+    graph: InstanceGraph,
+    set: WatchSet,
+}
+
+fn load(ctx: &Context, args: &WatchArgs) -> Result<Loaded, Error> {
+    let project = config::load(&ctx.load)?;
+    let pargs = partition_args(ctx, &args.partitions)?;
+    let graph = resolve_graph(
+        &project,
+        &args.selectors,
+        &pargs,
+        Some(project.settings.backfill_limit),
+    )?;
+    let set = WatchSet::new(&project, &graph);
+    Ok(Loaded {
+        project,
+        graph,
+        set,
+    })
+}
+
+/// Watches until Ctrl-C; returns 130 then.
+pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
+    if args.jobs == Some(0) {
+        return Err(
+            UsageError::new("-j 0 would run nothing", Some("give at least 1".into())).into(),
+        );
+    }
+    let (tx, rx) = mpsc::channel::<Event>();
+    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
+        .map_err(|e| Error::io("installing signal handlers", e))?;
+    let signal_handle = signals.handle();
+    {
+        let tx = tx.clone();
+        let mut signals = signals;
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                if tx.send(Event::Signal).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let files_tx = tx.clone();
+    let mut debouncer = new_debouncer(
+        Duration::from_millis(args.debounce),
+        None,
+        move |res: DebounceEventResult| {
+            if let Ok(events) = res {
+                let paths: Vec<PathBuf> = events
+                    .into_iter()
+                    .filter(|e| !matches!(e.event.kind, EventKind::Access(_)))
+                    .flat_map(|e| e.event.paths.clone())
+                    .collect();
+                if !paths.is_empty() {
+                    let _ = files_tx.send(Event::Files(paths));
+                }
+            }
+        },
+    )
+    .map_err(|e| Error::io("starting the file watcher", std::io::Error::other(e)))?;
+
+    let mut watched: Vec<(PathBuf, RecursiveMode)> = Vec::new();
+    let mut rewatch = |wanted: Vec<(PathBuf, RecursiveMode)>| {
+        for (p, _) in &watched {
+            let _ = debouncer.unwatch(p);
+        }
+        watched.clear();
+        for (p, mode) in wanted {
+            match debouncer.watch(&p, mode) {
+                Ok(()) => watched.push((p, mode)),
+                Err(e) => tracing::warn!("cannot watch {}: {e}", p.display()),
+            }
+        }
+    };
+
+    let mut loaded: Option<Loaded> = None;
+    let mut last: HashMap<String, Outcome> = HashMap::new();
+    let mut pending: Option<BTreeSet<String>> = None; // instance names to run next
+    let mut reload = true;
+    let mut why = String::from("starting");
+    let result = loop {
+        if reload {
+            reload = false;
+            match load(ctx, args) {
+                Ok(l) => {
+                    let (rec, flat) = l.set.roots();
+                    let mut wanted: Vec<(PathBuf, RecursiveMode)> = rec
+                        .into_iter()
+                        .map(|p| (p, RecursiveMode::Recursive))
+                        .collect();
+                    wanted.extend(flat.into_iter().map(|p| (p, RecursiveMode::NonRecursive)));
+                    rewatch(wanted);
+                    pending = Some(l.graph.instances.iter().map(|i| i.name.clone()).collect());
+                    loaded = Some(l);
+                }
+                Err(e) => {
+                    crate::report_error(&e, ctx.color);
+                    eprintln!("hotpass: watching the configuration for a fix");
+                    // Watch the config's folder so a fix is noticed.
+                    let dir = config::load::find_config(&ctx.load)
+                        .ok()
+                        .and_then(|p| p.parent().map(PathBuf::from))
+                        .unwrap_or_else(|| ctx.cwd.clone());
+                    rewatch(vec![
+                        (dir.clone(), RecursiveMode::NonRecursive),
+                        (dir.join("tasks"), RecursiveMode::Recursive),
+                    ]);
+                    loaded = None;
+                    pending = None;
+                }
+            }
+        }
+
+        if let (Some(l), Some(names)) = (&loaded, pending.take()) {
+            if args.clear {
+                print!("\x1b[2J\x1b[3J\x1b[H");
+            }
+            println!("── {why}: running {}", describe(&names));
+            let (outcome, stop) = cycle(ctx, args, l, &names, &last, &rx, &mut reload);
+            for (id, o) in outcome.outcomes.iter().enumerate() {
+                let name = &l.graph.instances[id].name;
+                if names.contains(name) && !matches!(o.status, Status::Skipped { .. })
+                    || !last.contains_key(name)
+                {
+                    last.insert(name.clone(), o.clone());
+                }
+            }
+            print_cycle_summary(l, &names, &outcome);
+            match stop {
+                Stop::Interrupted => break EXIT_INTERRUPTED,
+                Stop::Again(more, paths) => {
+                    why = format!("changed: {}", summarize(&paths));
+                    // A reload re-plans everything; otherwise re-run what changed.
+                    pending = Some(more);
+                    continue;
+                }
+                Stop::Done => {}
+            }
+            if outcome.interrupted {
+                break EXIT_INTERRUPTED;
+            }
+        }
+
+        // Idle: wait for a change.
+        match rx.recv() {
+            Ok(Event::Files(paths)) => {
+                let Some(l) = &loaded else {
+                    reload = true;
+                    why = "configuration changed".into();
+                    continue;
+                };
+                let ch = l.set.classify(&paths);
+                if ch.config {
+                    reload = true;
+                    why = format!("configuration changed ({})", summarize(&ch.paths));
+                    continue;
+                }
+                if ch.affected.is_empty() {
+                    continue;
+                }
+                why = format!("changed: {}", summarize(&ch.paths));
+                pending = Some(
+                    ch.affected
+                        .iter()
+                        .map(|id| l.graph.get(*id).name.clone())
+                        .collect(),
+                );
+            }
+            Ok(Event::Signal) | Err(_) => break EXIT_INTERRUPTED,
+        }
+    };
+    signal_handle.close();
+    drop(tx);
+    Ok(result)
+}
+
+enum Stop {
+    /// The cycle finished and nothing else is pending.
+    Done,
+    /// Ctrl-C.
+    Interrupted,
+    /// Changes arrived during the cycle: run these next.
+    Again(BTreeSet<String>, Vec<String>),
+}
+
+/// Runs one cycle over `names`, handling changes that arrive meanwhile.
+fn cycle(
+    ctx: &Context,
+    args: &WatchArgs,
+    l: &Loaded,
+    names: &BTreeSet<String>,
+    last: &HashMap<String, Outcome>,
+    rx: &mpsc::Receiver<Event>,
+    reload: &mut bool,
+) -> (RunResult, Stop) {
+    let mut done: HashMap<InstanceId, Outcome> = HashMap::new();
+    for (i, inst) in l.graph.instances.iter().enumerate() {
+        if !names.contains(&inst.name)
+            && let Some(o) = last.get(&inst.name)
+        {
+            done.insert(InstanceId(i as u32), o.clone());
+        }
+    }
+    let opts = Options {
+        jobs: args.jobs.unwrap_or(l.project.settings.jobs),
+        keep_going: args.keep_going,
+        grace: Duration::from_secs(2),
+        done,
+    };
+    let mut again: BTreeSet<String> = BTreeSet::new();
+    let mut again_paths: Vec<String> = Vec::new();
+    let mut interrupted = false;
+    let started = Instant::now();
+    let result = std::thread::scope(|s| {
+        let (c_tx, c_rx) = mpsc::channel::<Canceller>();
+        let opts = &opts;
+        let handle = s.spawn(move || {
+            let runner = match CachedRunner::new(&l.project, &l.graph, Mode::Normal) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("cannot open the cache ({e}); running without it");
+                    CachedRunner::new(&l.project, &l.graph, Mode::Disabled)
+                        .expect("an uncached runner opens nothing")
+                }
+            };
+            let mut reporter = make_reporter(ctx, &l.graph);
+            let r = scheduler::run_with(
+                &l.project,
+                &l.graph,
+                &runner,
+                reporter.as_mut(),
+                opts,
+                |c| {
+                    let _ = c_tx.send(c);
+                },
+            );
+            runner.finish();
+            r
+        });
+        let canceller = c_rx.recv().ok();
+        // Forward file changes while the cycle runs; the cycle ends on its own.
+        while !handle.is_finished() {
+            match rx.recv_timeout(Duration::from_millis(25)) {
+                Ok(Event::Files(paths)) => {
+                    let ch = l.set.classify(&paths);
+                    let ids: Vec<InstanceId> = if ch.config {
+                        *reload = true;
+                        (0..l.graph.instances.len() as u32)
+                            .map(InstanceId)
+                            .collect()
+                    } else {
+                        ch.affected.iter().copied().collect()
+                    };
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    again_paths.extend(ch.paths);
+                    again.extend(ids.iter().map(|id| l.graph.get(*id).name.clone()));
+                    if let Some(c) = &canceller {
+                        c.cancel(ids);
+                    }
+                }
+                Ok(Event::Signal) => interrupted = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        handle.join().expect("the cycle thread does not panic")
+    });
+    tracing::debug!("cycle took {:?}", started.elapsed());
+    let stop = if interrupted || result.interrupted {
+        Stop::Interrupted
+    } else if !again.is_empty() {
+        Stop::Again(again, again_paths)
+    } else {
+        Stop::Done
+    };
+    (result, stop)
+}
+
+fn describe(names: &BTreeSet<String>) -> String {
+    let v: Vec<&str> = names.iter().map(String::as_str).take(6).collect();
+    let more = names.len().saturating_sub(6);
+    if more > 0 {
+        format!("{} (+{more} more)", v.join(", "))
+    } else {
+        v.join(", ")
+    }
+}
+
+fn summarize(paths: &[String]) -> String {
+    match paths {
+        [] => "files".into(),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} (+{} more)", rest.len()),
+    }
+}
+
+fn print_cycle_summary(l: &Loaded, names: &BTreeSet<String>, r: &RunResult) {
+    let (mut ran, mut cached, mut failed, mut skipped) = (0, 0, 0, 0);
+    for (i, o) in r.outcomes.iter().enumerate() {
+        if !names.contains(&l.graph.instances[i].name) {
+            continue;
+        }
+        match o.status {
+            Status::Ok => ran += 1,
+            Status::Cached => cached += 1,
+            Status::Skipped { .. } => skipped += 1,
+            _ => failed += 1,
+        }
+    }
+    println!(
+        "── {ran} ran, {cached} cached, {failed} failed, {skipped} skipped in {}; watching for changes",
+        crate::report::human(r.elapsed)
+    );
+}

@@ -1,0 +1,168 @@
+//! Watch mode: re-run exactly what a change affects, never loop on outputs,
+//! cancel and restart in-flight work, survive bad configs, clean up on Ctrl-C.
+//! Every wait is bounded and synchronised on output lines or marker files.
+
+use std::time::Duration;
+
+use crate::support::{Project, alive};
+
+const CYCLE_END: &str = "watching for changes";
+
+const CONFIG: &str = r#"
+[tasks.a]
+run = "echo ran >> a.log; mkdir -p out; cat src/*.txt > out/a.txt"
+inputs = ["src/*.txt"]
+outputs = ["out/a.txt"]
+[tasks.b]
+deps = ["a"]
+run = "echo ran >> b.log"
+inputs = ["out/a.txt"]
+[tasks.c]
+run = "echo ran >> c.log"
+inputs = ["other/*.txt"]
+"#;
+
+fn project() -> Project {
+    let p = Project::new(CONFIG);
+    p.write("src/x.txt", "1\n").write("other/y.txt", "1\n");
+    p
+}
+
+fn lines(p: &Project, f: &str) -> usize {
+    p.read(f).lines().count()
+}
+
+/// An edit re-runs the affected task and its dependent, not an unrelated task.
+#[test]
+fn edit_reruns_affected_and_dependents_only() {
+    let p = project();
+    let w = p.watch(&["watch", "--debounce", "50"]);
+    w.wait_count(CYCLE_END, 1);
+    p.write("src/x.txt", "2\n");
+    w.wait_count(CYCLE_END, 2);
+    assert_eq!(
+        (lines(&p, "a.log"), lines(&p, "b.log"), lines(&p, "c.log")),
+        (2, 2, 1),
+        "{}",
+        w.output()
+    );
+    assert!(w.output().contains("changed: src/x.txt"), "{}", w.output());
+}
+
+/// Writing a declared output triggers nothing (no loops).
+#[test]
+fn writing_an_output_does_not_trigger() {
+    let p = project();
+    let w = p.watch(&["watch", "--debounce", "50"]);
+    w.wait_count(CYCLE_END, 1);
+    p.write("out/a.txt", "by hand\n");
+    p.write("other/y.txt", "2\n"); // a change that does trigger, as a sync point
+    w.wait_count(CYCLE_END, 2);
+    assert_eq!(lines(&p, "c.log"), 2);
+    assert_eq!(lines(&p, "a.log"), 1, "{}", w.output());
+}
+
+/// An editor-style save (write a temp file, rename over) re-runs once.
+#[test]
+fn temp_then_rename_save_triggers_once() {
+    let p = project();
+    let w = p.watch(&["watch", "--debounce", "100"]);
+    w.wait_count(CYCLE_END, 1);
+    p.write("src/.x.txt.swp", "3\n");
+    std::fs::rename(p.path("src/.x.txt.swp"), p.path("src/x.txt")).unwrap();
+    w.wait_count(CYCLE_END, 2);
+    p.write("other/y.txt", "2\n"); // sync point
+    w.wait_count(CYCLE_END, 3);
+    assert_eq!(lines(&p, "a.log"), 2, "{}", w.output());
+}
+
+/// A new file matching an input glob, and a deleted input, both trigger.
+#[test]
+fn new_and_deleted_inputs_trigger() {
+    let p = project();
+    let w = p.watch(&["watch", "--debounce", "50"]);
+    w.wait_count(CYCLE_END, 1);
+    p.write("src/new.txt", "n\n");
+    w.wait_count(CYCLE_END, 2);
+    assert_eq!(lines(&p, "a.log"), 2);
+    std::fs::remove_file(p.path("src/x.txt")).unwrap();
+    w.wait_count(CYCLE_END, 3);
+    assert_eq!(lines(&p, "a.log"), 3, "{}", w.output());
+}
+
+/// A running task whose input changes is killed and started again.
+#[test]
+fn running_task_is_cancelled_and_restarted() {
+    let p = Project::new(
+        "[tasks.long]\nrun = \"echo $$ >> pids; sleep 60\"\ninputs = [\"slow/*.txt\"]\n[tasks.quick]\nrun = \"echo ran >> quick.log\"\ninputs = [\"q/*.txt\"]\n",
+    );
+    p.write("slow/s.txt", "1\n").write("q/q.txt", "1\n");
+    let mut w = p.watch(&["watch", "--debounce", "50", "-j", "2"]);
+    w.wait("the first run of long", || lines(&p, "pids") == 1);
+    let first: i32 = p.read("pids").trim().parse().unwrap();
+    p.write("slow/s.txt", "2\n");
+    w.wait("the restart of long", || lines(&p, "pids") == 2);
+    assert!(
+        crate::support::wait_for(Duration::from_secs(10), || !alive(first)),
+        "the first process of long survived"
+    );
+    let second: i32 = p
+        .read("pids")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    w.child.signal(libc::SIGINT);
+    assert_eq!(w.child.wait_code(Duration::from_secs(10)), Some(130));
+    assert!(
+        crate::support::wait_for(Duration::from_secs(10), || !alive(second)),
+        "Ctrl-C left long running"
+    );
+    assert_eq!(
+        lines(&p, "quick.log"),
+        1,
+        "an unaffected task is not re-run"
+    );
+}
+
+/// A broken config is reported and watching goes on; the fix resumes.
+#[test]
+fn broken_config_is_reported_and_fix_resumes() {
+    let p = project();
+    let w = p.watch(&["watch", "--debounce", "50"]);
+    w.wait_count(CYCLE_END, 1);
+    p.write("hotpass.toml", "[tasks.a\nrun = \n");
+    w.wait_count("watching the configuration for a fix", 1);
+    assert!(
+        w.output().contains("hotpass::config::syntax"),
+        "{}",
+        w.output()
+    );
+    p.write(
+        "hotpass.toml",
+        &CONFIG.replace("echo ran >> c.log", "echo fixed >> fixed.log"),
+    );
+    w.wait("the fixed config to run", || p.exists("fixed.log"));
+}
+
+/// Ctrl-C stops the watcher and every child, and exits 130.
+#[test]
+fn sigint_stops_watch_and_children() {
+    let p = Project::new(
+        "[tasks.bg]\nrun = \"sleep 60 & echo $! > child.pid; wait\"\ninputs = [\"x.txt\"]\n",
+    );
+    p.write("x.txt", "1");
+    let mut w = p.watch(&["watch"]);
+    w.wait("the task to start", || {
+        !p.read("child.pid").trim().is_empty()
+    });
+    let pid: i32 = p.read("child.pid").trim().parse().unwrap();
+    w.child.signal(libc::SIGINT);
+    assert_eq!(w.child.wait_code(Duration::from_secs(10)), Some(130));
+    assert!(
+        crate::support::wait_for(Duration::from_secs(10), || !alive(pid)),
+        "child {pid} survived"
+    );
+}
