@@ -110,6 +110,16 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Write a starter hotpass.toml for the project found here.
+    ///
+    /// Detects Cargo.toml, pyproject.toml, package.json, go.mod and Makefile.
+    Init {
+        /// Replace an existing hotpass.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the config, that every command is on PATH, and the cache's health.
+    Doctor,
     /// Print a shell completion script.
     ///
     /// Example: hotpass completions bash > /etc/bash_completion.d/hotpass
@@ -223,4 +233,10 @@ pub struct RunArgs {
     /// Write the run summary as JSON to FILE.
     #[arg(long, value_name = "FILE", help_heading = "Reports")]
     pub summary: Option<PathBuf>,
+    /// Write JUnit XML to FILE: a test case per instance, gates in their own suite.
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub junit: Option<PathBuf>,
+    /// Write a Chrome trace of the run to FILE (open it in Perfetto).
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub profile: Option<PathBuf>,
 }

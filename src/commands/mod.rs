@@ -2,8 +2,10 @@
 
 pub mod cache;
 pub mod completions;
+pub mod doctor;
 pub mod explain;
 pub mod graph;
+pub mod init;
 pub mod list;
 pub mod run;
 pub mod watch;
@@ -25,6 +27,8 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
         } => graph::run(ctx, &selectors, format, &partitions),
         Command::Explain { instance } => explain::run(ctx, &instance),
         Command::Cache { command } => cache::run(ctx, command),
+        Command::Init { force } => init::run(ctx, force),
+        Command::Doctor => doctor::run(ctx),
         Command::Completions { shell } => completions::run(shell),
     }
 }

@@ -188,10 +188,24 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     if !(ctx.quiet && code == EXIT_OK) {
         print!("{}", summary.render(ctx.color));
     }
+    let write = |path: &std::path::PathBuf, text: String| {
+        crate::cache::store::write_atomic(&ctx.cwd.join(path), text.as_bytes())
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    };
     if let Some(path) = &args.summary {
-        let json = serde_json::to_string_pretty(&summary).expect("serialisable");
-        crate::cache::store::write_atomic(&ctx.cwd.join(path), json.as_bytes())
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        write(
+            path,
+            serde_json::to_string_pretty(&summary).expect("serialisable"),
+        )?;
+    }
+    if let Some(path) = &args.junit {
+        write(
+            path,
+            crate::report::junit::render(&project, &graph, &result),
+        )?;
+    }
+    if let Some(path) = &args.profile {
+        write(path, crate::report::trace::render(&graph, &result))?;
     }
     Ok(code)
 }

@@ -5,7 +5,7 @@ pub mod process;
 pub mod scheduler;
 pub mod work;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which stream a chunk of task output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,8 +71,32 @@ pub struct Outcome {
     pub reason: Option<String>,
     /// Captured output, stdout and stderr interleaved in order.
     pub output: Vec<Chunk>,
-    /// Problems worth a warning that did not change the outcome.
-    pub warnings: Vec<String>,
+    /// Which worker lane ran it, and when it started and ended there.
+    pub lane: Option<(usize, Instant, Instant)>,
+    /// Phases inside the instance (hash, restore, run, store), for `--profile`.
+    pub spans: Vec<Span>,
+}
+
+/// One timed phase of an instance's work.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub name: &'static str,
+    pub start: Instant,
+    pub end: Instant,
+}
+
+impl Span {
+    /// Times `f` as a phase called `name`, appending it to `spans`.
+    pub fn time<T>(spans: &mut Vec<Span>, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        spans.push(Span {
+            name,
+            start,
+            end: Instant::now(),
+        });
+        out
+    }
 }
 
 impl Outcome {
@@ -85,7 +109,8 @@ impl Outcome {
             key: None,
             reason: None,
             output: Vec::new(),
-            warnings: Vec::new(),
+            lane: None,
+            spans: Vec::new(),
         }
     }
 }

@@ -19,6 +19,9 @@ use crate::config::{Project, TaskId};
 use crate::graph::{InstanceGraph, InstanceId};
 use crate::report::Reporter;
 
+/// How often the reporter gets a chance to redraw while nothing happens.
+const TICK: Duration = Duration::from_millis(250);
+
 /// Does the work of one instance on a worker thread.
 pub trait Runner: Sync {
     /// Runs or restores `id`, whose dependencies all succeeded with the given
@@ -95,6 +98,8 @@ pub struct RunResult {
     pub outcomes: Vec<Outcome>,
     /// Whether Ctrl-C (or SIGTERM) stopped the run.
     pub interrupted: bool,
+    /// When the run started.
+    pub begin: Instant,
     /// Wall time of the whole run.
     pub elapsed: Duration,
 }
@@ -178,7 +183,7 @@ pub fn run_with(
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = std::sync::Mutex::new(job_rx);
     std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1).min(n.max(1)) {
+        for lane in 0..opts.jobs.max(1).min(n.max(1)) {
             let (tx, job_rx, dispatch) = (tx.clone(), &job_rx, dispatch.clone());
             scope.spawn(move || {
                 let _log = tracing::dispatcher::set_default(&dispatch);
@@ -194,7 +199,9 @@ pub fn run_with(
                     };
                     let dep_refs: Vec<(InstanceId, &Outcome)> =
                         deps.iter().map(|(d, o)| (*d, o)).collect();
+                    let began = Instant::now();
                     let mut outcome = runner.run(id, &dep_refs, &ctl, &sink);
+                    outcome.lane = Some((lane, began, Instant::now()));
                     if ctl.is_timed_out() && !outcome.status.is_success() {
                         outcome.status = Status::TimedOut;
                     }
@@ -273,6 +280,7 @@ pub fn run_with(
             if let Some(at) = interrupt_at {
                 wake = wake.min(at + opts.grace);
             }
+            wake = wake.min(now + TICK);
             let event = rx.recv_timeout(wake.saturating_duration_since(now));
             match event {
                 Ok(Event::Output(id, stream, line)) => reporter.output(id, stream, &line),
@@ -343,7 +351,7 @@ pub fn run_with(
                         }
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => reporter.tick(),
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             let now = Instant::now();
@@ -399,6 +407,7 @@ pub fn run_with(
     RunResult {
         outcomes,
         interrupted,
+        begin,
         elapsed: begin.elapsed(),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::process::{self, Control, Spec};
 use super::scheduler::Runner;
-use super::{Chunk, Outcome, Status, Stream};
+use super::{Chunk, Outcome, Span, Status, Stream};
 use crate::config::{Project, Task};
 use crate::graph::{Instance, InstanceGraph, InstanceId};
 
@@ -279,7 +279,11 @@ impl Runner for CachedRunner<'_> {
                 )
             })
             .collect();
-        let key = match crate::cache::key::compute(&self.key_context(), inst, dep_keys) {
+        let mut spans = Vec::new();
+        let computed = Span::time(&mut spans, "hash", || {
+            crate::cache::key::compute(&self.key_context(), inst, dep_keys)
+        });
+        let key = match computed {
             Ok(k) => k,
             Err(e) => {
                 tracing::warn!(
@@ -304,21 +308,24 @@ impl Runner for CachedRunner<'_> {
             "forced".to_owned()
         } else {
             match cache.lookup(&digest) {
-                Lookup::Found(entry) => match self.restore(cache, &entry) {
-                    Ok(mut o) => {
-                        cache.touch(&digest);
-                        self.hits.fetch_add(1, Relaxed);
-                        record(&mut o);
-                        return o;
+                Lookup::Found(entry) => {
+                    match Span::time(&mut spans, "restore", || self.restore(cache, &entry)) {
+                        Ok(mut o) => {
+                            o.spans = spans;
+                            cache.touch(&digest);
+                            self.hits.fetch_add(1, Relaxed);
+                            record(&mut o);
+                            return o;
+                        }
+                        Err(why) => {
+                            tracing::warn!(
+                                "{}: cache entry could not be restored ({why}); running it",
+                                inst.name
+                            );
+                            "restore-failed".to_owned()
+                        }
                     }
-                    Err(why) => {
-                        tracing::warn!(
-                            "{}: cache entry could not be restored ({why}); running it",
-                            inst.name
-                        );
-                        "restore-failed".to_owned()
-                    }
-                },
+                }
                 Lookup::Corrupt(why) => {
                     tracing::warn!(
                         "{}: cache entry {digest} is corrupt ({why}); running it",
@@ -337,12 +344,12 @@ impl Runner for CachedRunner<'_> {
             }
         };
         self.misses.fetch_add(1, Relaxed);
-        let mut o = execute(self.project, inst, ctl, sink);
+        let mut o = Span::time(&mut spans, "run", || execute(self.project, inst, ctl, sink));
         o.reason = Some(reason);
         if o.status == Status::Ok
             && task.cache
             && !ctl.is_cancelled()
-            && let Err(e) = self.store(cache, inst, &digest, &o)
+            && let Err(e) = Span::time(&mut spans, "store", || self.store(cache, inst, &digest, &o))
         {
             tracing::warn!(
                 "{}: could not store its result in the cache: {e}",
@@ -350,6 +357,7 @@ impl Runner for CachedRunner<'_> {
             );
         }
         record(&mut o);
+        o.spans = spans;
         o
     }
 }

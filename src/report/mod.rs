@@ -1,9 +1,11 @@
 //! Reporting: the [`Reporter`](crate::report::Reporter) trait the scheduler calls as instances start,
 //! print and finish, and the ways of showing that to a person or to CI.
 
+pub mod junit;
 pub mod lines;
 pub mod summary;
 pub mod terminal;
+pub mod trace;
 
 use crate::exec::{Outcome, Stream};
 use crate::graph::InstanceId;
@@ -17,6 +19,8 @@ pub trait Reporter {
     /// The instance ended; `outcome.output` holds everything it printed
     /// (for a cache hit, the replayed output).
     fn finished(&mut self, id: InstanceId, outcome: &Outcome);
+    /// Called a few times a second while nothing else happens (to redraw).
+    fn tick(&mut self) {}
 }
 
 /// Writes bytes to stdout, ignoring a closed pipe.

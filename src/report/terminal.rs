@@ -1,65 +1,63 @@
-//! Output for a person at a terminal: each instance's output grouped under a
-//! header when it ends, and a one-line live status on stderr.
+//! Output for a person at a terminal: a live progress view on stderr (a bar,
+//! counts of done, cached, failed and remaining, and the running instances
+//! with their elapsed time), and each instance's output grouped under a
+//! header when it ends — failures in full, successes up to a limit.
 
-use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Reporter, out, with_newline};
 use crate::exec::{Outcome, Status, Stream};
 use crate::graph::{InstanceGraph, InstanceId};
 
-/// Grouped output with a live status line.
+/// Most lines of a successful instance's output shown (failures: all).
+const SUCCESS_LINES: usize = 40;
+
+/// Grouped output with a live progress view.
 pub struct TerminalReporter<'a> {
     graph: &'a InstanceGraph,
-    buffered: Vec<Vec<u8>>,
+    buffered: Vec<Vec<Vec<u8>>>,
     running: Vec<(InstanceId, Instant)>,
-    done: usize,
     cached: usize,
     failed: usize,
     color: bool,
-    status_shown: bool,
+    bar: ProgressBar,
 }
 
 impl<'a> TerminalReporter<'a> {
     /// A reporter for `graph`; `color` enables ANSI colours.
     pub fn new(graph: &'a InstanceGraph, color: bool) -> Self {
+        let bar = ProgressBar::with_draw_target(
+            Some(graph.instances.len() as u64),
+            ProgressDrawTarget::stderr_with_hz(10),
+        );
+        let style = ProgressStyle::with_template("{spinner} [{bar:24}] {pos}/{len} {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> ");
+        bar.set_style(style);
         TerminalReporter {
             graph,
             buffered: vec![Vec::new(); graph.instances.len()],
             running: Vec::new(),
-            done: 0,
             cached: 0,
             failed: 0,
             color,
-            status_shown: false,
+            bar,
         }
     }
 
-    fn clear_status(&mut self) {
-        if self.status_shown {
-            let _ = std::io::stderr().write_all(b"\r\x1b[2K");
-            self.status_shown = false;
-        }
-    }
-
-    fn draw_status(&mut self) {
-        let total = self.graph.instances.len();
+    fn redraw(&self) {
+        let remaining = self.graph.instances.len() as u64 - self.bar.position();
         let names: Vec<String> = self
             .running
             .iter()
-            .take(4)
-            .map(|(id, t)| {
-                format!(
-                    "{} {:.0}s",
-                    self.graph.get(*id).name,
-                    t.elapsed().as_secs_f64()
-                )
-            })
+            .take(3)
+            .map(|(id, t)| format!("{} {}", self.graph.get(*id).name, secs(t.elapsed())))
             .collect();
-        let more = self.running.len().saturating_sub(4);
-        let line = format!(
-            "[{}/{total}] {} cached, {} failed | running: {}{}",
-            self.done,
+        let more = self.running.len().saturating_sub(3);
+        self.bar.set_message(format!(
+            "{} cached, {} failed, {remaining} left | {}{}",
             self.cached,
             self.failed,
             names.join(", "),
@@ -68,11 +66,8 @@ impl<'a> TerminalReporter<'a> {
             } else {
                 String::new()
             }
-        );
-        let width = terminal_width().saturating_sub(1);
-        let line: String = line.chars().take(width).collect();
-        let _ = write!(std::io::stderr(), "\r\x1b[2K{line}");
-        self.status_shown = true;
+        ));
+        self.bar.tick();
     }
 
     fn paint(&self, code: &str, s: &str) -> String {
@@ -84,31 +79,22 @@ impl<'a> TerminalReporter<'a> {
     }
 }
 
-fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ fills a winsize struct; failure leaves the default.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    if rc == 0 && ws.ws_col > 0 {
-        ws.ws_col as usize
-    } else {
-        80
-    }
+fn secs(d: Duration) -> String {
+    format!("{:.0}s", d.as_secs_f64().floor())
 }
 
 impl Reporter for TerminalReporter<'_> {
     fn started(&mut self, id: InstanceId) {
         self.running.push((id, Instant::now()));
-        self.draw_status();
+        self.redraw();
     }
 
     fn output(&mut self, id: InstanceId, _stream: Stream, line: &[u8]) {
-        self.buffered[id.index()].extend_from_slice(&with_newline(line));
+        self.buffered[id.index()].push(with_newline(line).into_owned());
     }
 
     fn finished(&mut self, id: InstanceId, outcome: &Outcome) {
-        self.clear_status();
         self.running.retain(|(r, _)| *r != id);
-        self.done += 1;
         let name = &self.graph.get(id).name;
         let (mark, code) = match outcome.status {
             Status::Ok => ("✓", "32"),
@@ -122,6 +108,14 @@ impl Reporter for TerminalReporter<'_> {
             _ => {}
         }
         let verdict = super::summary::verdict_line(outcome);
+        let mut lines = std::mem::take(&mut self.buffered[id.index()]);
+        if outcome.status == Status::Cached {
+            lines = outcome
+                .output
+                .iter()
+                .map(|c| with_newline(&c.data).into_owned())
+                .collect();
+        }
         let mut text = format!(
             "{} {} {}\n",
             self.paint(code, mark),
@@ -129,16 +123,34 @@ impl Reporter for TerminalReporter<'_> {
             verdict
         )
         .into_bytes();
-        let body = std::mem::take(&mut self.buffered[id.index()]);
-        text.extend(body);
-        if outcome.status == Status::Cached {
-            for c in &outcome.output {
-                text.extend_from_slice(&with_newline(&c.data));
-            }
+        let hidden = if outcome.status.is_success() {
+            lines.len().saturating_sub(SUCCESS_LINES)
+        } else {
+            0
+        };
+        if hidden > 0 {
+            text.extend(format!("  … {hidden} earlier lines hidden\n").into_bytes());
         }
-        out(&text);
+        for l in &lines[hidden..] {
+            text.extend_from_slice(l);
+        }
+        self.bar.suspend(|| out(&text));
+        self.bar.inc(1);
+        self.redraw();
+        if self.bar.position() as usize == self.graph.instances.len() {
+            self.bar.finish_and_clear();
+        }
+    }
+
+    fn tick(&mut self) {
         if !self.running.is_empty() {
-            self.draw_status();
+            self.redraw();
         }
+    }
+}
+
+impl Drop for TerminalReporter<'_> {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
     }
 }

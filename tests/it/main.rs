@@ -4,6 +4,7 @@ mod cache;
 mod config_errors;
 mod examples;
 mod partitions;
+mod reports;
 mod run;
 mod selectors;
 mod support;

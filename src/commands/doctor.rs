@@ -1,0 +1,179 @@
+//! `hotpass doctor`: checks the config, that every command's program is on
+//! PATH, and that the cache folder is writable and healthy; prints a verdict
+//! per check and exits 1 when something is wrong.
+
+use std::path::Path;
+
+use crate::Context;
+use crate::cache::Cache;
+use crate::cache::store::Lookup;
+use crate::config;
+use crate::error::Error;
+
+/// Shell words that are not programs on PATH.
+const SHELL_WORDS: &[&str] = &[
+    "cd", "echo", "test", "[", "true", "false", "exit", "export", "set", "unset", "if", "for",
+    "while", "case", "until", "exec", "eval", ".", ":", "source", "read", "printf", "pwd", "trap",
+    "wait", "command", "type", "{", "(", "!", "shift", "return", "local", "ulimit", "umask",
+];
+
+/// The program a shell command starts with, skipping `VAR=value` prefixes.
+pub fn first_program(command: &str) -> Option<String> {
+    command
+        .split_whitespace()
+        .find(|w| !w.contains('=') || w.starts_with('='))
+        .map(|w| w.trim_matches(|c| c == '"' || c == '\'').to_owned())
+        .filter(|w| !w.is_empty())
+}
+
+fn on_path(program: &str, cwd: &Path) -> bool {
+    if program.contains('/') {
+        return cwd.join(program).exists();
+    }
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let p = dir.join(program);
+            p.metadata().is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+    })
+}
+
+/// Runs the checks.
+pub fn run(ctx: &Context) -> Result<u8, Error> {
+    let mut bad = 0;
+    let mut verdict = |ok: bool, what: &str, detail: String| {
+        println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            bad += 1;
+        }
+    };
+    let project = match config::load(&ctx.load) {
+        Ok(p) => {
+            verdict(
+                true,
+                "config",
+                format!(
+                    "{} tasks and gates in {} file(s)",
+                    p.tasks.len(),
+                    p.files.len()
+                ),
+            );
+            p
+        }
+        Err(e) => {
+            verdict(false, "config", "invalid (details below)".into());
+            crate::report_error(&Error::Config(e), ctx.color);
+            return Ok(1);
+        }
+    };
+
+    let mut missing = Vec::new();
+    for t in &project.tasks {
+        let cwd = project.root.join(&t.cwd);
+        for c in &t.run {
+            let Some(program) = first_program(c) else {
+                continue;
+            };
+            if program.contains("{partition}") || SHELL_WORDS.contains(&program.as_str()) {
+                continue;
+            }
+            if !on_path(&program, &cwd) {
+                missing.push(format!("`{program}` (used by {})", t.name));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    if missing.is_empty() {
+        verdict(true, "commands", "every task's program is on PATH".into());
+    } else {
+        verdict(
+            false,
+            "commands",
+            format!("not found: {}", missing.join(", ")),
+        );
+    }
+
+    let dir = &project.settings.cache_dir;
+    match Cache::open(dir).and_then(|c| {
+        let probe = dir.join("tmp").join("doctor-probe");
+        crate::cache::store::write_atomic(&probe, b"ok")?;
+        let back = std::fs::read(&probe)?;
+        std::fs::remove_file(&probe)?;
+        if back != b"ok" {
+            return Err(std::io::Error::other("read back something else"));
+        }
+        Ok(c)
+    }) {
+        Ok(cache) => {
+            verdict(true, "cache writable", dir.display().to_string());
+            let mut corrupt = 0;
+            let mut missing_blobs = 0;
+            let mut total = 0;
+            if let Ok(rd) = std::fs::read_dir(dir.join("entries")) {
+                for e in rd.flatten() {
+                    let Some(key) = e
+                        .path()
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                    else {
+                        continue;
+                    };
+                    total += 1;
+                    match cache.lookup(&key) {
+                        Lookup::Found(entry) => {
+                            let hashes = entry
+                                .outputs
+                                .iter()
+                                .map(|o| o.hash.as_str())
+                                .chain(entry.log.as_deref());
+                            missing_blobs +=
+                                hashes.filter(|h| !cache.blob_path(h).is_file()).count();
+                        }
+                        _ => corrupt += 1,
+                    }
+                }
+            }
+            verdict(
+                corrupt == 0 && missing_blobs == 0,
+                "cache health",
+                format!(
+                    "{total} entries, {corrupt} corrupt, {missing_blobs} missing blobs{}",
+                    if corrupt + missing_blobs > 0 {
+                        " (harmless misses; `hotpass cache gc --max-age 3650d` removes them)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        Err(e) => verdict(false, "cache writable", format!("{}: {e}", dir.display())),
+    }
+    println!(
+        "{}",
+        if bad == 0 {
+            "everything looks right"
+        } else {
+            "some checks failed"
+        }
+    );
+    Ok(if bad == 0 { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_program;
+
+    #[test]
+    fn first_program_skips_assignments() {
+        assert_eq!(
+            first_program("FOO=1 BAR=2 cargo test").as_deref(),
+            Some("cargo")
+        );
+        assert_eq!(first_program("  ls -la").as_deref(), Some("ls"));
+        assert_eq!(first_program(""), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! `--junit FILE`: JUnit XML with one test case per instance; tasks and gates
+//! in their own suites; failures carry the instance's output.
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::config::{Project, TaskKind};
+use crate::exec::scheduler::RunResult;
+use crate::exec::{Outcome, Status};
+use crate::graph::InstanceGraph;
+
+fn output_text(o: &Outcome) -> String {
+    let bytes: Vec<u8> = o
+        .output
+        .iter()
+        .flat_map(|c| c.data.iter().copied())
+        .collect();
+    // XML 1.0 cannot hold most control characters; keep tabs and newlines.
+    String::from_utf8_lossy(&bytes)
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t' | '\r'))
+        .collect()
+}
+
+/// The JUnit XML of a finished run.
+pub fn render(project: &Project, graph: &InstanceGraph, result: &RunResult) -> String {
+    let mut tasks = TestSuite::new("tasks");
+    let mut gates = TestSuite::new("gates");
+    for id in graph.topo_order() {
+        let inst = graph.get(id);
+        let o = &result.outcomes[id.index()];
+        let task = project.task(inst.task);
+        let status = match &o.status {
+            Status::Ok | Status::Cached => TestCaseStatus::success(),
+            Status::Skipped { reason } => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(reason.clone());
+                s
+            }
+            other => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(match other {
+                    Status::Failed { code: Some(c) } => format!("exit code {c}"),
+                    Status::Failed { code: None } => "killed by a signal".to_owned(),
+                    Status::TimedOut => "timed out".to_owned(),
+                    _ => "interrupted".to_owned(),
+                });
+                s.set_type(other.word());
+                s.set_description(output_text(o));
+                s
+            }
+        };
+        let mut case = TestCase::new(inst.name.clone(), status);
+        case.set_classname(format!(
+            "hotpass.{}",
+            if task.kind == TaskKind::Gate {
+                "gates"
+            } else {
+                "tasks"
+            }
+        ));
+        case.set_time(o.duration);
+        case.add_property(Property::new("status", o.status.word()));
+        if let Some(r) = &o.reason {
+            case.add_property(Property::new("reason", r.clone()));
+        }
+        if o.status.is_success() && !o.output.is_empty() {
+            case.set_system_out(output_text(o));
+        }
+        match task.kind {
+            TaskKind::Gate => gates.add_test_case(case),
+            TaskKind::Task => tasks.add_test_case(case),
+        };
+    }
+    let mut report = Report::new("hotpass");
+    report.set_time(result.elapsed);
+    report.add_test_suites([tasks, gates]);
+    report.to_string().expect("JUnit XML serialises")
+}

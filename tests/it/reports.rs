@@ -1,0 +1,234 @@
+//! What people and CI see: summary JSON, JUnit, profiles, GitHub Actions
+//! groups, the live terminal view, init and doctor.
+
+use crate::support::{Project, statuses};
+
+const MIXED: &str = r#"
+[tasks.build]
+run = "echo building"
+[gates.good]
+deps = ["build"]
+run = "echo fine"
+[gates.bad]
+deps = ["build"]
+run = "echo 'type error in <main> & co'; exit 2"
+[tasks.deploy]
+deps = ["gate:bad"]
+run = "echo deploying"
+"#;
+
+/// The summary JSON matches what ran: counts, statuses, gates, critical path.
+#[test]
+fn summary_json_matches_the_run() {
+    let p = Project::new(MIXED);
+    let (r, s) = p.run_summary(&["run", "--keep-going"], &[]);
+    r.code(1);
+    assert_eq!(s["schema_version"], 1);
+    assert_eq!(s["exit_code"], 1);
+    assert_eq!(s["success"], false);
+    assert_eq!(s["counts"]["total"], 4);
+    assert_eq!(s["counts"]["failed"], 1);
+    assert_eq!(s["counts"]["skipped"], 1);
+    let st = statuses(&s);
+    assert_eq!(
+        (
+            st["build"].as_str(),
+            st["gate:bad"].as_str(),
+            st["deploy"].as_str()
+        ),
+        ("ok", "failed", "skipped")
+    );
+    let gates: Vec<(String, String)> = s["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap().to_owned(),
+                g["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(gates.contains(&("gate:bad".into(), "failed".into())));
+    assert!(gates.contains(&("gate:good".into(), "passed".into())));
+    assert_eq!(s["critical_path"][0], "build");
+    assert!(r.stdout.contains("Gates"));
+}
+
+/// JUnit XML parses, with a case per instance, gates in their own suite, and
+/// the failing gate's output in its failure.
+#[test]
+fn junit_is_valid_and_counts_match() {
+    let p = Project::new(MIXED);
+    p.run(&["run", "--keep-going", "--junit", "junit.xml"])
+        .code(1);
+    let xml = p.read("junit.xml");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let suites: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    let by_name = |name: &str| {
+        suites
+            .iter()
+            .find(|s| s.attribute("name") == Some(name))
+            .unwrap()
+    };
+    let gates = by_name("gates");
+    assert_eq!(gates.attribute("tests"), Some("2"));
+    assert_eq!(gates.attribute("failures"), Some("1"));
+    let tasks = by_name("tasks");
+    assert_eq!(tasks.attribute("tests"), Some("2"));
+    assert_eq!(tasks.attribute("skipped"), Some("1"));
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert!(
+        failure
+            .text()
+            .unwrap_or("")
+            .contains("type error in <main> & co")
+    );
+    assert_eq!(failure.attribute("message"), Some("exit code 2"));
+}
+
+/// The profile is Chrome trace-event JSON with one complete event per instance.
+#[test]
+fn profile_has_one_event_per_instance() {
+    let p = Project::new(
+        "[tasks.a]\nrun = \"true\"\ninputs = [\"x\"]\n[tasks.b]\ndeps = [\"a\"]\nrun = \"true\"\n",
+    );
+    p.write("x", "1");
+    p.run(&["run", "--profile", "trace.json"]).code(0);
+    let v: serde_json::Value = serde_json::from_str(&p.read("trace.json")).unwrap();
+    let events = v["traceEvents"].as_array().unwrap();
+    let complete: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["cat"] == "instance")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(complete.len(), 2);
+    assert!(complete.contains(&"a") && complete.contains(&"b"));
+    for e in events.iter().filter(|e| e["ph"] == "X") {
+        assert!(e["ts"].as_f64().unwrap() >= 0.0 && e["dur"].as_f64().unwrap() >= 0.0);
+        assert!(e["tid"].as_u64().unwrap() >= 1);
+    }
+    assert!(
+        events.iter().any(|e| e["name"] == "hash"),
+        "hashing is a phase of its own"
+    );
+}
+
+/// Under GitHub Actions each instance is one balanced group, and a failing
+/// gate gets an error annotation.
+#[test]
+fn github_actions_groups_and_annotations() {
+    let p = Project::new(MIXED);
+    let r = p.run_env(&["run", "--keep-going"], &[("GITHUB_ACTIONS", "true")]);
+    r.code(1);
+    let opens = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::group::"))
+        .count();
+    let closes = r.stdout.lines().filter(|l| *l == "::endgroup::").count();
+    assert_eq!(opens, 3, "{}", r.stdout);
+    assert_eq!(opens, closes);
+    let mut depth = 0i32;
+    for l in r.stdout.lines() {
+        if l.starts_with("::group::") {
+            depth += 1;
+            assert_eq!(depth, 1, "groups never nest");
+        } else if l == "::endgroup::" {
+            depth -= 1;
+        }
+    }
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("::error") && l.contains("gate:bad")),
+        "{}",
+        r.stdout
+    );
+}
+
+/// On a real pseudo-terminal the live view draws, and the final screen holds the summary.
+#[test]
+fn terminal_view_draws_on_a_pty() {
+    let p = Project::new(
+        "[tasks.slow]\nrun = \"echo working; sleep 1\"\n[tasks.quick]\nrun = \"echo quick\"\n",
+    );
+    let bin = crate::support::bin();
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &format!("{} run -j 2", bin.display()), "/dev/null"])
+        .current_dir(p.root())
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("script(1) from util-linux");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(
+        screen.contains("left |"),
+        "the progress view was drawn: {screen}"
+    );
+    assert!(screen.contains("✓"), "{screen}");
+    let tail = &screen[screen.rfind("Summary").expect("a summary")..];
+    assert!(
+        tail.contains("slow") && tail.contains("quick") && tail.contains("2 ran"),
+        "{tail}"
+    );
+}
+
+/// init writes a config `hotpass list` accepts, for each kind of project.
+#[test]
+fn init_writes_a_valid_config_for_each_kind() {
+    let kinds: &[(&str, &str, &str)] = &[
+        ("Cargo.toml", "[package]\nname = \"x\"\n", "gate:clippy"),
+        ("pyproject.toml", "[project]\nname = \"x\"\n", "gate:types"),
+        (
+            "package.json",
+            "{\"scripts\": {\"build\": \"tsc\", \"test\": \"jest\", \"lint\": \"eslint .\"}}",
+            "gate:lint",
+        ),
+        ("go.mod", "module x\n", "gate:vet"),
+        (
+            "Makefile",
+            "all: build\nbuild:\n\tcc x.c\ntest:\n\t./t\n",
+            "gate:make-test",
+        ),
+        ("README", "nothing known\n", "hello"),
+    ];
+    for (file, contents, expect) in kinds {
+        let p = Project::new("");
+        std::fs::remove_file(p.path("hotpass.toml")).unwrap();
+        p.write(file, contents);
+        p.run(&["init"]).code(0);
+        let r = p.run(&["list"]);
+        r.code(0);
+        assert!(r.stdout.contains(expect), "{file}: {}", r.stdout);
+        let again = p.run(&["init"]);
+        again.code(2);
+        assert!(again.stderr.contains("--force"), "{}", again.stderr);
+        p.run(&["init", "--force"]).code(0);
+    }
+}
+
+/// doctor passes a healthy project and flags a missing command and an unwritable cache.
+#[test]
+fn doctor_flags_problems() {
+    let p = Project::new("[tasks.a]\nrun = \"echo fine\"\n");
+    let r = p.run(&["doctor"]);
+    r.code(0);
+    assert!(r.stdout.contains("everything looks right"));
+    let p = Project::new("[tasks.a]\nrun = \"no-such-tool-xyz --flag\"\n");
+    let r = p.run(&["doctor"]);
+    r.code(1);
+    assert!(r.stdout.contains("no-such-tool-xyz"), "{}", r.stdout);
+    let p = Project::new("[settings]\ncache_dir = \"blocker/cache\"\n[tasks.a]\nrun = \"true\"\n");
+    p.write("blocker", "a file where the cache folder should be");
+    let r = p.run(&["doctor"]);
+    r.code(1);
+    assert!(r.stdout.contains("FAIL cache writable"), "{}", r.stdout);
+}
