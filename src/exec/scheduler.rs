@@ -3,14 +3,18 @@
 //! failure, enforces timeouts, and stops everything on Ctrl-C.
 //!
 //! ```text
-//! Waiting --all deps succeeded--> Ready --slot free--> Running --> Done
-//!    \                                \                             (ok, cached, failed, timed out)
-//!     `--a dep failed / run stopped----`--> Skipped
+//! Waiting --all deps succeeded--> Ready --check--> hit: Done(cached)
+//!    |                              |        `---> miss: Prepared --slot free--> Running --> Done
+//!    `--a dep failed / run stopped--`--> Done(skipped)
 //! ```
+//!
+//! The cache check runs on the scheduler's own thread as soon as an instance
+//! is ready, so a run of cache hits never hands work between threads; only
+//! instances that must run go to the pool of `-j` workers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::process::Control;
@@ -22,14 +26,27 @@ use crate::report::Reporter;
 /// How often the reporter gets a chance to redraw while nothing happens.
 const TICK: Duration = Duration::from_millis(250);
 
-/// Does the work of one instance on a worker thread.
+/// What the check of a ready instance decided.
+pub enum Check<P> {
+    /// Finished without running (a cache hit): here is the outcome.
+    Done(Outcome),
+    /// Must run; `P` carries what the check learned (the key, the reason).
+    Run(P),
+}
+
+/// Does the work of instances: a quick check on the scheduler's thread, and
+/// the run itself on a worker thread.
 pub trait Runner: Sync {
-    /// Runs or restores `id`, whose dependencies all succeeded with the given
-    /// outcomes. Output lines go to `sink` as they arrive.
+    /// What a check hands to the run.
+    type Prepared: Send;
+    /// Decides whether `id` (all of whose dependencies succeeded with these
+    /// outcomes) can finish without running, e.g. from the cache.
+    fn check(&self, id: InstanceId, deps: &[(InstanceId, &Outcome)]) -> Check<Self::Prepared>;
+    /// Runs `id`; output lines go to `sink` as they arrive.
     fn run(
         &self,
         id: InstanceId,
-        deps: &[(InstanceId, &Outcome)],
+        prepared: Self::Prepared,
         ctl: &Control,
         sink: &(dyn Fn(Stream, &[u8]) + Sync),
     ) -> Outcome;
@@ -66,9 +83,11 @@ impl Canceller {
 enum State {
     /// Waiting for `missing` dependencies to succeed.
     Waiting { missing: usize },
-    /// All dependencies succeeded; queued for a slot.
+    /// All dependencies succeeded; queued to be checked.
     Ready,
-    /// A worker thread owns it; `ctl` reaches its process group.
+    /// Checked: it must run, and waits for a free slot.
+    Prepared,
+    /// A worker owns it; `ctl` reaches its process group.
     Running {
         deadline: Option<Instant>,
         ctl: Arc<Control>,
@@ -77,14 +96,15 @@ enum State {
     Done(Outcome),
 }
 
-/// Work handed to the pool: an instance whose dependencies all succeeded.
-struct Job {
+/// Work handed to the pool.
+struct Job<P> {
     id: InstanceId,
-    deps: Vec<(InstanceId, Outcome)>,
+    prepared: P,
     ctl: Arc<Control>,
 }
 
-enum Event {
+/// What reaches the scheduler's thread.
+pub enum Event {
     Output(InstanceId, Stream, Vec<u8>),
     Finished(InstanceId, Outcome),
     Signal,
@@ -105,64 +125,165 @@ pub struct RunResult {
 }
 
 /// Runs every instance of `graph`, dependencies first.
-pub fn run(
+pub fn run<R: Runner>(
     project: &Project,
     graph: &InstanceGraph,
-    runner: &dyn Runner,
+    runner: &R,
     reporter: &mut dyn Reporter,
     opts: &Options,
 ) -> RunResult {
     run_with(project, graph, runner, reporter, opts, |_| {})
 }
 
+/// The scheduler's bookkeeping, owned by its thread.
+struct Book<'g, P> {
+    graph: &'g InstanceGraph,
+    states: Vec<State>,
+    dependents: Vec<Vec<InstanceId>>,
+    rank: Vec<usize>,
+    ready: VecDeque<InstanceId>,
+    prepared: VecDeque<(InstanceId, P)>,
+    running: usize,
+    per_task: HashMap<TaskId, usize>,
+    failed: bool,
+}
+
+impl<P> Book<'_, P> {
+    /// Records a finished instance and releases or skips what depends on it.
+    fn finish(&mut self, id: InstanceId, outcome: Outcome, reporter: &mut dyn Reporter) {
+        let success = outcome.status.is_success();
+        reporter.finished(id, &outcome);
+        self.states[id.index()] = State::Done(outcome);
+        if success {
+            let mut newly: Vec<InstanceId> = Vec::new();
+            for &d in &self.dependents[id.index()] {
+                if let State::Waiting { missing } = &mut self.states[d.index()] {
+                    *missing -= 1;
+                    if *missing == 0 {
+                        newly.push(d);
+                    }
+                }
+            }
+            newly.sort_by_key(|d| self.rank[d.index()]);
+            for d in newly {
+                self.states[d.index()] = State::Ready;
+                self.ready.push_back(d);
+            }
+        } else {
+            self.failed = true;
+            self.skip_dependents(
+                id,
+                &format!("dependency `{}` failed", self.graph.get(id).name),
+                reporter,
+            );
+        }
+    }
+
+    /// Skips every transitive dependent of `id` that has not started.
+    fn skip_dependents(&mut self, id: InstanceId, reason: &str, reporter: &mut dyn Reporter) {
+        let mut stack: Vec<InstanceId> = self.dependents[id.index()].clone();
+        while let Some(d) = stack.pop() {
+            if matches!(
+                self.states[d.index()],
+                State::Waiting { .. } | State::Ready | State::Prepared
+            ) {
+                let o = Outcome::new(Status::Skipped {
+                    reason: reason.to_owned(),
+                });
+                reporter.finished(d, &o);
+                self.states[d.index()] = State::Done(o);
+                stack.extend(self.dependents[d.index()].iter().copied());
+            }
+        }
+    }
+
+    fn dep_outcomes(&self, id: InstanceId) -> Vec<(InstanceId, &Outcome)> {
+        self.graph
+            .get(id)
+            .deps
+            .iter()
+            .filter_map(|d| match &self.states[d.index()] {
+                State::Done(o) => Some((*d, o)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn running_ctls(&self) -> impl Iterator<Item = &Arc<Control>> {
+        self.states.iter().filter_map(|s| match s {
+            State::Running { ctl, .. } => Some(ctl),
+            _ => None,
+        })
+    }
+}
+
 /// Like [`run`], handing `on_start` a [`Canceller`] for this run first.
-pub fn run_with(
+pub fn run_with<R: Runner>(
     project: &Project,
     graph: &InstanceGraph,
-    runner: &dyn Runner,
+    runner: &R,
     reporter: &mut dyn Reporter,
     opts: &Options,
     on_start: impl FnOnce(Canceller),
 ) -> RunResult {
     let begin = Instant::now();
     let n = graph.instances.len();
-    let mut dependents: Vec<Vec<InstanceId>> = vec![Vec::new(); n];
-    let mut states: Vec<State> = Vec::with_capacity(n);
+    let order = graph.topo_order();
+    let mut rank = vec![0; n];
+    for (r, id) in order.iter().enumerate() {
+        rank[id.index()] = r;
+    }
+    let mut book: Book<R::Prepared> = Book {
+        graph,
+        states: Vec::with_capacity(n),
+        dependents: vec![Vec::new(); n],
+        rank,
+        ready: VecDeque::new(),
+        prepared: VecDeque::new(),
+        running: 0,
+        per_task: HashMap::new(),
+        failed: false,
+    };
     let mut pre_skipped = Vec::new();
     for (i, inst) in graph.instances.iter().enumerate() {
-        for d in &inst.deps {
-            dependents[d.index()].push(InstanceId(i as u32));
-        }
         let id = InstanceId(i as u32);
+        for d in &inst.deps {
+            book.dependents[d.index()].push(id);
+        }
         if let Some(o) = opts.done.get(&id) {
-            states.push(State::Done(o.clone()));
+            book.states.push(State::Done(o.clone()));
             continue;
         }
         let satisfied = |d: &InstanceId| opts.done.get(d).is_some_and(|o| o.status.is_success());
-        let failed = |d: &&InstanceId| opts.done.get(d).is_some_and(|o| !o.status.is_success());
-        if let Some(f) = inst.deps.iter().find(failed) {
+        if let Some(f) = inst
+            .deps
+            .iter()
+            .find(|d| opts.done.get(d).is_some_and(|o| !o.status.is_success()))
+        {
             pre_skipped.push((id, *f));
         }
         let missing = inst.deps.iter().filter(|d| !satisfied(d)).count();
-        states.push(State::Waiting { missing });
+        book.states.push(State::Waiting { missing });
     }
     for (id, failed) in pre_skipped {
-        if matches!(states[id.index()], State::Waiting { .. }) {
+        if matches!(book.states[id.index()], State::Waiting { .. }) {
             let reason = format!("dependency `{}` failed", graph.get(failed).name);
-            let o = Outcome::new(Status::Skipped { reason });
-            reporter.finished(id, &o);
-            states[id.index()] = State::Done(o);
-            skip_dependents(graph, id, &dependents, &mut states, reporter);
+            reporter.finished(
+                id,
+                &Outcome::new(Status::Skipped {
+                    reason: reason.clone(),
+                }),
+            );
+            book.states[id.index()] = State::Done(Outcome::new(Status::Skipped {
+                reason: reason.clone(),
+            }));
+            book.skip_dependents(id, &reason, reporter);
         }
     }
-    let order = graph.topo_order();
-    let rank: HashMap<InstanceId, usize> =
-        order.iter().enumerate().map(|(r, id)| (*id, r)).collect();
-    let mut ready: VecDeque<InstanceId> = VecDeque::new();
     for id in &order {
-        if let State::Waiting { missing: 0 } = states[id.index()] {
-            states[id.index()] = State::Ready;
-            ready.push_back(*id);
+        if let State::Waiting { missing: 0 } = book.states[id.index()] {
+            book.states[id.index()] = State::Ready;
+            book.ready.push_back(*id);
         }
     }
 
@@ -171,44 +292,15 @@ pub fn run_with(
     let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]).ok();
     let signal_handle = signals.as_ref().map(|s| s.handle());
     let jobs = opts.jobs.max(1);
-    let mut running = 0usize;
-    let mut per_task: HashMap<TaskId, usize> = HashMap::new();
-    let mut failed = false;
     let mut interrupted = false;
     let mut interrupt_at: Option<Instant> = None;
     let mut killed_hard = false;
 
     // A fixed pool of `jobs` workers; they log through the caller's subscriber.
     let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
-    let job_rx = std::sync::Mutex::new(job_rx);
+    let (job_tx, job_rx) = mpsc::channel::<Job<R::Prepared>>();
+    let job_rx = Mutex::new(job_rx);
     std::thread::scope(|scope| {
-        for lane in 0..opts.jobs.max(1).min(n.max(1)) {
-            let (tx, job_rx, dispatch) = (tx.clone(), &job_rx, dispatch.clone());
-            scope.spawn(move || {
-                let _log = tracing::dispatcher::set_default(&dispatch);
-                loop {
-                    let job = match job_rx.lock().expect("job queue").recv() {
-                        Ok(job) => job,
-                        Err(_) => return,
-                    };
-                    let Job { id, deps, ctl } = job;
-                    let out_tx = tx.clone();
-                    let sink = move |stream: Stream, line: &[u8]| {
-                        let _ = out_tx.send(Event::Output(id, stream, line.to_vec()));
-                    };
-                    let dep_refs: Vec<(InstanceId, &Outcome)> =
-                        deps.iter().map(|(d, o)| (*d, o)).collect();
-                    let began = Instant::now();
-                    let mut outcome = runner.run(id, &dep_refs, &ctl, &sink);
-                    outcome.lane = Some((lane, began, Instant::now()));
-                    if ctl.is_timed_out() && !outcome.status.is_success() {
-                        outcome.status = Status::TimedOut;
-                    }
-                    let _ = tx.send(Event::Finished(id, outcome));
-                }
-            });
-        }
         if let Some(mut signals) = signals {
             let tx = tx.clone();
             scope.spawn(move || {
@@ -219,57 +311,85 @@ pub fn run_with(
                 }
             });
         }
+        let mut workers = 0;
         loop {
-            // Start what may start.
-            if !interrupted && (!failed || opts.keep_going) {
-                let mut deferred = Vec::new();
-                while running < jobs {
-                    let Some(id) = ready.pop_front() else { break };
-                    if !matches!(states[id.index()], State::Ready) {
+            let may_start = !interrupted && (!book.failed || opts.keep_going);
+            if may_start {
+                // Check ready instances: hits finish here; misses wait for a slot.
+                while book.prepared.len() < jobs {
+                    let Some(id) = book.ready.pop_front() else {
+                        break;
+                    };
+                    if !matches!(book.states[id.index()], State::Ready) {
                         continue; // skipped while queued
+                    }
+                    let deps = book.dep_outcomes(id);
+                    let began = Instant::now();
+                    match runner.check(id, &deps) {
+                        Check::Done(mut outcome) => {
+                            outcome.lane = Some((0, began, Instant::now()));
+                            book.finish(id, outcome, reporter);
+                            if book.failed && !opts.keep_going {
+                                break;
+                            }
+                        }
+                        Check::Run(p) => {
+                            book.states[id.index()] = State::Prepared;
+                            book.prepared.push_back((id, p));
+                        }
+                    }
+                }
+                // Start prepared instances while slots are free.
+                let mut deferred = VecDeque::new();
+                while book.running < jobs && (!book.failed || opts.keep_going) {
+                    let Some((id, p)) = book.prepared.pop_front() else {
+                        break;
+                    };
+                    if !matches!(book.states[id.index()], State::Prepared) {
+                        continue; // skipped while waiting
                     }
                     let inst = graph.get(id);
                     let task = project.task(inst.task);
-                    let busy = per_task.get(&inst.task).copied().unwrap_or(0);
+                    let busy = book.per_task.get(&inst.task).copied().unwrap_or(0);
                     if task.max_parallel.is_some_and(|m| busy >= m) {
-                        deferred.push(id);
+                        deferred.push_back((id, p));
                         continue;
                     }
-                    *per_task.entry(inst.task).or_default() += 1;
-                    running += 1;
+                    *book.per_task.entry(inst.task).or_default() += 1;
+                    book.running += 1;
                     let ctl = Arc::new(Control::default());
                     let deadline = task.timeout.map(|t| Instant::now() + t);
-                    states[id.index()] = State::Running {
+                    book.states[id.index()] = State::Running {
                         deadline,
                         ctl: ctl.clone(),
                     };
                     reporter.started(id);
-                    let dep_outcomes: Vec<(InstanceId, Outcome)> = inst
-                        .deps
-                        .iter()
-                        .map(|d| match &states[d.index()] {
-                            State::Done(o) => (*d, o.clone()),
-                            _ => (*d, Outcome::new(Status::Ok)),
-                        })
-                        .collect();
+                    if workers < jobs {
+                        workers += 1;
+                        let lane = workers;
+                        let (tx, job_rx, dispatch) = (tx.clone(), &job_rx, dispatch.clone());
+                        scope.spawn(move || worker(lane, runner, job_rx, tx, dispatch));
+                    }
                     let _ = job_tx.send(Job {
                         id,
-                        deps: dep_outcomes,
+                        prepared: p,
                         ctl,
                     });
                 }
-                for id in deferred.into_iter().rev() {
-                    ready.push_front(id);
-                }
+                deferred.append(&mut book.prepared);
+                book.prepared = deferred;
             }
-            if running == 0 {
+            if may_start && !book.ready.is_empty() && book.prepared.len() < jobs {
+                continue; // a slot freed up: check more before waiting
+            }
+            if book.running == 0 {
                 break;
             }
 
-            // Wait for the next event, or the nearest deadline.
+            // Wait for the next event, the nearest deadline, or a tick.
             let now = Instant::now();
-            let mut wake = now + Duration::from_secs(3600);
-            for s in &states {
+            let mut wake = now + TICK;
+            for s in &book.states {
                 if let State::Running {
                     deadline: Some(d), ..
                 } = s
@@ -280,72 +400,45 @@ pub fn run_with(
             if let Some(at) = interrupt_at {
                 wake = wake.min(at + opts.grace);
             }
-            wake = wake.min(now + TICK);
-            let event = rx.recv_timeout(wake.saturating_duration_since(now));
-            match event {
+            match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(Event::Output(id, stream, line)) => reporter.output(id, stream, &line),
                 Ok(Event::Finished(id, mut outcome)) => {
-                    running -= 1;
-                    let task = graph.get(id).task;
-                    if let Some(c) = per_task.get_mut(&task) {
+                    book.running -= 1;
+                    if let Some(c) = book.per_task.get_mut(&graph.get(id).task) {
                         *c -= 1;
                     }
-                    let cancelled = matches!(&states[id.index()], State::Running { ctl, .. } if ctl.is_cancelled());
+                    let cancelled = matches!(&book.states[id.index()], State::Running { ctl, .. } if ctl.is_cancelled());
                     if (interrupted || cancelled)
                         && !outcome.status.is_success()
                         && outcome.status != Status::TimedOut
                     {
                         outcome.status = Status::Interrupted;
                     }
-                    let success = outcome.status.is_success();
-                    reporter.finished(id, &outcome);
-                    states[id.index()] = State::Done(outcome);
-                    if success {
-                        let mut newly: Vec<InstanceId> = Vec::new();
-                        for &d in &dependents[id.index()] {
-                            if let State::Waiting { missing } = &mut states[d.index()] {
-                                *missing -= 1;
-                                if *missing == 0 {
-                                    newly.push(d);
-                                }
-                            }
-                        }
-                        newly.sort_by_key(|d| rank[d]);
-                        for d in newly {
-                            states[d.index()] = State::Ready;
-                            ready.push_back(d);
-                        }
-                    } else {
-                        failed = true;
-                        skip_dependents(graph, id, &dependents, &mut states, reporter);
-                    }
+                    book.finish(id, outcome, reporter);
                 }
                 Ok(Event::Signal) => {
                     if !interrupted {
                         tracing::info!("interrupted: stopping every running task");
                         interrupted = true;
                         interrupt_at = Some(Instant::now());
-                        for s in &states {
-                            if let State::Running { ctl, .. } = s {
-                                ctl.kill(libc::SIGTERM);
-                            }
-                        }
+                        book.running_ctls().for_each(|c| c.kill(libc::SIGTERM));
                     } else if !killed_hard {
                         killed_hard = true;
-                        kill_all(&states);
+                        book.running_ctls().for_each(|c| c.kill(libc::SIGKILL));
                     }
                 }
                 Ok(Event::Cancel(ids)) => {
                     for id in ids {
-                        match &states[id.index()] {
+                        match &book.states[id.index()] {
                             State::Running { ctl, .. } => ctl.kill(libc::SIGKILL),
-                            State::Waiting { .. } | State::Ready => {
+                            State::Waiting { .. } | State::Ready | State::Prepared => {
+                                let reason = "cancelled by a change";
                                 let o = Outcome::new(Status::Skipped {
-                                    reason: "cancelled by a change".into(),
+                                    reason: reason.into(),
                                 });
                                 reporter.finished(id, &o);
-                                states[id.index()] = State::Done(o);
-                                skip_dependents(graph, id, &dependents, &mut states, reporter);
+                                book.states[id.index()] = State::Done(o);
+                                book.skip_dependents(id, reason, reporter);
                             }
                             State::Done(_) => {}
                         }
@@ -355,7 +448,7 @@ pub fn run_with(
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             let now = Instant::now();
-            for s in &states {
+            for s in &book.states {
                 if let State::Running {
                     deadline: Some(d),
                     ctl,
@@ -371,7 +464,7 @@ pub fn run_with(
                 && now >= at + opts.grace
             {
                 killed_hard = true;
-                kill_all(&states);
+                book.running_ctls().for_each(|c| c.kill(libc::SIGKILL));
             }
         }
         drop(job_tx);
@@ -386,16 +479,17 @@ pub fn run_with(
     } else {
         "the run stopped after a failure"
     };
-    for id in graph.topo_order() {
-        if !matches!(states[id.index()], State::Done(_)) {
+    for id in order {
+        if !matches!(book.states[id.index()], State::Done(_)) {
             let o = Outcome::new(Status::Skipped {
                 reason: reason.to_owned(),
             });
             reporter.finished(id, &o);
-            states[id.index()] = State::Done(o);
+            book.states[id.index()] = State::Done(o);
         }
     }
-    let outcomes = states
+    let outcomes = book
+        .states
         .into_iter()
         .map(|s| match s {
             State::Done(o) => o,
@@ -412,32 +506,31 @@ pub fn run_with(
     }
 }
 
-fn kill_all(states: &[State]) {
-    for s in states {
-        if let State::Running { ctl, .. } = s {
-            ctl.kill(libc::SIGKILL);
-        }
-    }
-}
-
-/// Marks every transitive dependent of a failed instance as skipped.
-fn skip_dependents(
-    graph: &InstanceGraph,
-    failed: InstanceId,
-    dependents: &[Vec<InstanceId>],
-    states: &mut [State],
-    reporter: &mut dyn Reporter,
+/// One worker of the pool: runs jobs until the queue closes.
+fn worker<R: Runner>(
+    lane: usize,
+    runner: &R,
+    jobs: &Mutex<mpsc::Receiver<Job<R::Prepared>>>,
+    tx: mpsc::Sender<Event>,
+    dispatch: tracing::Dispatch,
 ) {
-    let cause = &graph.get(failed).name;
-    let mut stack: Vec<InstanceId> = dependents[failed.index()].clone();
-    while let Some(d) = stack.pop() {
-        if matches!(states[d.index()], State::Waiting { .. } | State::Ready) {
-            let o = Outcome::new(Status::Skipped {
-                reason: format!("dependency `{cause}` failed"),
-            });
-            reporter.finished(d, &o);
-            states[d.index()] = State::Done(o);
-            stack.extend(dependents[d.index()].iter().copied());
+    let _log = tracing::dispatcher::set_default(&dispatch);
+    loop {
+        let job = match jobs.lock().expect("job queue").recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let Job { id, prepared, ctl } = job;
+        let out_tx = tx.clone();
+        let sink = move |stream: Stream, line: &[u8]| {
+            let _ = out_tx.send(Event::Output(id, stream, line.to_vec()));
+        };
+        let began = Instant::now();
+        let mut outcome = runner.run(id, prepared, &ctl, &sink);
+        outcome.lane = Some((lane, began, Instant::now()));
+        if ctl.is_timed_out() && !outcome.status.is_success() {
+            outcome.status = Status::TimedOut;
         }
+        let _ = tx.send(Event::Finished(id, outcome));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::process::{self, Control, Spec};
-use super::scheduler::Runner;
+use super::scheduler::{Check, Runner};
 use super::{Chunk, Outcome, Span, Status, Stream};
 use crate::config::{Project, Task};
 use crate::graph::{Instance, InstanceGraph, InstanceId};
@@ -252,23 +252,51 @@ impl<'a> CachedRunner<'a> {
     }
 }
 
-impl Runner for CachedRunner<'_> {
-    fn run(
+/// What a cache check learned about an instance that must run.
+pub struct Prepared {
+    /// The key and its digest, when the inputs could be hashed.
+    key: Option<(crate::cache::key::CacheKey, String)>,
+    /// Why it runs instead of hitting the cache.
+    reason: String,
+    /// Phases so far (hashing).
+    spans: Vec<Span>,
+}
+
+impl CachedRunner<'_> {
+    fn record(
         &self,
-        id: InstanceId,
-        deps: &[(InstanceId, &Outcome)],
-        ctl: &Control,
-        sink: &(dyn Fn(Stream, &[u8]) + Sync),
-    ) -> Outcome {
+        inst: &Instance,
+        key: &crate::cache::key::CacheKey,
+        digest: &str,
+        o: &mut Outcome,
+    ) {
+        o.key = Some(digest.to_owned());
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.record_run(&inst.name, key)
+        {
+            tracing::debug!("could not record the run of {}: {e}", inst.name);
+        }
+    }
+}
+
+impl Runner for CachedRunner<'_> {
+    type Prepared = Prepared;
+
+    fn check(&self, id: InstanceId, deps: &[(InstanceId, &Outcome)]) -> Check<Prepared> {
         use crate::cache::Mode;
         use crate::cache::store::Lookup;
         use std::sync::atomic::Ordering::Relaxed;
         let inst = self.graph.get(id);
         let task = self.project.task(inst.task);
+        let run = |key, reason: &str, spans| {
+            Check::Run(Prepared {
+                key,
+                reason: reason.to_owned(),
+                spans,
+            })
+        };
         let Some(cache) = &self.cache else {
-            let mut o = execute(self.project, inst, ctl, sink);
-            o.reason = Some("cache-disabled".into());
-            return o;
+            return run(None, "cache-disabled", Vec::new());
         };
         let dep_keys = deps
             .iter()
@@ -290,73 +318,86 @@ impl Runner for CachedRunner<'_> {
                     "{}: could not hash its inputs ({e}); running it without the cache",
                     inst.name
                 );
-                let mut o = execute(self.project, inst, ctl, sink);
-                o.reason = Some("cache-disabled".into());
-                return o;
+                return run(None, "cache-disabled", spans);
             }
         };
         let digest = key.digest();
-        let record = |o: &mut Outcome| {
-            o.key = Some(digest.clone());
-            if let Err(e) = cache.record_run(&inst.name, &key) {
-                tracing::debug!("could not record the run of {}: {e}", inst.name);
-            }
-        };
-        let reason = if !task.cache {
-            "cache-disabled".to_owned()
-        } else if self.mode == Mode::Force {
-            "forced".to_owned()
-        } else {
-            match cache.lookup(&digest) {
-                Lookup::Found(entry) => {
-                    match Span::time(&mut spans, "restore", || self.restore(cache, &entry)) {
-                        Ok(mut o) => {
-                            o.spans = spans;
-                            cache.touch(&digest);
-                            self.hits.fetch_add(1, Relaxed);
-                            record(&mut o);
-                            return o;
-                        }
-                        Err(why) => {
-                            tracing::warn!(
-                                "{}: cache entry could not be restored ({why}); running it",
-                                inst.name
-                            );
-                            "restore-failed".to_owned()
-                        }
+        if !task.cache {
+            return run(Some((key, digest)), "cache-disabled", spans);
+        }
+        if self.mode == Mode::Force {
+            return run(Some((key, digest)), "forced", spans);
+        }
+        let reason = match cache.lookup(&digest) {
+            Lookup::Found(entry) => {
+                match Span::time(&mut spans, "restore", || self.restore(cache, &entry)) {
+                    Ok(mut o) => {
+                        cache.touch(&digest);
+                        self.hits.fetch_add(1, Relaxed);
+                        self.record(inst, &key, &digest, &mut o);
+                        o.spans = spans;
+                        return Check::Done(o);
+                    }
+                    Err(why) => {
+                        tracing::warn!(
+                            "{}: cache entry could not be restored ({why}); running it",
+                            inst.name
+                        );
+                        "restore-failed".to_owned()
                     }
                 }
-                Lookup::Corrupt(why) => {
-                    tracing::warn!(
-                        "{}: cache entry {digest} is corrupt ({why}); running it",
-                        inst.name
-                    );
-                    "corrupt-entry".to_owned()
-                }
-                Lookup::Missing => cache
-                    .last_run(&inst.name)
-                    .and_then(|last| {
-                        crate::cache::key::diff(&last, &key)
-                            .first()
-                            .map(|c| c.reason())
-                    })
-                    .unwrap_or_else(|| "no-entry".to_owned()),
             }
+            Lookup::Corrupt(why) => {
+                tracing::warn!(
+                    "{}: cache entry {digest} is corrupt ({why}); running it",
+                    inst.name
+                );
+                "corrupt-entry".to_owned()
+            }
+            Lookup::Missing => cache
+                .last_run(&inst.name)
+                .and_then(|last| {
+                    crate::cache::key::diff(&last, &key)
+                        .first()
+                        .map(|c| c.reason())
+                })
+                .unwrap_or_else(|| "no-entry".to_owned()),
         };
-        self.misses.fetch_add(1, Relaxed);
+        run(Some((key, digest)), &reason, spans)
+    }
+
+    fn run(
+        &self,
+        id: InstanceId,
+        prepared: Prepared,
+        ctl: &Control,
+        sink: &(dyn Fn(Stream, &[u8]) + Sync),
+    ) -> Outcome {
+        use std::sync::atomic::Ordering::Relaxed;
+        let inst = self.graph.get(id);
+        let task = self.project.task(inst.task);
+        let Prepared {
+            key,
+            reason,
+            mut spans,
+        } = prepared;
         let mut o = Span::time(&mut spans, "run", || execute(self.project, inst, ctl, sink));
         o.reason = Some(reason);
-        if o.status == Status::Ok
-            && task.cache
-            && !ctl.is_cancelled()
-            && let Err(e) = Span::time(&mut spans, "store", || self.store(cache, inst, &digest, &o))
-        {
-            tracing::warn!(
-                "{}: could not store its result in the cache: {e}",
-                inst.name
-            );
+        if let (Some(cache), Some((key, digest))) = (&self.cache, &key) {
+            self.misses.fetch_add(1, Relaxed);
+            if o.status == Status::Ok
+                && task.cache
+                && !ctl.is_cancelled()
+                && let Err(e) =
+                    Span::time(&mut spans, "store", || self.store(cache, inst, digest, &o))
+            {
+                tracing::warn!(
+                    "{}: could not store its result in the cache: {e}",
+                    inst.name
+                );
+            }
+            self.record(inst, key, digest, &mut o);
         }
-        record(&mut o);
         o.spans = spans;
         o
     }
