@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Latency from a file write to the start of the re-run it causes, in
+`hotpass watch` over a generated project of 1,000 tasks.
+
+    cargo build --release && python3 scripts/watch_latency.py [--edits 20] [--debounce MS]
+
+Each task writes the wall-clock time (ns) it started to a marker file before
+doing anything else; the script writes one task's input, then reads the marker.
+Prints the median, min and max over the edits.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOTPASS = os.path.join(ROOT, "target", "release", "hotpass")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--edits", type=int, default=20)
+    ap.add_argument("--tasks", type=int, default=1000)
+    ap.add_argument("--debounce", type=int, default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        toml = []
+        for i in range(args.tasks):
+            os.makedirs(f"{d}/src/p{i}", exist_ok=True)
+            with open(f"{d}/src/p{i}/f.txt", "w") as f:
+                f.write("0\n")
+            toml.append(f'[tasks.t{i}]\nrun = "date +%s%N > started/t{i}; cat src/p{i}/f.txt > out/t{i}.txt"\ninputs = ["src/p{i}/*.txt"]\noutputs = ["out/t{i}.txt"]\n')
+        os.makedirs(f"{d}/started")
+        os.makedirs(f"{d}/out")
+        with open(f"{d}/hotpass.toml", "w") as f:
+            f.write("\n".join(toml))
+        cmd = [HOTPASS, "watch"] + (["--debounce", str(args.debounce)] if args.debounce is not None else [])
+        proc = subprocess.Popen(cmd, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cycles = [0]
+        cond = threading.Condition()
+
+        def reader():
+            for line in proc.stdout:
+                if "watching for changes" in line:
+                    with cond:
+                        cycles[0] += 1
+                        cond.notify_all()
+
+        threading.Thread(target=reader, daemon=True).start()
+
+        def wait_cycles(n, limit=120):
+            with cond:
+                if not cond.wait_for(lambda: cycles[0] >= n, timeout=limit):
+                    proc.kill()
+                    sys.exit(f"timed out waiting for cycle {n}")
+
+        try:
+            wait_cycles(1)
+            latencies = []
+            for k in range(args.edits):
+                i = (k * 37) % args.tasks
+                marker = f"{d}/started/t{i}"
+                before = open(marker).read()
+                t0 = time.time_ns()
+                with open(f"{d}/src/p{i}/f.txt", "w") as f:
+                    f.write(f"{k + 1}\n")
+                deadline = time.time() + 30
+                while True:
+                    now = open(marker).read()
+                    if now != before and now.strip():
+                        break
+                    if time.time() > deadline:
+                        sys.exit("no re-run within 30 s")
+                    time.sleep(0.002)
+                latencies.append((int(now.strip()) - t0) / 1e6)
+                wait_cycles(k + 2)
+            print(f"tasks {args.tasks}, edits {args.edits}, debounce {args.debounce or 'default'}: "
+                  f"write -> re-run start median {statistics.median(latencies):.1f} ms "
+                  f"(min {min(latencies):.1f}, max {max(latencies):.1f})")
+        finally:
+            proc.send_signal(2)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()
