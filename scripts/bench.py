@@ -142,7 +142,7 @@ def bench_change1(runs, results):
 
 
 def gen_backfill365(d):
-    stage = 'partitions = {{ daily = {{ start = "2025-01-01" }} }}'
+    stage = 'partitions = { daily = { start = "2025-01-01" } }'
     toml = f"""
 [settings]
 backfill_limit = 2000

@@ -7,6 +7,7 @@ use crate::config::{self, Project};
 use crate::error::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Error, UsageError};
 use crate::exec::Status;
 use crate::exec::scheduler::{self, Options};
+use crate::exec::work::CachedRunner;
 use crate::graph::{InstanceGraph, InstanceId, PartitionArgs, parse_selectors};
 use crate::report::Reporter;
 use crate::report::lines::LineReporter;
@@ -45,6 +46,44 @@ pub fn resolve_graph(
 ) -> Result<InstanceGraph, Error> {
     let sel = parse_selectors(project, selectors)?;
     Ok(InstanceGraph::build(project, &sel, args, limit)?)
+}
+
+/// The cached runner, or, when the cache folder cannot be opened, an uncached
+/// one with a warning: a broken cache never fails a run.
+pub fn open_runner<'a>(
+    project: &'a Project,
+    graph: &'a InstanceGraph,
+    mode: crate::cache::Mode,
+) -> CachedRunner<'a> {
+    CachedRunner::new(project, graph, mode).unwrap_or_else(|e| {
+        tracing::warn!(
+            "cannot open the cache at {} ({e}); running without the cache",
+            project.settings.cache_dir.display()
+        );
+        CachedRunner::new(project, graph, crate::cache::Mode::Disabled)
+            .expect("an uncached runner opens nothing")
+    })
+}
+
+/// Says once that configured remote services are not used by this version,
+/// so nobody believes a remote cache or lineage is working when it is not.
+pub fn warn_unsupported(project: &Project) {
+    let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if project.settings.remote_cache.is_some() || env("HOTPASS_REMOTE_CACHE") {
+        tracing::warn!(
+            "a remote cache is configured, but this version of hotpass only uses the local cache"
+        );
+    }
+    if project.settings.lineage.is_some() || env("OPENLINEAGE_URL") {
+        tracing::warn!(
+            "lineage is configured, but this version of hotpass does not emit OpenLineage events yet"
+        );
+    }
+    if project.settings.telemetry.is_some() {
+        tracing::warn!(
+            "telemetry is configured, but this version of hotpass does not export traces yet"
+        );
+    }
 }
 
 /// Parses `K/N` (1-based).
@@ -124,6 +163,7 @@ pub fn make_reporter<'a>(ctx: &Context, graph: &'a InstanceGraph) -> Box<dyn Rep
 /// Runs the selection and returns the exit code.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     let project = config::load(&ctx.load)?;
+    warn_unsupported(&project);
     let pargs = partition_args(ctx, &args.partitions)?;
     let mut graph = resolve_graph(
         &project,
@@ -158,8 +198,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         return Ok(EXIT_OK);
     }
 
-    let runner = crate::exec::work::CachedRunner::new(&project, &graph, cache_mode)
-        .map_err(|e| Error::io("opening the cache", e))?;
+    let runner = open_runner(&project, &graph, cache_mode);
     let mut reporter = make_reporter(ctx, &graph);
     let opts = Options {
         jobs,

@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 
-use super::run::{make_reporter, partition_args, resolve_graph};
+use super::run::{make_reporter, open_runner, partition_args, resolve_graph, warn_unsupported};
 use crate::Context;
 use crate::cache::Mode;
 use crate::cli::WatchArgs;
 use crate::config::{self, Project};
 use crate::error::{EXIT_INTERRUPTED, Error, UsageError};
 use crate::exec::scheduler::{self, Canceller, Options, RunResult};
-use crate::exec::work::CachedRunner;
 use crate::exec::{Outcome, Status};
 use crate::graph::{InstanceGraph, InstanceId};
 use crate::watch::WatchSet;
@@ -35,6 +34,7 @@ struct Loaded {
 
 fn load(ctx: &Context, args: &WatchArgs) -> Result<Loaded, Error> {
     let project = config::load(&ctx.load)?;
+    warn_unsupported(&project);
     let pargs = partition_args(ctx, &args.partitions)?;
     let graph = resolve_graph(
         &project,
@@ -92,16 +92,34 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
     .map_err(|e| Error::io("starting the file watcher", std::io::Error::other(e)))?;
 
     let mut watched: Vec<(PathBuf, RecursiveMode)> = Vec::new();
-    let mut rewatch = |wanted: Vec<(PathBuf, RecursiveMode)>| {
-        for (p, _) in &watched {
-            let _ = debouncer.unwatch(p);
-        }
-        watched.clear();
-        for (p, mode) in wanted {
-            match debouncer.watch(&p, mode) {
-                Ok(()) => watched.push((p, mode)),
-                Err(e) => tracing::warn!("cannot watch {}: {e}", p.display()),
+    // Adds the wanted watches first and drops stale ones after, never
+    // touching a path that stays wanted: a change made while re-watching is
+    // not lost. With `keep`, nothing is dropped (a broken config keeps every
+    // watch so that any save can fix it).
+    let mut rewatch = |wanted: Vec<(PathBuf, RecursiveMode)>, keep: bool| {
+        for (p, mode) in &wanted {
+            if watched
+                .iter()
+                .any(|(w, m)| w == p && (*m == *mode || *m == RecursiveMode::Recursive))
+            {
+                continue;
             }
+            match debouncer.watch(p, *mode) {
+                Ok(()) => watched.push((p.clone(), *mode)),
+                Err(e) => tracing::debug!("cannot watch {}: {e}", p.display()),
+            }
+        }
+        if keep {
+            return;
+        }
+        let stale: Vec<PathBuf> = watched
+            .iter()
+            .filter(|(w, _)| !wanted.iter().any(|(p, _)| p == w))
+            .map(|(w, _)| w.clone())
+            .collect();
+        for w in stale {
+            let _ = debouncer.unwatch(&w);
+            watched.retain(|(p, _)| *p != w);
         }
     };
 
@@ -121,22 +139,26 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
                         .map(|p| (p, RecursiveMode::Recursive))
                         .collect();
                     wanted.extend(flat.into_iter().map(|p| (p, RecursiveMode::NonRecursive)));
-                    rewatch(wanted);
+                    rewatch(wanted, false);
                     pending = Some(l.graph.instances.iter().map(|i| i.name.clone()).collect());
                     loaded = Some(l);
                 }
                 Err(e) => {
-                    crate::report_error(&e, ctx.color);
-                    eprintln!("hotpass: watching the configuration for a fix");
-                    // Watch the config's folder so a fix is noticed.
+                    // Watch the config's folder (on top of everything watched
+                    // so far) so that a fix is noticed, then say so.
                     let dir = config::load::find_config(&ctx.load)
                         .ok()
                         .and_then(|p| p.parent().map(PathBuf::from))
                         .unwrap_or_else(|| ctx.cwd.clone());
-                    rewatch(vec![
-                        (dir.clone(), RecursiveMode::NonRecursive),
-                        (dir.join("tasks"), RecursiveMode::Recursive),
-                    ]);
+                    rewatch(
+                        vec![
+                            (dir.clone(), RecursiveMode::NonRecursive),
+                            (dir.join("tasks"), RecursiveMode::Recursive),
+                        ],
+                        true,
+                    );
+                    crate::report_error(&e, ctx.color);
+                    eprintln!("hotpass: watching the configuration for a fix");
                     loaded = None;
                     pending = None;
                 }
@@ -247,14 +269,7 @@ fn cycle(
         let (c_tx, c_rx) = mpsc::channel::<Canceller>();
         let opts = &opts;
         let handle = s.spawn(move || {
-            let runner = match CachedRunner::new(&l.project, &l.graph, Mode::Normal) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!("cannot open the cache ({e}); running without it");
-                    CachedRunner::new(&l.project, &l.graph, Mode::Disabled)
-                        .expect("an uncached runner opens nothing")
-                }
-            };
+            let runner = open_runner(&l.project, &l.graph, Mode::Normal);
             let mut reporter = make_reporter(ctx, &l.graph);
             let r = scheduler::run_with(
                 &l.project,

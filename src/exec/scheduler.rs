@@ -13,6 +13,8 @@
 //! instances that must run go to the pool of `-j` workers.
 
 use std::collections::{HashMap, VecDeque};
+
+use rayon::prelude::*;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +24,9 @@ use super::{Outcome, Status, Stream};
 use crate::config::{Project, TaskId};
 use crate::graph::{InstanceGraph, InstanceId};
 use crate::report::Reporter;
+
+/// Most ready instances checked in one parallel batch.
+const CHECK_BATCH: usize = 256;
 
 /// How often the reporter gets a chance to redraw while nothing happens.
 const TICK: Duration = Duration::from_millis(250);
@@ -316,26 +321,48 @@ pub fn run_with<R: Runner>(
             let may_start = !interrupted && (!book.failed || opts.keep_going);
             if may_start {
                 // Check ready instances: hits finish here; misses wait for a slot.
-                while book.prepared.len() < jobs {
-                    let Some(id) = book.ready.pop_front() else {
-                        break;
-                    };
-                    if !matches!(book.states[id.index()], State::Ready) {
-                        continue; // skipped while queued
-                    }
-                    let deps = book.dep_outcomes(id);
-                    let began = Instant::now();
-                    match runner.check(id, &deps) {
-                        Check::Done(mut outcome) => {
-                            outcome.lane = Some((0, began, Instant::now()));
-                            book.finish(id, outcome, reporter);
-                            if book.failed && !opts.keep_going {
-                                break;
-                            }
+                // Instances ready together are independent: check them in parallel.
+                while book.prepared.len() < jobs
+                    && !book.ready.is_empty()
+                    && (!book.failed || opts.keep_going)
+                {
+                    let mut batch = Vec::new();
+                    while batch.len() < CHECK_BATCH {
+                        let Some(id) = book.ready.pop_front() else {
+                            break;
+                        };
+                        if matches!(book.states[id.index()], State::Ready) {
+                            batch.push(id);
                         }
-                        Check::Run(p) => {
-                            book.states[id.index()] = State::Prepared;
-                            book.prepared.push_back((id, p));
+                    }
+                    let inputs: Vec<(InstanceId, Vec<(InstanceId, &Outcome)>)> = batch
+                        .iter()
+                        .map(|id| (*id, book.dep_outcomes(*id)))
+                        .collect();
+                    let check = |(id, deps): &(InstanceId, Vec<(InstanceId, &Outcome)>)| {
+                        let began = Instant::now();
+                        // Rayon's threads log through the caller's subscriber too.
+                        let c = tracing::dispatcher::with_default(&dispatch, || {
+                            runner.check(*id, deps)
+                        });
+                        (*id, began, c)
+                    };
+                    let checked: Vec<(InstanceId, Instant, Check<R::Prepared>)> =
+                        if inputs.len() > 1 {
+                            inputs.par_iter().map(check).collect()
+                        } else {
+                            inputs.iter().map(check).collect()
+                        };
+                    for (id, began, c) in checked {
+                        match c {
+                            Check::Done(mut outcome) => {
+                                outcome.lane = Some((0, began, Instant::now()));
+                                book.finish(id, outcome, reporter);
+                            }
+                            Check::Run(p) => {
+                                book.states[id.index()] = State::Prepared;
+                                book.prepared.push_back((id, p));
+                            }
                         }
                     }
                 }

@@ -67,6 +67,10 @@ pub struct InstanceSummary {
     pub kind: &'static str,
     /// ok, cached, failed, timed-out, skipped, interrupted.
     pub status: &'static str,
+    /// Whether its commands ran in this run (ok, failed, timed out, interrupted).
+    pub ran: bool,
+    /// Whether it was restored from the cache.
+    pub cached: bool,
     pub exit_code: Option<i32>,
     pub duration_ms: u64,
     pub saved_ms: Option<u64>,
@@ -140,6 +144,11 @@ impl Summary {
                     "task"
                 },
                 status: o.status.word(),
+                ran: matches!(
+                    o.status,
+                    Status::Ok | Status::Failed { .. } | Status::TimedOut | Status::Interrupted
+                ),
+                cached: o.status == Status::Cached,
                 exit_code: match o.status {
                     Status::Failed { code } => code,
                     Status::Ok => Some(0),

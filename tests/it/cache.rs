@@ -374,3 +374,46 @@ fn cache_dir_env_moves_the_cache() {
     assert!(!p.exists("cache"));
     assert!(elsewhere.path().join("entries").is_dir());
 }
+
+/// When storing fails (a full disk, an unwritable cache), the task's own
+/// result and exit code stand, with one warning, and nothing is stored.
+#[test]
+fn store_failure_keeps_the_result() {
+    let p = project();
+    // Every blob prefix folder is a file: storing any blob fails.
+    for i in 0..=255u8 {
+        p.write(&format!("cache/blobs/{i:02x}"), "not a folder");
+    }
+    let (r, s) = p.run_summary(&["run", "gen"], &[]);
+    r.code(0);
+    assert_eq!(statuses(&s)["gen"], "ok");
+    assert!(r.stderr.contains("could not store"), "{}", r.stderr);
+    assert_eq!(r.stderr.matches("could not store").count(), 1);
+    let entries = std::fs::read_dir(p.path("cache/entries"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(entries, 0, "no entry without its blobs");
+}
+
+/// A cache folder that cannot be opened degrades to running without the
+/// cache, with a warning; it never fails the run.
+#[test]
+fn broken_cache_folder_runs_uncached() {
+    let p = project();
+    p.write("cache", "a file where the cache folder should be");
+    let (r, s) = p.run_summary(&["run", "gen"], &[]);
+    r.code(0);
+    assert_eq!(statuses(&s)["gen"], "ok");
+    assert!(r.stderr.contains("without the cache"), "{}", r.stderr);
+}
+
+/// Configured remote services that this version does not use are named in a warning.
+#[test]
+fn unsupported_remote_cache_is_warned_about() {
+    let p = Project::new(
+        "[settings.remote_cache]\nurl = \"s3://bucket/prefix\"\n[tasks.a]\nrun = \"true\"\n",
+    );
+    let r = p.run(&["run"]);
+    r.code(0);
+    assert!(r.stderr.contains("remote cache"), "{}", r.stderr);
+}
