@@ -118,6 +118,12 @@ impl Patterns {
         })
     }
 
+    /// Checks one pattern's syntax without compiling a matcher (cheap enough
+    /// to run on every pattern of a large config).
+    pub fn check(pattern: &str) -> Result<(), globset::Error> {
+        glob(normalise(pattern.strip_prefix('!').unwrap_or(pattern))).map(|_| ())
+    }
+
     /// Whether `rel` (relative to the base, `/`-separated) is in the set,
     /// leaving git-ignore rules aside.
     pub fn matches(&self, rel: &str) -> bool {

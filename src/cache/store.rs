@@ -148,13 +148,26 @@ pub fn now_unix() -> u64 {
         .as_secs()
 }
 
-/// Checks a manifest path is relative, has no `..`, and does not pass
-/// through a symlink under `root`.
-pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf, String> {
+/// Checks a manifest path is relative and has no `..`, without touching the
+/// disk, and joins it to `root`.
+pub fn lexical_target(root: &Path, rel: &str) -> Result<PathBuf, String> {
     let p = Path::new(rel);
     if p.is_absolute() {
         return Err(format!("refusing absolute path {rel}"));
     }
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!("refusing path {rel} that leaves the project"));
+    }
+    Ok(root.join(p))
+}
+
+/// Checks a manifest path is relative, has no `..`, and does not pass
+/// through a symlink under `root`.
+pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    lexical_target(root, rel)?;
+    let p = Path::new(rel);
     let mut cur = root.to_path_buf();
     for c in p.components() {
         match c {
@@ -182,17 +195,19 @@ impl Cache {
     pub fn restore(&self, entry: &Entry, root: &Path, memo: &Memo) -> Result<usize, String> {
         let mut plan = Vec::new();
         for o in &entry.outputs {
-            let target = safe_target(root, &o.path)?;
-            // Skip files that are already exactly right.
-            if let Ok(meta) = std::fs::metadata(&target)
+            // Skip files that are already exactly right: nothing is written,
+            // so only the lexical checks are needed for them.
+            let in_place = lexical_target(root, &o.path)?;
+            if let Ok(meta) = std::fs::metadata(&in_place)
                 && meta.is_file()
                 && meta.len() == o.size
                 && meta.permissions().mode() & 0o7777 == o.mode
-                && let Ok(h) = memo.hash_files(&[(&target, &meta)])
+                && let Ok(h) = memo.hash_files(&[(&in_place, &meta)])
                 && hex(&h[0]) == o.hash
             {
                 continue;
             }
+            let target = safe_target(root, &o.path)?;
             self.verify_blob(&o.hash)
                 .map_err(|e| format!("output {}: {e}", o.path))?;
             plan.push((o, target));

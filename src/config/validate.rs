@@ -237,7 +237,7 @@ fn check_globs(list: &Option<Vec<Spanned<String>>>, src: &SourceFile, problems: 
             }
             continue;
         }
-        if let Err((_, err)) = Patterns::new(&[pattern.as_str()]) {
+        if let Err(err) = Patterns::check(pattern) {
             problems.push(
                 Problem::at(
                     ProblemKind::InvalidValue,

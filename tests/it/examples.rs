@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{Project, statuses};
+use crate::support::{Project, statuses, with_status};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -51,11 +51,7 @@ fn pipeline_example_backfills_and_reruns_incrementally() {
         &format!("{raw}2025-01-03,newco.example,NewCo Ltd,EU\n"),
     );
     let (_, s) = p.run_summary(&["run", "--backfill", "2025-01-01..2025-01-07"], &[]);
-    let ran: Vec<String> = statuses(&s)
-        .into_iter()
-        .filter(|(_, v)| v == "ok")
-        .map(|(k, _)| k)
-        .collect();
+    let ran = with_status(&s, "ok");
     assert_eq!(
         ran,
         vec![

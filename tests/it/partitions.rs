@@ -1,6 +1,6 @@
 //! Partitions: instances, backfills, incremental re-runs, fan-in, guardrails.
 
-use crate::support::{Project, statuses};
+use crate::support::{Project, statuses, with_status};
 
 const PIPELINE: &str = r#"
 [settings]
@@ -96,11 +96,7 @@ fn one_changed_day_reruns_its_chain_only() {
         &["run", "report", "--backfill", "2025-01-01..2025-01-31"],
         &[],
     );
-    let ran: Vec<String> = statuses(&s)
-        .into_iter()
-        .filter(|(_, v)| v == "ok")
-        .map(|(k, _)| k)
-        .collect();
+    let ran = with_status(&s, "ok");
     assert_eq!(
         ran,
         vec!["p:clean@2025-01-15", "p:ingest@2025-01-15", "report"]

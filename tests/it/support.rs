@@ -150,6 +150,15 @@ pub fn statuses(summary: &serde_json::Value) -> std::collections::BTreeMap<Strin
         .collect()
 }
 
+/// The names of the instances with this status, sorted.
+pub fn with_status(summary: &serde_json::Value, status: &str) -> Vec<String> {
+    statuses(summary)
+        .into_iter()
+        .filter(|(_, v)| v == status)
+        .map(|(k, _)| k)
+        .collect()
+}
+
 /// Waits until `cond` holds, for at most `limit`; returns whether it did.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
