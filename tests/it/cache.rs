@@ -417,3 +417,47 @@ fn unsupported_remote_cache_is_warned_about() {
     r.code(0);
     assert!(r.stderr.contains("remote cache"), "{}", r.stderr);
 }
+
+/// gc --max-age evicts entries not used for longer than the age.
+#[test]
+fn gc_max_age_evicts_old_entries() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    let entries: Vec<_> = std::fs::read_dir(p.path("cache/entries"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(entries.len(), 3);
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86400);
+    std::fs::File::options()
+        .append(true)
+        .open(&entries[0])
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let r = p.run(&["cache", "gc", "--max-age", "1d"]);
+    r.code(0);
+    assert!(r.stdout.contains("removed 1 entries"), "{}", r.stdout);
+    assert_eq!(
+        std::fs::read_dir(p.path("cache/entries")).unwrap().count(),
+        2
+    );
+    p.run(&["cache", "gc"]).code(2);
+}
+
+/// cache stats reports entries and the hit rate of recent runs.
+#[test]
+fn cache_stats_reports_hit_rate() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    p.run(&["run"]).code(0);
+    let v: serde_json::Value =
+        serde_json::from_str(&p.run(&["cache", "stats", "--json"]).stdout).unwrap();
+    assert_eq!(v["entries"], 3);
+    assert_eq!(v["recent_runs"], 2);
+    assert_eq!(v["recent_hits"], 3);
+    assert_eq!(v["recent_misses"], 3);
+    let text = p.run(&["cache", "stats"]).stdout;
+    assert!(text.contains("hit rate: 50%"), "{text}");
+}

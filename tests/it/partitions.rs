@@ -219,3 +219,71 @@ fn mismatched_partition_kinds_need_a_mapping() {
         vec!["d@2025-02-03", "m@2025-02"]
     );
 }
+
+/// A partitioned task that depends on a plain task: every instance waits for
+/// the one run of it.
+#[test]
+fn partitioned_on_plain_waits_for_the_one_task() {
+    let p = Project::new(
+        "[tasks.setup]\nrun = \"echo once >> setup.log\"\n[tasks.day]\ndeps = [\"setup\"]\nrun = \"test -f setup.log && echo {partition} >> days.log\"\npartitions = { daily = { start = \"2025-01-01\" } }\n",
+    );
+    let (r, s) = p.run_summary(
+        &[
+            "run",
+            "day",
+            "--backfill",
+            "2025-01-01..2025-01-05",
+            "-j",
+            "2",
+        ],
+        &[],
+    );
+    r.code(0);
+    assert_eq!(p.read("setup.log"), "once\n");
+    assert_eq!(p.read("days.log").lines().count(), 5);
+    let day = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "day@2025-01-03")
+        .unwrap();
+    assert_eq!(day["deps"][0], "setup");
+}
+
+/// Monthly partitions: keys are YYYY-MM, the latest is last month, and a
+/// backfill covers whole months.
+#[test]
+fn monthly_partitions_backfill_and_latest() {
+    let p = Project::new(
+        "[tasks.m]\nrun = \"echo $HOTPASS_PARTITION >> months.log\"\npartitions = { monthly = { start = \"2024-11\" } }\n",
+    );
+    let (_, s) = p.run_summary(&["run", "--backfill", "2024-11..2025-02"], &[]);
+    assert_eq!(statuses(&s).len(), 4);
+    assert!(p.read("months.log").contains("2025-01"));
+    let (_, s) = p.run_summary(&["run"], &[("HOTPASS_TODAY", "2025-03-15")]);
+    assert_eq!(
+        statuses(&s).into_keys().collect::<Vec<_>>(),
+        vec!["m@2025-02"]
+    );
+    let r = p.run(&["run", "--partition", "2025-02-01"]);
+    r.code(2);
+    assert!(r.stderr.contains("YYYY-MM"), "{}", r.stderr);
+}
+
+/// explain works on one instance of a partitioned task.
+#[test]
+fn explain_an_instance() {
+    let p = pipeline();
+    p.run(&["run", "p:ingest", "--partition", "2025-01-02"])
+        .code(0);
+    let r = p.run(&["explain", "p:ingest@2025-01-02"]);
+    r.code(0);
+    assert!(r.stdout.contains("HIT"), "{}", r.stdout);
+    p.write("raw/2025-01-02.csv", "changed\n");
+    let r = p.run(&["explain", "p:ingest@2025-01-02"]);
+    assert!(
+        r.stdout.contains("file changed: raw/2025-01-02.csv"),
+        "{}",
+        r.stdout
+    );
+}

@@ -166,3 +166,19 @@ fn sigint_stops_watch_and_children() {
         "child {pid} survived"
     );
 }
+
+/// A git-ignored file that matches an input glob never triggers a run, and
+/// neither does anything under the cache folder.
+#[test]
+fn ignored_files_and_the_cache_do_not_trigger() {
+    let p = project();
+    p.write(".gitignore", "src/scratch.txt\n");
+    let w = p.watch(&["watch", "--debounce", "50"]);
+    w.wait_count(CYCLE_END, 1);
+    p.write("src/scratch.txt", "ignored\n");
+    p.write("cache/extra.txt", "inside the cache\n");
+    p.write("other/y.txt", "2\n"); // sync point
+    w.wait_count(CYCLE_END, 2);
+    assert_eq!(lines(&p, "a.log"), 1, "{}", w.output());
+    assert_eq!(lines(&p, "c.log"), 2);
+}
