@@ -214,6 +214,19 @@ impl<P> Book<'_, P> {
             .collect()
     }
 
+    /// Prepared instances that could take a free slot (not held back by
+    /// their task's `max_parallel`): the bound on checking ahead.
+    fn startable(&self, project: &Project) -> usize {
+        self.prepared
+            .iter()
+            .filter(|(id, _)| {
+                let task = self.graph.get(*id).task;
+                let busy = self.per_task.get(&task).copied().unwrap_or(0);
+                !project.task(task).max_parallel.is_some_and(|m| busy >= m)
+            })
+            .count()
+    }
+
     fn running_ctls(&self) -> impl Iterator<Item = &Arc<Control>> {
         self.states.iter().filter_map(|s| match s {
             State::Running { ctl, .. } => Some(ctl),
@@ -322,7 +335,7 @@ pub fn run_with<R: Runner>(
             if may_start {
                 // Check ready instances: hits finish here; misses wait for a slot.
                 // Instances ready together are independent: check them in parallel.
-                while book.prepared.len() < jobs
+                while book.startable(project) < jobs
                     && !book.ready.is_empty()
                     && (!book.failed || opts.keep_going)
                 {
@@ -406,7 +419,7 @@ pub fn run_with<R: Runner>(
                 deferred.append(&mut book.prepared);
                 book.prepared = deferred;
             }
-            if may_start && !book.ready.is_empty() && book.prepared.len() < jobs {
+            if may_start && !book.ready.is_empty() && book.startable(project) < jobs {
                 continue; // a slot freed up: check more before waiting
             }
             if book.running == 0 {

@@ -287,3 +287,20 @@ fn explain_an_instance() {
         r.stdout
     );
 }
+
+/// Instances held back by `max_parallel` do not stop other ready tasks from
+/// starting: the first `api` instance can only finish once `other` has run.
+#[test]
+fn capped_instances_do_not_block_other_tasks() {
+    let p = Project::new(
+        "[tasks.api]\nmax_parallel = 1\nrun = \"i=0; while [ ! -f other.done ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; test -f other.done\"\npartitions = { daily = { start = \"2025-01-01\" } }\n[tasks.other]\ndeps = [\"z\"]\nrun = \"touch other.done\"\n[tasks.z]\nrun = \"true\"\n",
+    );
+    // More instances than one check batch, and `other` ready only after `z`
+    // has run: by then capped `api` instances fill the queue.
+    let (r, s) = p.run_summary(
+        &["run", "--backfill", "2025-01-01..2025-10-27", "-j", "2"],
+        &[],
+    );
+    r.code(0);
+    assert_eq!(with_status(&s, "ok").len(), 302);
+}
