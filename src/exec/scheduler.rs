@@ -222,7 +222,7 @@ impl<P> Book<'_, P> {
             .filter(|(id, _)| {
                 let task = self.graph.get(*id).task;
                 let busy = self.per_task.get(&task).copied().unwrap_or(0);
-                !project.task(task).max_parallel.is_some_and(|m| busy >= m)
+                project.task(task).max_parallel.is_none_or(|m| busy < m)
             })
             .count()
     }
