@@ -1,6 +1,7 @@
 //! The cache: miss, store, hit; what invalidates a key and what does not;
 //! restored outputs; corruption; concurrency; explain; gc.
 
+use crate::support::assert_has;
 use std::os::unix::fs::PermissionsExt;
 
 use crate::support::{Project, statuses};
@@ -176,7 +177,7 @@ fn corrupt_entry_is_a_miss_with_warning() {
     }
     let (r, s) = p.run_summary(&["run"], &[]);
     r.code(0);
-    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    assert_has(&r.stderr, "corrupt");
     let g = s["instances"]
         .as_array()
         .unwrap()
@@ -205,7 +206,7 @@ fn missing_blob_runs_task_instead() {
     let g = &s["instances"][0];
     assert_eq!(g["status"], "ok");
     assert_eq!(g["reason"], "restore-failed");
-    assert!(r.stderr.contains("could not be restored"), "{}", r.stderr);
+    assert_has(&r.stderr, "could not be restored");
     assert_eq!(p.read("out/gen.txt"), "v1\n");
 }
 
@@ -231,7 +232,7 @@ fn escaping_manifest_path_is_refused() {
     let r = p.run(&["run", "gen"]);
     r.code(0);
     assert!(!p.root().parent().unwrap().join("escaped.txt").exists());
-    assert!(r.stderr.contains("refusing"), "{}", r.stderr);
+    assert_has(&r.stderr, "refusing");
 }
 
 /// Two runs started together on one cache both succeed, and the next run hits.
@@ -288,11 +289,7 @@ fn dry_run_json_is_the_plan() {
             .all(|i| i["action"] == "cached")
     );
     let text = p.run(&["run", "--dry-run"]);
-    assert!(
-        text.stdout.contains("0 to run, 3 cached"),
-        "{}",
-        text.stdout
-    );
+    assert_has(&text.stdout, "0 to run, 3 cached");
 }
 
 /// explain names the changed file, the changed env var and the upstream cause.
@@ -302,17 +299,13 @@ fn explain_names_every_difference() {
     p.run_env(&["run"], &[("SECRET", "a")]).code(0);
     let r = p.run_env(&["explain", "use"], &[("SECRET", "a")]);
     r.code(0);
-    assert!(r.stdout.contains("HIT"), "{}", r.stdout);
+    assert_has(&r.stdout, "HIT");
     p.write("src/in.txt", "v2\n");
     let r = p.run_env(&["explain", "use"], &[("SECRET", "b")]);
-    assert!(r.stdout.contains("MISS"), "{}", r.stdout);
-    assert!(r.stdout.contains("$SECRET"), "{}", r.stdout);
-    assert!(r.stdout.contains("dependency gen changed"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("file changed: src/in.txt"),
-        "{}",
-        r.stdout
-    );
+    assert_has(&r.stdout, "MISS");
+    assert_has(&r.stdout, "$SECRET");
+    assert_has(&r.stdout, "dependency gen changed");
+    assert_has(&r.stdout, "file changed: src/in.txt");
 }
 
 /// gc brings the cache under the size asked, and the next run still works.
@@ -387,7 +380,7 @@ fn store_failure_keeps_the_result() {
     let (r, s) = p.run_summary(&["run", "gen"], &[]);
     r.code(0);
     assert_eq!(statuses(&s)["gen"], "ok");
-    assert!(r.stderr.contains("could not store"), "{}", r.stderr);
+    assert_has(&r.stderr, "could not store");
     assert_eq!(r.stderr.matches("could not store").count(), 1);
     let entries = std::fs::read_dir(p.path("cache/entries"))
         .map(|d| d.count())
@@ -404,7 +397,7 @@ fn broken_cache_folder_runs_uncached() {
     let (r, s) = p.run_summary(&["run", "gen"], &[]);
     r.code(0);
     assert_eq!(statuses(&s)["gen"], "ok");
-    assert!(r.stderr.contains("without the cache"), "{}", r.stderr);
+    assert_has(&r.stderr, "without the cache");
 }
 
 /// Configured remote services that this version does not use are named in a warning.
@@ -415,7 +408,7 @@ fn unsupported_remote_cache_is_warned_about() {
     );
     let r = p.run(&["run"]);
     r.code(0);
-    assert!(r.stderr.contains("remote cache"), "{}", r.stderr);
+    assert_has(&r.stderr, "remote cache");
 }
 
 /// gc --max-age evicts entries not used for longer than the age.
@@ -438,7 +431,7 @@ fn gc_max_age_evicts_old_entries() {
         .unwrap();
     let r = p.run(&["cache", "gc", "--max-age", "1d"]);
     r.code(0);
-    assert!(r.stdout.contains("removed 1 entries"), "{}", r.stdout);
+    assert_has(&r.stdout, "removed 1 entries");
     assert_eq!(
         std::fs::read_dir(p.path("cache/entries")).unwrap().count(),
         2

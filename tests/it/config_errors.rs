@@ -2,6 +2,7 @@
 //! diagnostic that names the file, line and column and says what to do.
 
 use crate::support::Project;
+use crate::support::assert_has;
 
 fn check(config: &str) -> String {
     let p = Project::new(config);
@@ -57,8 +58,8 @@ fn duplicate_task_across_files_shows_both() {
     );
     let r = p.run(&["run"]);
     r.code(2);
-    assert!(r.stderr.contains("tasks/more.toml:4:8"), "{}", r.stderr);
-    assert!(r.stderr.contains("hotpass.toml:1:8"), "{}", r.stderr);
+    assert_has(&r.stderr, "tasks/more.toml:4:8");
+    assert_has(&r.stderr, "hotpass.toml:1:8");
     insta::assert_snapshot!(r.stderr);
 }
 
@@ -104,11 +105,7 @@ fn settings_in_included_file_are_refused() {
     p.write("tasks/x.toml", "[settings]\njobs = 2\n");
     let r = p.run(&["run"]);
     r.code(2);
-    assert!(
-        r.stderr.contains("only allowed in hotpass.toml"),
-        "{}",
-        r.stderr
-    );
+    assert_has(&r.stderr, "only allowed in hotpass.toml");
 }
 
 /// No hotpass.toml anywhere up the tree says how to make one.

@@ -1,5 +1,6 @@
 //! The example projects load, and the pipeline example behaves as its README says.
 
+use crate::support::assert_has;
 use std::path::{Path, PathBuf};
 
 use crate::support::{Project, statuses, with_status};
@@ -89,5 +90,5 @@ fn pipeline_schema_gate_catches_bad_rows() {
     assert_eq!(st["gate:schema@2025-01-02"], "failed");
     assert_eq!(st["pipeline:normalize@2025-01-02"], "skipped");
     assert_eq!(st["pipeline:score@2025-01-01"], "ok");
-    assert!(r.stdout.contains("bad row"), "{}", r.stdout);
+    assert_has(&r.stdout, "bad row");
 }

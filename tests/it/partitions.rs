@@ -1,5 +1,6 @@
 //! Partitions: instances, backfills, incremental re-runs, fan-in, guardrails.
 
+use crate::support::assert_has;
 use crate::support::{Project, statuses, with_status};
 
 const PIPELINE: &str = r#"
@@ -199,7 +200,7 @@ fn guardrails_and_bad_ranges_exit_2() {
     let q = Project::new("[tasks.plain]\nrun = \"touch ran\"\n");
     let r = q.run(&["run", "plain", "--partition", "2025-01-01"]);
     r.code(2);
-    assert!(r.stderr.contains("not partitioned"), "{}", r.stderr);
+    assert_has(&r.stderr, "not partitioned");
     assert!(!p.exists("report.count") && !q.exists("ran"));
 }
 
@@ -210,7 +211,7 @@ fn mismatched_partition_kinds_need_a_mapping() {
     let p = Project::new(base);
     let r = p.run(&["run", "d", "--partition", "2025-02-03"]);
     r.code(2);
-    assert!(r.stderr.contains("partition_map"), "{}", r.stderr);
+    assert_has(&r.stderr, "partition_map");
     let p = Project::new(&format!("{base}partition_map = \"calendar\"\n"));
     let (r, s) = p.run_summary(&["run", "d", "--partition", "2025-02-03"], &[]);
     r.code(0);
@@ -267,7 +268,7 @@ fn monthly_partitions_backfill_and_latest() {
     );
     let r = p.run(&["run", "--partition", "2025-02-01"]);
     r.code(2);
-    assert!(r.stderr.contains("YYYY-MM"), "{}", r.stderr);
+    assert_has(&r.stderr, "YYYY-MM");
 }
 
 /// explain works on one instance of a partitioned task.
@@ -278,14 +279,10 @@ fn explain_an_instance() {
         .code(0);
     let r = p.run(&["explain", "p:ingest@2025-01-02"]);
     r.code(0);
-    assert!(r.stdout.contains("HIT"), "{}", r.stdout);
+    assert_has(&r.stdout, "HIT");
     p.write("raw/2025-01-02.csv", "changed\n");
     let r = p.run(&["explain", "p:ingest@2025-01-02"]);
-    assert!(
-        r.stdout.contains("file changed: raw/2025-01-02.csv"),
-        "{}",
-        r.stdout
-    );
+    assert_has(&r.stdout, "file changed: raw/2025-01-02.csv");
 }
 
 /// Instances held back by `max_parallel` do not stop other ready tasks from

@@ -1,6 +1,7 @@
 //! What people and CI see: summary JSON, JUnit, profiles, GitHub Actions
 //! groups, the live terminal view, init and doctor.
 
+use crate::support::assert_has;
 use crate::support::{Project, statuses};
 
 const MIXED: &str = r#"
@@ -210,7 +211,7 @@ fn init_writes_a_valid_config_for_each_kind() {
         assert!(r.stdout.contains(expect), "{file}: {}", r.stdout);
         let again = p.run(&["init"]);
         again.code(2);
-        assert!(again.stderr.contains("--force"), "{}", again.stderr);
+        assert_has(&again.stderr, "--force");
         p.run(&["init", "--force"]).code(0);
     }
 }
@@ -225,10 +226,10 @@ fn doctor_flags_problems() {
     let p = Project::new("[tasks.a]\nrun = \"no-such-tool-xyz --flag\"\n");
     let r = p.run(&["doctor"]);
     r.code(1);
-    assert!(r.stdout.contains("no-such-tool-xyz"), "{}", r.stdout);
+    assert_has(&r.stdout, "no-such-tool-xyz");
     let p = Project::new("[settings]\ncache_dir = \"blocker/cache\"\n[tasks.a]\nrun = \"true\"\n");
     p.write("blocker", "a file where the cache folder should be");
     let r = p.run(&["doctor"]);
     r.code(1);
-    assert!(r.stdout.contains("FAIL cache writable"), "{}", r.stdout);
+    assert_has(&r.stdout, "FAIL cache writable");
 }

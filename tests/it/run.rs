@@ -1,6 +1,7 @@
 //! Running: parallelism within -j, failures and skips, --keep-going,
 //! timeouts, Ctrl-C, output, list and graph.
 
+use crate::support::assert_has;
 use std::time::Duration;
 
 use crate::support::{Project, alive, statuses, wait_for};
@@ -159,8 +160,8 @@ fn output_lines_are_prefixed() {
     let p = Project::new("[tasks.hello]\nrun = \"echo out-line; echo err-line >&2\"\n");
     let r = p.run(&["run"]);
     r.code(0);
-    assert!(r.stdout.contains("hello | out-line"), "{}", r.stdout);
-    assert!(r.stdout.contains("hello | err-line"), "{}", r.stdout);
+    assert_has(&r.stdout, "hello | out-line");
+    assert_has(&r.stdout, "hello | err-line");
 }
 
 /// The end summary lists every task with its status.
@@ -170,7 +171,7 @@ fn summary_lists_every_task() {
     let r = p.run(&["run", "--keep-going"]);
     assert!(r.stdout.contains("Summary"));
     for word in ["failed", "skipped", "ok"] {
-        assert!(r.stdout.contains(word), "{}", r.stdout);
+        assert_has(&r.stdout, word);
     }
 }
 
@@ -225,11 +226,7 @@ fn graph_formats() {
     let p = Project::new("[tasks.build]\n[tasks.test]\ndeps = [\"build\"]\n[tasks.other]\n");
     let dot = p.run(&["graph", "test"]);
     dot.code(0);
-    assert!(
-        dot.stdout.contains("\"build\" -> \"test\""),
-        "{}",
-        dot.stdout
-    );
+    assert_has(&dot.stdout, "\"build\" -> \"test\"");
     assert!(!dot.stdout.contains("other"));
     let mm = p.run(&["graph", "--format", "mermaid"]);
     assert!(mm.stdout.starts_with("graph LR"));

@@ -1,5 +1,6 @@
 //! Selectors: exact names, globs, and unknown names with suggestions.
 
+use crate::support::assert_has;
 use crate::support::{Project, statuses};
 
 const CONFIG: &str = r#"
@@ -20,7 +21,7 @@ fn unknown_selector_suggests_closest_name() {
     let p = Project::new(CONFIG);
     let r = p.run(&["run", "tset"]);
     r.code(2);
-    assert!(r.stderr.contains("did you mean `test`?"), "{}", r.stderr);
+    assert_has(&r.stderr, "did you mean `test`?");
     assert!(!p.exists("order"));
 }
 

@@ -150,6 +150,12 @@ pub fn statuses(summary: &serde_json::Value) -> std::collections::BTreeMap<Strin
         .collect()
 }
 
+/// Asserts that `text` contains `needle`, showing `text` when it does not.
+#[track_caller]
+pub fn assert_has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+}
+
 /// The names of the instances with this status, sorted.
 pub fn with_status(summary: &serde_json::Value, status: &str) -> Vec<String> {
     statuses(summary)
