@@ -262,6 +262,7 @@ pub fn run_with<R: Runner>(
         per_task: HashMap::new(),
         failed: false,
     };
+    reporter.plan(n - opts.done.len());
     let mut pre_skipped = Vec::new();
     for (i, inst) in graph.instances.iter().enumerate() {
         let id = InstanceId(i as u32);

@@ -12,7 +12,10 @@ use crate::graph::InstanceId;
 
 /// Receives the life of a run, in order, from the scheduler's thread.
 pub trait Reporter {
-    /// A worker took the instance (it may still hit the cache).
+    /// The run is about to start `total` instances (watch cycles run fewer
+    /// than the whole graph).
+    fn plan(&mut self, _total: usize) {}
+    /// The instance started running.
     fn started(&mut self, id: InstanceId);
     /// One line of live output from a running instance.
     fn output(&mut self, id: InstanceId, stream: Stream, line: &[u8]);

@@ -48,7 +48,11 @@ impl<'a> TerminalReporter<'a> {
     }
 
     fn redraw(&self) {
-        let remaining = self.graph.instances.len() as u64 - self.bar.position();
+        let remaining = self
+            .bar
+            .length()
+            .unwrap_or(0)
+            .saturating_sub(self.bar.position());
         let names: Vec<String> = self
             .running
             .iter()
@@ -84,6 +88,10 @@ fn secs(d: Duration) -> String {
 }
 
 impl Reporter for TerminalReporter<'_> {
+    fn plan(&mut self, total: usize) {
+        self.bar.set_length(total as u64);
+    }
+
     fn started(&mut self, id: InstanceId) {
         self.running.push((id, Instant::now()));
         self.redraw();
@@ -137,7 +145,7 @@ impl Reporter for TerminalReporter<'_> {
         self.bar.suspend(|| out(&text));
         self.bar.inc(1);
         self.redraw();
-        if self.bar.position() as usize == self.graph.instances.len() {
+        if Some(self.bar.position()) == self.bar.length() {
             self.bar.finish_and_clear();
         }
     }
