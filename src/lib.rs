@@ -114,6 +114,13 @@ where
             .ok()
             .filter(|v| !v.is_empty()),
     };
+    if !matches!(cli.command, cli::Command::Run(_) | cli::Command::Watch(_)) {
+        // Commands that only print end quietly when their reader goes away
+        // (`hotpass list | head`), as `cat` does. `run` and `watch` ignore a
+        // closed stdout instead, so they never die with children in flight.
+        // SAFETY: restoring the default disposition of SIGPIPE.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result =
         tracing::dispatcher::with_default(&dispatch, || commands::dispatch(&ctx, cli.command));
     match result {

@@ -9,10 +9,10 @@ use crate::exec::Status;
 use crate::exec::scheduler::{self, Options};
 use crate::exec::work::CachedRunner;
 use crate::graph::{InstanceGraph, InstanceId, PartitionArgs, parse_selectors};
-use crate::report::Reporter;
 use crate::report::lines::LineReporter;
 use crate::report::summary::Summary;
 use crate::report::terminal::TerminalReporter;
+use crate::report::{Reporter, out};
 use crate::{Context, partition};
 
 /// Reads `--partition`, `--backfill` and `HOTPASS_TODAY`.
@@ -189,11 +189,12 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         let plan = crate::exec::plan::plan(&project, &graph, cache_mode)
             .map_err(|e| Error::io("planning the run", e))?;
         match format {
-            DryRunFormat::Json => println!(
-                "{}",
+            DryRunFormat::Json => out(format!(
+                "{}\n",
                 serde_json::to_string_pretty(&plan).expect("serialisable")
-            ),
-            DryRunFormat::Text => print!("{}", plan.render()),
+            )
+            .as_bytes()),
+            DryRunFormat::Text => out(plan.render().as_bytes()),
         }
         return Ok(EXIT_OK);
     }
@@ -225,7 +226,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     };
     let summary = Summary::new(&project, &graph, &result, code);
     if !(ctx.quiet && code == EXIT_OK) {
-        print!("{}", summary.render(ctx.color));
+        out(summary.render(ctx.color).as_bytes());
     }
     let write = |path: &std::path::PathBuf, text: String| {
         crate::cache::store::write_atomic(&ctx.cwd.join(path), text.as_bytes())

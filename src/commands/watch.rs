@@ -19,6 +19,7 @@ use crate::error::{EXIT_INTERRUPTED, Error, UsageError};
 use crate::exec::scheduler::{self, Canceller, Options, RunResult};
 use crate::exec::{Outcome, Status};
 use crate::graph::{InstanceGraph, InstanceId};
+use crate::report::out;
 use crate::watch::WatchSet;
 
 enum Event {
@@ -167,9 +168,9 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
 
         if let (Some(l), Some(names)) = (&loaded, pending.take()) {
             if args.clear {
-                print!("\x1b[2J\x1b[3J\x1b[H");
+                out(b"\x1b[2J\x1b[3J\x1b[H");
             }
-            println!("── {why}: running {}", describe(&names));
+            out(format!("── {why}: running {}\n", describe(&names)).as_bytes());
             let (outcome, stop) = cycle(ctx, args, l, &names, &last, &rx, &mut reload);
             for (id, o) in outcome.outcomes.iter().enumerate() {
                 let name = &l.graph.instances[id].name;
@@ -356,8 +357,9 @@ fn print_cycle_summary(l: &Loaded, names: &BTreeSet<String>, r: &RunResult) {
             _ => failed += 1,
         }
     }
-    println!(
-        "── {ran} ran, {cached} cached, {failed} failed, {skipped} skipped in {}; watching for changes",
+    out(format!(
+        "── {ran} ran, {cached} cached, {failed} failed, {skipped} skipped in {}; watching for changes\n",
         crate::report::human(r.elapsed)
-    );
+    )
+    .as_bytes());
 }

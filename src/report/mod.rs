@@ -26,8 +26,9 @@ pub trait Reporter {
     fn tick(&mut self) {}
 }
 
-/// Writes bytes to stdout, ignoring a closed pipe.
-pub(crate) fn out(bytes: &[u8]) {
+/// Writes bytes to stdout, ignoring a closed pipe: a run goes on (and
+/// cleans up after itself) when whoever reads its output goes away.
+pub fn out(bytes: &[u8]) {
     use std::io::Write;
     let mut s = std::io::stdout().lock();
     let _ = s.write_all(bytes);

@@ -265,3 +265,25 @@ fn completions_are_generated() {
         assert!(r.stdout.contains("hotpass"));
     }
 }
+
+/// A reader that goes away (`| head`) never makes hotpass panic: printing
+/// commands end quietly, and a run still finishes its work.
+#[test]
+fn closed_stdout_never_panics() {
+    let mut cfg = String::new();
+    for i in 0..3000 {
+        cfg.push_str(&format!("[tasks.task-number-{i}]\ndescription = \"a task with a description long enough\"\nrun = \"true\"\n"));
+    }
+    let p = Project::new(&cfg);
+    let bin = crate::support::bin();
+    for args in ["list", "graph", "run --dry-run", "run -j 2 --no-cache"] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} {args} | head -c 10 > /dev/null", bin.display()))
+            .current_dir(p.root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args}: {stderr}");
+    }
+}
