@@ -72,6 +72,21 @@ pub fn run(
     for (k, v) in spec.env {
         cmd.env(k, v);
     }
+    // If hotpass itself is killed outright (SIGKILL, OOM), take the task's
+    // shell with it. The signal follows the spawning thread, and the worker
+    // thread waits for this child, so it only fires if hotpass dies.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(1); // hotpass died before the signal was armed
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn()?;
     let pid = child.id() as i32;
     ctl.pgid.store(pid, Ordering::SeqCst);

@@ -287,3 +287,24 @@ fn closed_stdout_never_panics() {
         assert!(!stderr.contains("panicked"), "{args}: {stderr}");
     }
 }
+
+/// If hotpass is killed outright (SIGKILL), its tasks' shells die with it.
+#[test]
+fn sigkill_of_hotpass_takes_its_tasks_along() {
+    let p = Project::new("[tasks.a]\nrun = \"echo $$ > a.pid; exec sleep 60\"\n");
+    let mut child = p.spawn(&["run"]);
+    assert!(
+        crate::support::wait_for(Duration::from_secs(10), || !p
+            .read("a.pid")
+            .trim()
+            .is_empty()),
+        "the task did not start"
+    );
+    let pid: i32 = p.read("a.pid").trim().parse().unwrap();
+    child.signal(libc::SIGKILL);
+    child.wait_code(Duration::from_secs(10));
+    assert!(
+        crate::support::wait_for(Duration::from_secs(5), || !alive(pid)),
+        "task {pid} outlived hotpass"
+    );
+}
