@@ -70,9 +70,9 @@ pub struct RawTask {
     pub deps: Option<Vec<Spanned<String>>>,
     pub inputs: Option<Vec<Spanned<String>>>,
     pub outputs: Option<Vec<Spanned<String>>>,
-    pub env: Option<BTreeMap<String, Spanned<String>>>,
+    pub env: Option<BTreeMap<String, Spanned<EnvValue>>>,
     pub cwd: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<Timeout>>,
     pub cache: Option<Spanned<bool>>,
     pub max_parallel: Option<Spanned<i64>>,
     pub partitions: Option<Spanned<RawPartitions>>,
@@ -134,6 +134,68 @@ impl<'de> Deserialize<'de> for RunSpec {
             }
         }
         d.deserialize_any(RunVisitor)
+    }
+}
+
+/// An `env` value: a string, or a number or boolean written as TOML (kept as
+/// its text, since the environment only holds strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvValue(pub String);
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = EnvValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A `timeout`: a duration string (`"10m"`) or a whole number of seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timeout {
+    Text(String),
+    Seconds(i64),
+}
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Timeout;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"30s\" or \"10m\", or a number of seconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Timeout, E> {
+                Ok(Timeout::Text(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timeout, E> {
+                Ok(Timeout::Seconds(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timeout, E> {
+                Ok(Timeout::Seconds(v.min(i64::MAX as u64) as i64))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

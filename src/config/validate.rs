@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::diagnostic::{ConfigErrors, Problem, ProblemKind, SourceFile, did_you_mean, suggest};
-use super::raw::{RawFile, RawPartitions, RawTask};
+use super::raw::{RawFile, RawPartitions, RawTask, Timeout};
 use super::{
     LoadOptions, Origin, PartitionMap, Project, RemoteCache, Settings, Task, TaskId, TaskKind,
 };
@@ -315,22 +315,24 @@ fn task(
         None => ".".to_owned(),
     };
 
-    let timeout = raw.timeout.as_ref().and_then(|t| match humantime::parse_duration(t.get_ref()) {
-        Ok(d) if !d.is_zero() => Some(d),
-        Ok(_) => {
-            problems.push(
-                Problem::at(ProblemKind::BadTimeout, src, t.span(), "timeout must be longer than zero", "zero timeout")
-                    .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\", or leave timeout out"),
-            );
-            None
-        }
-        Err(err) => {
-            problems.push(
-                Problem::at(ProblemKind::BadTimeout, src, t.span(), format!("invalid timeout `{}`: {err}", t.get_ref()), "not a duration")
-                    .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\""),
-            );
-            None
-        }
+    let timeout = raw.timeout.as_ref().and_then(|t| {
+        let parsed = match t.get_ref() {
+            Timeout::Seconds(n) if *n > 0 => Ok(std::time::Duration::from_secs(*n as u64)),
+            Timeout::Seconds(_) => Err("timeout must be longer than zero".to_owned()),
+            Timeout::Text(text) => match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err("timeout must be longer than zero".to_owned()),
+                Err(err) => Err(format!("invalid timeout `{text}`: {err}")),
+            },
+        };
+        parsed
+            .map_err(|message| {
+                problems.push(
+                    Problem::at(ProblemKind::BadTimeout, src, t.span(), message, "not a duration")
+                        .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\", or a number of seconds"),
+                );
+            })
+            .ok()
     });
 
     let max_parallel = raw.max_parallel.as_ref().and_then(|m| {
@@ -390,7 +392,7 @@ fn task(
             .env
             .iter()
             .flatten()
-            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .map(|(k, v)| (k.clone(), v.get_ref().0.clone()))
             .collect::<BTreeMap<_, _>>(),
         cwd,
         timeout,

@@ -308,3 +308,17 @@ fn sigkill_of_hotpass_takes_its_tasks_along() {
         "task {pid} outlived hotpass"
     );
 }
+
+/// Numbers and booleans in `env`, and a timeout in plain seconds, are accepted.
+#[test]
+fn env_numbers_and_timeout_seconds_are_accepted() {
+    let p = Project::new(
+        "[tasks.a]\nenv = { PORT = 8080, DEBUG = true, RATIO = 0.5 }\ntimeout = 30\nrun = \"echo $PORT-$DEBUG-$RATIO > env.txt\"\n",
+    );
+    p.run(&["run"]).code(0);
+    assert_eq!(p.read("env.txt"), "8080-true-0.5\n");
+    let q = Project::new("[tasks.a]\ntimeout = 0\nrun = \"true\"\n");
+    let r = q.run(&["run"]);
+    r.code(2);
+    assert_has(&r.stderr, "longer than zero");
+}
