@@ -55,6 +55,18 @@ pub struct KeyContext<'a> {
     pub skip: Vec<PathBuf>,
 }
 
+impl<'a> KeyContext<'a> {
+    /// The context for `project`, never hashing inside its cache folder.
+    pub fn new(project: &'a Project, memo: &'a Memo, salt: [u8; 32]) -> Self {
+        KeyContext {
+            project,
+            memo,
+            salt,
+            skip: vec![project.settings.cache_dir.clone()],
+        }
+    }
+}
+
 /// Splits a task's inputs into file patterns and `$NAME` variables.
 pub fn split_inputs(task: &Task, partition: Option<&str>) -> (Vec<String>, Vec<String>) {
     let mut globs = Vec::new();

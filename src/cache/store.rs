@@ -129,6 +129,14 @@ impl Cache {
         (name == instance).then_some(key)
     }
 
+    /// Why `key` misses: the first component that differs from the
+    /// instance's last recorded run, or `no-entry` without one.
+    pub fn miss_reason(&self, instance: &str, key: &CacheKey) -> String {
+        self.last_run(instance)
+            .and_then(|last| super::key::diff(&last, key).first().map(|c| c.reason()))
+            .unwrap_or_else(|| "no-entry".to_owned())
+    }
+
     /// Appends one run's hit and miss counts to the history.
     pub fn record_history(&self, hits: usize, misses: usize) -> io::Result<()> {
         let line = format!("{} {hits} {misses}\n", now_unix());

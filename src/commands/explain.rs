@@ -33,21 +33,21 @@ pub fn run(ctx: &Context, instance: &str) -> Result<u8, Error> {
         )
         .into());
     }
-    let cache = Cache::at(&project.settings.cache_dir);
-    let salt = if cache.dir.join("salt").exists() {
-        cache
-            .salt()
-            .map_err(|e| Error::io("reading the cache salt", e))?
-    } else {
-        [0; 32]
-    };
+    // The same salt as a run, so `$NAME` inputs compare with recorded runs.
+    let cache = Cache::open(&project.settings.cache_dir).map_err(|e| {
+        Error::io(
+            format!(
+                "opening the cache at {}",
+                project.settings.cache_dir.display()
+            ),
+            e,
+        )
+    })?;
+    let salt = cache
+        .salt()
+        .map_err(|e| Error::io("reading the cache salt", e))?;
     let memo = Memo::load(Some(cache.memo_path()));
-    let cx = KeyContext {
-        project: &project,
-        memo: &memo,
-        salt,
-        skip: vec![project.settings.cache_dir.clone()],
-    };
+    let cx = KeyContext::new(&project, &memo, salt);
     let mut keys: BTreeMap<InstanceId, crate::cache::key::CacheKey> = BTreeMap::new();
     for id in graph.topo_order() {
         let inst = graph.get(id);

@@ -6,7 +6,7 @@ use std::io;
 
 use serde::Serialize;
 
-use crate::cache::key::{KeyContext, compute, diff};
+use crate::cache::key::{KeyContext, compute};
 use crate::cache::store::Lookup;
 use crate::cache::{Cache, Mode};
 use crate::config::{Project, TaskKind};
@@ -42,19 +42,18 @@ pub struct PlanItem {
 
 /// Plans `graph` against the cache as it is, in dependency order.
 pub fn plan(project: &Project, graph: &InstanceGraph, mode: Mode) -> io::Result<Plan> {
-    let cache = Cache::at(&project.settings.cache_dir);
-    let salt = if mode == Mode::Disabled || !cache.dir.join("salt").exists() {
-        [0; 32]
-    } else {
-        cache.salt()?
+    // The same salt as a run (creating the cache, as a run would), so the
+    // keys shown are the keys the run will use.
+    let (cache, salt) = match mode {
+        Mode::Disabled => (Cache::at(&project.settings.cache_dir), [0; 32]),
+        _ => {
+            let cache = Cache::open(&project.settings.cache_dir)?;
+            let salt = cache.salt()?;
+            (cache, salt)
+        }
     };
     let memo = Memo::load(Some(cache.memo_path()));
-    let cx = KeyContext {
-        project,
-        memo: &memo,
-        salt,
-        skip: vec![project.settings.cache_dir.clone()],
-    };
+    let cx = KeyContext::new(project, &memo, salt);
     let mut keys: Vec<Option<String>> = vec![None; graph.instances.len()];
     let mut items: Vec<Option<PlanItem>> = (0..graph.instances.len()).map(|_| None).collect();
     for id in graph.topo_order() {
@@ -82,12 +81,14 @@ pub fn plan(project: &Project, graph: &InstanceGraph, mode: Mode) -> io::Result<
             } else {
                 match cache.lookup(&digest) {
                     Lookup::Found(e) => {
+                        // Whether the stored files are there; damage inside
+                        // one is found (and run instead) when restoring.
                         let blobs_ok = e
                             .outputs
                             .iter()
                             .map(|o| o.hash.as_str())
                             .chain(e.log.as_deref())
-                            .all(|h| cache.verify_blob(h).is_ok());
+                            .all(|h| cache.blob_path(h).is_file());
                         if blobs_ok {
                             (true, String::new())
                         } else {
@@ -95,13 +96,7 @@ pub fn plan(project: &Project, graph: &InstanceGraph, mode: Mode) -> io::Result<
                         }
                     }
                     Lookup::Corrupt(_) => (false, "corrupt-entry".to_owned()),
-                    Lookup::Missing => (
-                        false,
-                        cache
-                            .last_run(&inst.name)
-                            .and_then(|last| diff(&last, &k).first().map(|c| c.reason()))
-                            .unwrap_or_else(|| "no-entry".to_owned()),
-                    ),
+                    Lookup::Missing => (false, cache.miss_reason(&inst.name, &k)),
                 }
             };
             (Some(digest), cached, reason)

@@ -157,12 +157,7 @@ impl<'a> CachedRunner<'a> {
     }
 
     fn key_context(&self) -> crate::cache::key::KeyContext<'_> {
-        crate::cache::key::KeyContext {
-            project: self.project,
-            memo: &self.memo,
-            salt: self.salt,
-            skip: vec![self.project.settings.cache_dir.clone()],
-        }
+        crate::cache::key::KeyContext::new(self.project, &self.memo, self.salt)
     }
 
     /// Stores a success: output files as blobs, the log, then the entry.
@@ -354,14 +349,7 @@ impl Runner for CachedRunner<'_> {
                 );
                 "corrupt-entry".to_owned()
             }
-            Lookup::Missing => cache
-                .last_run(&inst.name)
-                .and_then(|last| {
-                    crate::cache::key::diff(&last, &key)
-                        .first()
-                        .map(|c| c.reason())
-                })
-                .unwrap_or_else(|| "no-entry".to_owned()),
+            Lookup::Missing => cache.miss_reason(&inst.name, &key),
         };
         run(Some((key, digest)), &reason, spans)
     }

@@ -1,10 +1,9 @@
 //! The cache: miss, store, hit; what invalidates a key and what does not;
 //! restored outputs; corruption; concurrency; explain; gc.
 
-use crate::support::assert_has;
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{Project, statuses};
+use crate::support::{Project, assert_all_cached, assert_has, instance, statuses};
 
 const PIPE: &str = r#"
 [tasks.gen]
@@ -37,7 +36,7 @@ fn cache_hit_skips_execution() {
     p.run(&["run"]).code(0);
     let (r, s) = p.run_summary(&["run"], &[]);
     r.code(0);
-    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+    assert_all_cached(&s);
     assert_eq!(count(&p, "gen"), 1);
     assert!(
         r.stdout.contains("generated-line"),
@@ -59,12 +58,7 @@ fn content_change_reruns_task_and_dependents_only() {
     assert_eq!(st["gen"], "ok");
     assert_eq!(st["use"], "ok");
     assert_eq!(st["other"], "cached");
-    let g = s["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "gen")
-        .unwrap();
+    let g = instance(&s, "gen");
     assert_eq!(g["reason"], "file:src/in.txt");
     assert_eq!(p.read("used.txt"), "v2\n");
 }
@@ -82,7 +76,7 @@ fn touch_alone_is_a_hit() {
         .unwrap();
     let (r, s) = p.run_summary(&["run"], &[]);
     r.code(0);
-    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+    assert_all_cached(&s);
 }
 
 /// A `$NAME` input's value is part of the key; other env vars are not.
@@ -94,12 +88,7 @@ fn named_env_change_misses_unnamed_does_not() {
     assert_eq!(statuses(&s)["use"], "cached");
     let (_, s) = p.run_summary(&["run"], &[("SECRET", "two")]);
     assert_eq!(statuses(&s)["use"], "ok");
-    let u = s["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "use")
-        .unwrap();
+    let u = instance(&s, "use");
     assert_eq!(u["reason"], "env:SECRET");
 }
 
@@ -178,19 +167,11 @@ fn corrupt_entry_is_a_miss_with_warning() {
     let (r, s) = p.run_summary(&["run"], &[]);
     r.code(0);
     assert_has(&r.stderr, "corrupt");
-    let g = s["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "gen")
-        .unwrap();
+    let g = instance(&s, "gen");
     assert_eq!(g["status"], "ok");
     assert_eq!(g["reason"], "corrupt-entry");
     let (_, s) = p.run_summary(&["run"], &[]);
-    assert!(
-        statuses(&s).values().all(|v| v == "cached"),
-        "the rerun re-stored good entries"
-    );
+    assert_all_cached(&s);
 }
 
 /// A missing blob leaves the tree untouched and runs the task (restore-failed).
@@ -245,7 +226,7 @@ fn concurrent_runs_share_a_cache_safely() {
     assert_eq!(b.wait_code(std::time::Duration::from_secs(60)), Some(0));
     let (r, s) = p.run_summary(&["run"], &[]);
     r.code(0);
-    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+    assert_all_cached(&s);
 }
 
 /// --force runs on a hit and stores; --no-cache neither reads nor writes.
@@ -453,4 +434,17 @@ fn cache_stats_reports_hit_rate() {
     assert_eq!(v["recent_misses"], 3);
     let text = p.run(&["cache", "stats"]).stdout;
     assert!(text.contains("hit rate: 50%"), "{text}");
+}
+
+/// On a fresh project, the keys the dry run shows are the keys the run uses,
+/// `$NAME` inputs included (their digests share the cache's salt).
+#[test]
+fn dry_run_keys_match_the_run_on_a_fresh_project() {
+    let p = Project::new("[tasks.t]\nrun = \"true\"\ninputs = [\"src/**\", \"$SECRET\"]\n");
+    p.write("src/a.txt", "a\n");
+    let env = [("SECRET", "s3")];
+    let plan: serde_json::Value =
+        serde_json::from_str(&p.run_env(&["run", "--dry-run=json"], &env).stdout).unwrap();
+    let (_, s) = p.run_summary(&["run"], &env);
+    assert_eq!(plan["instances"][0]["key"], instance(&s, "t")["key"]);
 }

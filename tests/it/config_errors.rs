@@ -1,8 +1,7 @@
 //! Bad configuration: every problem exits 2 before anything runs, with a
 //! diagnostic that names the file, line and column and says what to do.
 
-use crate::support::Project;
-use crate::support::assert_has;
+use crate::support::{Project, assert_has};
 
 fn check(config: &str) -> String {
     let p = Project::new(config);

@@ -1,9 +1,8 @@
 //! The example projects load, and the pipeline example behaves as its README says.
 
-use crate::support::assert_has;
 use std::path::{Path, PathBuf};
 
-use crate::support::{Project, statuses, with_status};
+use crate::support::{Project, assert_has, statuses, with_status};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -1,7 +1,6 @@
 //! Partitions: instances, backfills, incremental re-runs, fan-in, guardrails.
 
-use crate::support::assert_has;
-use crate::support::{Project, statuses, with_status};
+use crate::support::{Project, assert_all_cached, assert_has, instance, statuses, with_status};
 
 const PIPELINE: &str = r#"
 [settings]
@@ -63,7 +62,7 @@ fn backfill_runs_each_day_and_fans_in_once() {
         &["run", "report", "--backfill", "2025-01-01..2025-01-31"],
         &[],
     );
-    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+    assert_all_cached(&s);
 }
 
 /// Editing one day's raw file re-runs exactly that day's chain and the fan-in.
@@ -242,12 +241,7 @@ fn partitioned_on_plain_waits_for_the_one_task() {
     r.code(0);
     assert_eq!(p.read("setup.log"), "once\n");
     assert_eq!(p.read("days.log").lines().count(), 5);
-    let day = s["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "day@2025-01-03")
-        .unwrap();
+    let day = instance(&s, "day@2025-01-03");
     assert_eq!(day["deps"][0], "setup");
 }
 

@@ -1,8 +1,7 @@
 //! What people and CI see: summary JSON, JUnit, profiles, GitHub Actions
 //! groups, the live terminal view, init and doctor.
 
-use crate::support::assert_has;
-use crate::support::{Project, statuses};
+use crate::support::{Project, assert_has, statuses};
 
 const MIXED: &str = r#"
 [tasks.build]

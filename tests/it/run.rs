@@ -1,10 +1,9 @@
 //! Running: parallelism within -j, failures and skips, --keep-going,
 //! timeouts, Ctrl-C, output, list and graph.
 
-use crate::support::assert_has;
 use std::time::Duration;
 
-use crate::support::{Project, alive, statuses, wait_for};
+use crate::support::{Project, alive, assert_has, instance, statuses, wait_for};
 
 /// Two tasks that each wait for the other's marker can only finish in parallel.
 #[test]
@@ -68,12 +67,7 @@ fn failure_skips_dependents_and_stops() {
     assert_eq!(st["after"], "skipped");
     assert!(!p.exists("after.ran"));
     assert!(!p.exists("later.ran"), "nothing new starts after a failure");
-    let bad = s["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "bad")
-        .unwrap();
+    let bad = instance(&s, "bad");
     assert_eq!(bad["exit_code"], 3);
     assert!(r.stdout.contains("bad") && r.stdout.contains("broken"));
 }

@@ -1,7 +1,6 @@
 //! Selectors: exact names, globs, and unknown names with suggestions.
 
-use crate::support::assert_has;
-use crate::support::{Project, statuses};
+use crate::support::{Project, assert_has, statuses};
 
 const CONFIG: &str = r#"
 [tasks.build]

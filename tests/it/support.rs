@@ -156,6 +156,26 @@ pub fn assert_has(text: &str, needle: &str) {
     assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
 }
 
+/// The summary entry of one instance.
+#[track_caller]
+pub fn instance<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    summary["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no instance {name} in {summary}"))
+}
+
+/// Asserts that every instance of a run came from the cache.
+#[track_caller]
+pub fn assert_all_cached(summary: &serde_json::Value) {
+    assert!(
+        statuses(summary).values().all(|v| v == "cached"),
+        "not all cached: {summary}"
+    );
+}
+
 /// The names of the instances with this status, sorted.
 pub fn with_status(summary: &serde_json::Value, status: &str) -> Vec<String> {
     statuses(summary)
