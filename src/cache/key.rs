@@ -39,10 +39,27 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
+    /// The key as the bytes its digest is taken over (also what the last-run
+    /// record stores, so a hit serializes its key once).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("key serialises")
+    }
+
     /// The key's hex digest.
     pub fn digest(&self) -> String {
-        let bytes = serde_json::to_vec(self).expect("key serialises");
-        blake3::hash(&bytes).to_hex().to_string()
+        digest_of(&self.encode())
+    }
+}
+
+/// The hex digest of an encoded key.
+pub fn digest_of(encoded: &[u8]) -> String {
+    blake3::hash(encoded).to_hex().to_string()
+}
+
+impl CacheKey {
+    /// Reads back what [`CacheKey::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Option<CacheKey> {
+        serde_json::from_slice(bytes).ok()
     }
 }
 

@@ -113,20 +113,23 @@ impl Cache {
     }
 
     /// Records the key of an instance's latest run, for `explain` and reasons.
-    pub fn record_run(&self, instance: &str, key: &CacheKey) -> io::Result<()> {
-        let json = serde_json::to_vec(&(instance, key)).map_err(io::Error::other)?;
+    pub fn record_run(&self, instance: &str, encoded_key: &[u8]) -> io::Result<()> {
+        let mut record = Vec::with_capacity(instance.len() + 1 + encoded_key.len());
+        record.extend_from_slice(instance.as_bytes());
+        record.push(b'\n');
+        record.extend_from_slice(encoded_key);
         let path = self.run_path(instance);
-        if std::fs::read(&path).is_ok_and(|old| old == json) {
+        if std::fs::read(&path).is_ok_and(|old| old == record) {
             return Ok(()); // unchanged: spare the write
         }
-        write_atomic(&path, &json)
+        write_atomic(&path, &record)
     }
 
     /// The key of an instance's last recorded run.
     pub fn last_run(&self, instance: &str) -> Option<CacheKey> {
         let bytes = std::fs::read(self.run_path(instance)).ok()?;
-        let (name, key): (String, CacheKey) = serde_json::from_slice(&bytes).ok()?;
-        (name == instance).then_some(key)
+        let nl = bytes.iter().position(|b| *b == b'\n')?;
+        (&bytes[..nl] == instance.as_bytes()).then(|| CacheKey::decode(&bytes[nl + 1..]))?
     }
 
     /// Why `key` misses: the first component that differs from the

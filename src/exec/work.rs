@@ -249,8 +249,8 @@ impl<'a> CachedRunner<'a> {
 
 /// What a cache check learned about an instance that must run.
 pub struct Prepared {
-    /// The key and its digest, when the inputs could be hashed.
-    key: Option<(crate::cache::key::CacheKey, String)>,
+    /// The encoded key and its digest, when the inputs could be hashed.
+    key: Option<(Vec<u8>, String)>,
     /// Why it runs instead of hitting the cache.
     reason: String,
     /// Phases so far (hashing).
@@ -258,16 +258,10 @@ pub struct Prepared {
 }
 
 impl CachedRunner<'_> {
-    fn record(
-        &self,
-        inst: &Instance,
-        key: &crate::cache::key::CacheKey,
-        digest: &str,
-        o: &mut Outcome,
-    ) {
+    fn record(&self, inst: &Instance, encoded_key: &[u8], digest: &str, o: &mut Outcome) {
         o.key = Some(digest.to_owned());
         if let Some(cache) = &self.cache
-            && let Err(e) = cache.record_run(&inst.name, key)
+            && let Err(e) = cache.record_run(&inst.name, encoded_key)
         {
             tracing::debug!("could not record the run of {}: {e}", inst.name);
         }
@@ -316,12 +310,13 @@ impl Runner for CachedRunner<'_> {
                 return run(None, "cache-disabled", spans);
             }
         };
-        let digest = key.digest();
+        let encoded = key.encode();
+        let digest = crate::cache::key::digest_of(&encoded);
         if !task.cache {
-            return run(Some((key, digest)), "cache-disabled", spans);
+            return run(Some((encoded, digest)), "cache-disabled", spans);
         }
         if self.mode == Mode::Force {
-            return run(Some((key, digest)), "forced", spans);
+            return run(Some((encoded, digest)), "forced", spans);
         }
         let reason = match cache.lookup(&digest) {
             Lookup::Found(entry) => {
@@ -329,7 +324,7 @@ impl Runner for CachedRunner<'_> {
                     Ok(mut o) => {
                         cache.touch(&digest);
                         self.hits.fetch_add(1, Relaxed);
-                        self.record(inst, &key, &digest, &mut o);
+                        self.record(inst, &encoded, &digest, &mut o);
                         o.spans = spans;
                         return Check::Done(o);
                     }
@@ -351,7 +346,7 @@ impl Runner for CachedRunner<'_> {
             }
             Lookup::Missing => cache.miss_reason(&inst.name, &key),
         };
-        run(Some((key, digest)), &reason, spans)
+        run(Some((encoded, digest)), &reason, spans)
     }
 
     fn run(
