@@ -56,7 +56,8 @@ pub fn plan(project: &Project, graph: &InstanceGraph, mode: Mode) -> io::Result<
     let cx = KeyContext::new(project, &memo, salt);
     let mut keys: Vec<Option<String>> = vec![None; graph.instances.len()];
     let mut items: Vec<Option<PlanItem>> = (0..graph.instances.len()).map(|_| None).collect();
-    for id in graph.topo_order() {
+    let order = graph.topo_order();
+    for &id in &order {
         let inst = graph.get(id);
         let task = project.task(inst.task);
         let deps: BTreeMap<String, String> = inst
@@ -123,7 +124,6 @@ pub fn plan(project: &Project, graph: &InstanceGraph, mode: Mode) -> io::Result<
             commands: crate::exec::work::instance_commands(task, inst),
         });
     }
-    let order = graph.topo_order();
     let mut instances = Vec::with_capacity(order.len());
     for id in order {
         if let Some(item) = items[id.index()].take() {

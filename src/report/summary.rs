@@ -10,7 +10,7 @@ use super::human;
 use crate::config::{Project, TaskKind};
 use crate::exec::scheduler::RunResult;
 use crate::exec::{Outcome, Status};
-use crate::graph::InstanceGraph;
+use crate::graph::{InstanceGraph, InstanceId};
 
 /// The summary JSON's schema version; bump on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -110,7 +110,8 @@ impl Summary {
         let mut instances = Vec::new();
         let mut gates = Vec::new();
         let mut saved = Duration::ZERO;
-        for id in graph.topo_order() {
+        let order = graph.topo_order();
+        for &id in &order {
             let (inst, o) = (graph.get(id), &result.outcomes[id.index()]);
             let task = project.task(inst.task);
             match &o.status {
@@ -183,7 +184,7 @@ impl Summary {
             counts,
             instances,
             gates,
-            critical_path: critical_path(graph, &result.outcomes),
+            critical_path: critical_path(graph, &order, &result.outcomes),
         }
     }
 
@@ -282,10 +283,10 @@ impl Summary {
 }
 
 /// The chain of instances with the longest total duration.
-fn critical_path(graph: &InstanceGraph, outcomes: &[Outcome]) -> Vec<String> {
+fn critical_path(graph: &InstanceGraph, order: &[InstanceId], outcomes: &[Outcome]) -> Vec<String> {
     let n = graph.instances.len();
     let mut best: Vec<(Duration, Option<usize>)> = vec![(Duration::ZERO, None); n];
-    for id in graph.topo_order() {
+    for id in order {
         let i = id.index();
         let own = outcomes[i].duration;
         let (mut total, mut prev) = (own, None);
