@@ -39,7 +39,7 @@ fn load_and_plan(c: &mut Criterion) {
             let sel = parse_selectors(&project, &[]).unwrap();
             let graph =
                 InstanceGraph::build(&project, &sel, &PartitionArgs::default(), None).unwrap();
-            graph.topo_order().len()
+            graph.order().len()
         })
     });
 }

@@ -140,7 +140,7 @@ impl Memo {
             entries,
         })
         .map_err(io::Error::other)?;
-        crate::cache::store::write_atomic(path, &bytes)
+        crate::atomic::write_atomic(path, &bytes)
     }
 }
 

@@ -3,8 +3,12 @@
 //! Data flows one way: config → graph → exec → report. [`run`] is the whole
 //! program; `main.rs` only calls it.
 
-/// Content-addressed cache: keys, entries, blobs and the stat memo.
+/// Atomic file writes (temporary file, then rename).
+pub mod atomic;
+/// The cache: keys, the hit-or-run decision, the storage trait and the local folder.
 pub mod cache;
+/// Captured task output and its codec.
+pub mod capture;
 /// The command line, as clap types with their help text.
 pub mod cli;
 /// One module per subcommand, wiring config → graph → exec → report.
@@ -21,10 +25,14 @@ pub mod fileset;
 pub mod graph;
 /// Content hashes and the stat memo.
 pub mod hash;
+/// What running instances produced: statuses, outcomes, a run's result.
+pub mod outcome;
 /// Daily, monthly and value partitions.
 pub mod partition;
 /// Showing a run to people and to CI.
 pub mod report;
+/// Warnings: what goes wrong without stopping the command.
+pub mod warning;
 /// Watch mode: what to watch and what a change affects.
 pub mod watch;
 

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use crate::cache::key::split_inputs;
 use crate::config::Project;
-use crate::exec::work::{instance_cwd, substitute};
 use crate::fileset::{Patterns, rel_string};
 use crate::graph::{InstanceGraph, InstanceId};
 
@@ -39,7 +37,6 @@ pub struct WatchSet {
     include: Option<Patterns>,
     gitignore: Gitignore,
     instances: Vec<Watched>,
-    dependents: Vec<Vec<InstanceId>>,
 }
 
 fn compile(globs: &[String]) -> Option<Patterns> {
@@ -68,25 +65,12 @@ impl WatchSet {
         gi.add(project.root.join(".gitignore"));
         gi.add(project.root.join(".git/info/exclude"));
         let gitignore = gi.build().unwrap_or_else(|_| Gitignore::empty());
-        let mut dependents = vec![Vec::new(); graph.instances.len()];
-        for (i, inst) in graph.instances.iter().enumerate() {
-            for d in &inst.deps {
-                dependents[d.index()].push(InstanceId(i as u32));
-            }
-        }
         let instances = graph
-            .instances
             .iter()
-            .map(|inst| {
-                let task = project.task(inst.task);
-                let p = inst.partition.as_deref();
-                let (globs, _) = split_inputs(task, p);
-                let outputs: Vec<String> = task.outputs.iter().map(|o| substitute(o, p)).collect();
-                Watched {
-                    cwd: instance_cwd(project, task, inst),
-                    inputs: compile(&globs),
-                    outputs: compile(&outputs),
-                }
+            .map(|(_, inst)| Watched {
+                cwd: inst.resolved.cwd.clone(),
+                inputs: compile(&inst.resolved.input_globs),
+                outputs: compile(&inst.resolved.outputs),
             })
             .collect();
         WatchSet {
@@ -96,7 +80,6 @@ impl WatchSet {
             include: compile(&project.settings.include),
             gitignore,
             instances,
-            dependents,
         }
     }
 
@@ -155,8 +138,8 @@ impl WatchSet {
         })
     }
 
-    /// Classifies changed absolute paths.
-    pub fn classify(&self, paths: &[PathBuf]) -> Changes {
+    /// Classifies changed absolute paths (of the graph this set was built from).
+    pub fn classify(&self, graph: &InstanceGraph, paths: &[PathBuf]) -> Changes {
         let mut out = Changes::default();
         let mut direct = BTreeSet::new();
         for path in paths {
@@ -184,13 +167,13 @@ impl WatchSet {
                     .matched_path_or_any_parents(path, false)
                     .is_ignore();
             let mut hit = false;
-            for (i, w) in self.instances.iter().enumerate() {
+            for ((id, _), w) in graph.iter().zip(&self.instances) {
                 let (Some(inputs), Ok(rel)) = (&w.inputs, path.strip_prefix(&w.cwd)) else {
                     continue;
                 };
                 let rel = rel_string(rel);
                 if inputs.matches(&rel) && (!git_ignored || inputs.names_exactly(&rel)) {
-                    direct.insert(InstanceId(i as u32));
+                    direct.insert(id);
                     hit = true;
                 }
             }
@@ -198,12 +181,7 @@ impl WatchSet {
                 out.paths.push(rel_root);
             }
         }
-        let mut stack: Vec<InstanceId> = direct.into_iter().collect();
-        while let Some(id) = stack.pop() {
-            if out.affected.insert(id) {
-                stack.extend(self.dependents[id.index()].iter().copied());
-            }
-        }
+        out.affected = graph.with_dependents(direct);
         out.paths.sort();
         out.paths.dedup();
         out

@@ -8,10 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Project, Task};
-use crate::exec::work::{instance_commands, instance_cwd, instance_env, substitute};
 use crate::fileset::{Ignored, Patterns};
-use crate::graph::Instance;
+use crate::graph::{Instance, InstanceGraph, InstanceId};
 use crate::hash::{Memo, hex};
 
 /// Bumped whenever the key's meaning changes, so old entries stop matching.
@@ -49,6 +47,11 @@ impl CacheKey {
     pub fn digest(&self) -> String {
         digest_of(&self.encode())
     }
+
+    /// Reads back what [`CacheKey::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Option<CacheKey> {
+        serde_json::from_slice(bytes).ok()
+    }
 }
 
 /// The hex digest of an encoded key.
@@ -56,46 +59,12 @@ pub fn digest_of(encoded: &[u8]) -> String {
     blake3::hash(encoded).to_hex().to_string()
 }
 
-impl CacheKey {
-    /// Reads back what [`CacheKey::encode`] wrote.
-    pub fn decode(bytes: &[u8]) -> Option<CacheKey> {
-        serde_json::from_slice(bytes).ok()
-    }
-}
-
 /// What computing a key needs beyond the instance.
 pub struct KeyContext<'a> {
-    pub project: &'a Project,
     pub memo: &'a Memo,
     pub salt: [u8; 32],
     /// Absolute folders never hashed (the cache).
-    pub skip: Vec<PathBuf>,
-}
-
-impl<'a> KeyContext<'a> {
-    /// The context for `project`, never hashing inside its cache folder.
-    pub fn new(project: &'a Project, memo: &'a Memo, salt: [u8; 32]) -> Self {
-        KeyContext {
-            project,
-            memo,
-            salt,
-            skip: vec![project.settings.cache_dir.clone()],
-        }
-    }
-}
-
-/// Splits a task's inputs into file patterns and `$NAME` variables.
-pub fn split_inputs(task: &Task, partition: Option<&str>) -> (Vec<String>, Vec<String>) {
-    let mut globs = Vec::new();
-    let mut vars = Vec::new();
-    for i in &task.inputs {
-        let i = substitute(i, partition);
-        match i.strip_prefix('$') {
-            Some(name) => vars.push(name.to_owned()),
-            None => globs.push(i),
-        }
-    }
-    (globs, vars)
+    pub skip: &'a [PathBuf],
 }
 
 /// The salted digest of an environment value (`unset` when not set).
@@ -109,21 +78,40 @@ pub fn env_digest(salt: &[u8; 32], value: Option<&std::ffi::OsStr>) -> String {
     }
 }
 
-/// Computes an instance's key from the tree as it is now.
+/// The dependency part of a key: each dependency's name with its digest
+/// (`none` for one that has none, such as an uncached run).
+pub fn dep_digests<'a>(
+    graph: &InstanceGraph,
+    inst: &Instance,
+    digest: impl Fn(InstanceId) -> Option<&'a str>,
+) -> BTreeMap<String, String> {
+    inst.deps
+        .iter()
+        .map(|d| {
+            (
+                graph.get(*d).name.clone(),
+                digest(*d).unwrap_or("none").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Computes an instance's key from the tree as it is now: the resolved
+/// instance, plus the content of its input files and the digests of its
+/// `$NAME` inputs.
 pub fn compute(
     cx: &KeyContext,
+    task: &str,
     inst: &Instance,
     deps: BTreeMap<String, String>,
 ) -> io::Result<CacheKey> {
-    let task = cx.project.task(inst.task);
-    let p = inst.partition.as_deref();
-    let cwd_abs = instance_cwd(cx.project, task, inst);
-    let (globs, vars) = split_inputs(task, p);
+    let r = &inst.resolved;
     let mut files = BTreeMap::new();
-    if !globs.is_empty() {
-        let patterns = Patterns::new(&globs)
-            .map_err(|(g, e)| io::Error::other(format!("bad glob `{g}`: {e}")))?;
-        let found = patterns.expand(&cwd_abs, Ignored::Skip, &cx.skip)?;
+    if !r.input_globs.is_empty() {
+        let patterns = Patterns::new(&r.input_globs).map_err(|(g, e)| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("bad glob `{g}`: {e}"))
+        })?;
+        let found = patterns.expand(&r.cwd, Ignored::Skip, cx.skip)?;
         let pairs: Vec<(&std::path::Path, &std::fs::Metadata)> =
             found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
         let hashes = cx.memo.hash_files(&pairs)?;
@@ -131,26 +119,24 @@ pub fn compute(
             files.insert(f.rel.clone(), hex(&h));
         }
     }
-    let env_inputs = vars
-        .into_iter()
+    let env_inputs = r
+        .env_inputs
+        .iter()
         .map(|v| {
-            let d = env_digest(&cx.salt, std::env::var_os(&v).as_deref());
-            (v, d)
+            let d = env_digest(&cx.salt, std::env::var_os(v).as_deref());
+            (v.clone(), d)
         })
         .collect();
     Ok(CacheKey {
         version: FORMAT_VERSION,
-        task: task.name.clone(),
+        task: task.to_owned(),
         partition: inst.partition.clone(),
-        commands: instance_commands(task, inst),
-        cwd: substitute(&task.cwd, p),
-        env: instance_env(task, inst)
-            .into_iter()
-            .filter(|(k, _)| k != "HOTPASS_TASK")
-            .collect(),
+        commands: r.commands.clone(),
+        cwd: r.cwd_rel.clone(),
+        env: r.env.iter().cloned().collect(),
         env_inputs,
         files,
-        outputs: task.outputs.iter().map(|o| substitute(o, p)).collect(),
+        outputs: r.outputs.clone(),
         deps,
     })
 }
@@ -196,21 +182,18 @@ pub enum Change {
 }
 
 impl Change {
-    /// The short reason string used in summaries and dry-run JSON.
-    pub fn reason(&self) -> String {
+    /// The key component this change is in: what a run reason names.
+    pub fn component(&self) -> Component {
         match self {
-            Change::Command { .. } => "command".into(),
-            Change::Cwd { .. } => "cwd".into(),
-            Change::Env { name, .. } => format!("env:{name}"),
-            Change::EnvInput { name } => format!("env:{name}"),
+            Change::Command { .. } => Component::Command,
+            Change::Cwd { .. } => Component::Cwd,
+            Change::Env { name, .. } | Change::EnvInput { name } => Component::Env(name.clone()),
             Change::FileAdded { path }
             | Change::FileRemoved { path }
-            | Change::FileChanged { path } => {
-                format!("file:{path}")
-            }
-            Change::Outputs { .. } => "outputs".into(),
-            Change::Dep { name } => format!("dep:{name}"),
-            Change::Format => "cache-format".into(),
+            | Change::FileChanged { path } => Component::File(path.clone()),
+            Change::Outputs { .. } => Component::Outputs,
+            Change::Dep { name } => Component::Dep(name.clone()),
+            Change::Format => Component::Format,
         }
     }
 
@@ -247,6 +230,39 @@ impl Change {
             }
             Change::Dep { name } => format!("dependency {name} changed"),
             Change::Format => "the cache format changed".into(),
+        }
+    }
+}
+
+/// A part of a key, as a run reason names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Component {
+    /// `command`
+    Command,
+    /// `cwd`
+    Cwd,
+    /// `env:NAME`: an `env` entry or a `$NAME` input.
+    Env(String),
+    /// `file:PATH`: an input file added, removed or changed.
+    File(String),
+    /// `outputs`
+    Outputs,
+    /// `dep:NAME`: a dependency's key.
+    Dep(String),
+    /// `cache-format`
+    Format,
+}
+
+impl std::fmt::Display for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Component::Command => f.write_str("command"),
+            Component::Cwd => f.write_str("cwd"),
+            Component::Env(name) => write!(f, "env:{name}"),
+            Component::File(path) => write!(f, "file:{path}"),
+            Component::Outputs => f.write_str("outputs"),
+            Component::Dep(name) => write!(f, "dep:{name}"),
+            Component::Format => f.write_str("cache-format"),
         }
     }
 }
@@ -318,10 +334,11 @@ fn union<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key() -> CacheKey {
+    /// A small key for tests.
+    pub(crate) fn key() -> CacheKey {
         CacheKey {
             version: FORMAT_VERSION,
             task: "t".into(),
@@ -352,7 +369,10 @@ mod tests {
         b.files.insert("b".into(), "3".into());
         b.env_inputs.insert("SECRET".into(), "x".into());
         b.deps.insert("up".into(), "k".into());
-        let reasons: Vec<String> = diff(&a, &b).iter().map(Change::reason).collect();
+        let reasons: Vec<String> = diff(&a, &b)
+            .iter()
+            .map(|c| c.component().to_string())
+            .collect();
         assert_eq!(reasons, vec!["env:SECRET", "file:b", "dep:up"]);
     }
 

@@ -1,16 +1,31 @@
-//! The local cache: a folder of entries (one per successful instance key),
-//! content-addressed blobs, the stat memo and the record of each instance's
-//! last run (for `explain` and run reasons).
+//! The cache: keys, the decision hit-or-run, and moving results in and out
+//! of a [`Store`](store::Store). [`Cache`] is the one handle every command
+//! opens: the store, the stat memo and the salt, read once.
 
-/// Content-addressed blobs: output files and captured logs.
-pub mod blobs;
 /// The cache key: everything that decides whether a result can be reused.
 pub mod key;
-/// Entries on disk: atomic writes, verification, stats and gc.
+/// The local cache folder: the only code that knows its layout.
+pub mod local;
+/// Output files in and out of a store: collect after a success, restore on a hit.
+pub mod outputs;
+/// The decision: hit, or run for a typed reason.
+pub mod policy;
+/// The storage trait, entries and blobs.
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::capture::Chunk;
+use crate::graph::Instance;
+use crate::hash::Memo;
+use crate::warning::Warning;
+use key::{CacheKey, KeyContext};
+use local::LocalStore;
+use outputs::RestoreError;
+use store::{Entry, Store};
 
 /// How a run uses the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,52 +51,157 @@ impl Mode {
     }
 }
 
-/// The cache folder and its layout.
-#[derive(Debug, Clone)]
+/// An open cache: where results live, the stat memo and the `$NAME` salt.
 pub struct Cache {
-    pub dir: PathBuf,
+    mode: Mode,
+    /// `None` when the cache is disabled.
+    local: Option<LocalStore>,
+    memo: Memo,
+    salt: [u8; 32],
+    /// Folders never hashed nor collected (the cache folder itself).
+    skip: Vec<PathBuf>,
+}
+
+/// A hit put back in place.
+pub struct Restored {
+    /// The captured output to replay.
+    pub output: Vec<Chunk>,
+    /// How long the original run took.
+    pub saved: Duration,
 }
 
 impl Cache {
-    /// Opens (creating if needed) the cache folder, with a `.gitignore` of `*`.
-    pub fn open(dir: &Path) -> io::Result<Cache> {
-        for sub in ["entries", "blobs", "runs", "tmp"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
-        let gi = dir.join(".gitignore");
-        if !gi.exists() {
-            store::write_atomic(&gi, b"*\n")?;
-        }
+    /// Opens the cache folder `dir` (creating it, unless the mode is
+    /// `Disabled`), its salt and its stat memo.
+    pub fn open(dir: &Path, mode: Mode) -> io::Result<Cache> {
+        let (local, memo, salt) = match mode {
+            Mode::Disabled => (None, Memo::load(None), [0; 32]),
+            Mode::Normal | Mode::Force => {
+                let local = LocalStore::open(dir)?;
+                let salt = local.salt()?;
+                let memo = local.memo();
+                (Some(local), memo, salt)
+            }
+        };
         Ok(Cache {
-            dir: dir.to_path_buf(),
+            mode,
+            local,
+            memo,
+            salt,
+            skip: vec![dir.to_path_buf()],
         })
     }
 
-    /// A cache handle without creating anything (for read-only commands).
-    pub fn at(dir: &Path) -> Cache {
-        Cache {
-            dir: dir.to_path_buf(),
-        }
+    /// Like [`Cache::open`], but a cache that cannot be opened is a warning
+    /// and a disabled cache: a broken cache never fails a run.
+    pub fn open_or_uncached(dir: &Path, mode: Mode) -> Cache {
+        Cache::open(dir, mode).unwrap_or_else(|source| {
+            Warning::CacheUnavailable {
+                dir: dir.to_path_buf(),
+                source,
+            }
+            .emit();
+            Cache::open(dir, Mode::Disabled).expect("a disabled cache opens nothing")
+        })
     }
 
-    /// Where the stat memo lives.
-    pub fn memo_path(&self) -> PathBuf {
-        self.dir.join("memo.bin")
+    /// How this cache is used.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
-    /// The per-cache salt for digests of `$NAME` inputs (created once).
-    pub fn salt(&self) -> io::Result<[u8; 32]> {
-        let path = self.dir.join("salt");
-        if let Ok(bytes) = std::fs::read(&path)
-            && let Ok(salt) = <[u8; 32]>::try_from(bytes.as_slice())
+    /// Where entries and blobs are read and written; `None` when disabled.
+    pub fn store(&self) -> Option<&dyn Store> {
+        self.local.as_ref().map(|l| l as &dyn Store)
+    }
+
+    /// Computes the key of `inst` (of task `task`) from the tree as it is.
+    pub fn key(
+        &self,
+        task: &str,
+        inst: &Instance,
+        deps: BTreeMap<String, String>,
+    ) -> io::Result<CacheKey> {
+        let cx = KeyContext {
+            memo: &self.memo,
+            salt: self.salt,
+            skip: &self.skip,
+        };
+        key::compute(&cx, task, inst, deps)
+    }
+
+    /// Puts a hit in place under `root`: its outputs, then its captured output.
+    pub fn restore(&self, entry: &Entry, root: &Path) -> Result<Restored, RestoreError> {
+        let store = self
+            .store()
+            .ok_or_else(|| RestoreError::Log(io::Error::other("the cache is disabled")))?;
+        let output = match &entry.log {
+            Some(h) => crate::capture::decode(&store.read_blob(h).map_err(RestoreError::Log)?)
+                .map_err(RestoreError::Log)?,
+            None => Vec::new(),
+        };
+        outputs::restore(store, entry, root, &self.memo)?;
+        store.touch(&entry.key);
+        Ok(Restored {
+            output,
+            saved: Duration::from_millis(entry.duration_ms),
+        })
+    }
+
+    /// Stores a success of `inst` under `digest`: its output files and its
+    /// captured output as blobs, then the entry.
+    pub fn save(
+        &self,
+        root: &Path,
+        inst: &Instance,
+        digest: &str,
+        duration: Duration,
+        output: &[Chunk],
+    ) -> io::Result<()> {
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        let r = &inst.resolved;
+        let outputs = outputs::collect(store, &self.memo, root, &r.cwd, &r.outputs, &self.skip)?;
+        let log = if output.is_empty() {
+            None
+        } else {
+            Some(store.put_bytes(&crate::capture::encode(output))?)
+        };
+        store.put_entry(&Entry {
+            format: key::FORMAT_VERSION,
+            key: digest.to_owned(),
+            instance: inst.name.clone(),
+            exit_code: 0,
+            duration_ms: duration.as_millis() as u64,
+            created_unix: local::now_unix(),
+            log,
+            outputs,
+        })
+    }
+
+    /// Records the key of an instance's latest run (for reasons and explain).
+    pub fn record_run(&self, instance: &str, encoded_key: &[u8]) {
+        if let Some(local) = &self.local
+            && let Err(e) = local.record_run(instance, encoded_key)
         {
-            return Ok(salt);
+            tracing::debug!("could not record the run of {instance}: {e}");
         }
-        let mut salt = [0u8; 32];
-        getrandom::fill(&mut salt).map_err(io::Error::other)?;
-        // If two processes race, both rename; read back whichever won.
-        store::write_atomic(&path, &salt)?;
-        let bytes = std::fs::read(&path)?;
-        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| io::Error::other("bad salt file"))
+    }
+
+    /// The key of an instance's last recorded run.
+    pub fn last_run(&self, instance: &str) -> Option<CacheKey> {
+        self.local.as_ref()?.last_run(instance)
+    }
+
+    /// Saves the stat memo and the run's hit and miss counts.
+    pub fn finish(&self, hits: usize, misses: usize) {
+        let Some(local) = &self.local else { return };
+        if let Err(e) = self.memo.save() {
+            Warning::MemoNotSaved(e).emit();
+        }
+        if let Err(e) = local.record_history(hits, misses) {
+            tracing::debug!("could not record the run's hit counts: {e}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::Context;
-use crate::cache::Cache;
+use crate::cache::local::LocalStore;
 use crate::cli::CacheCommand;
 use crate::config;
 use crate::error::{Error, UsageError};
@@ -58,7 +58,7 @@ pub fn run(ctx: &Context, command: CacheCommand) -> Result<u8, Error> {
     let dir = &project.settings.cache_dir;
     match command {
         CacheCommand::Stats { json } => {
-            let stats = Cache::at(dir).stats();
+            let stats = LocalStore::at(dir).stats();
             if json {
                 println!(
                     "{}",
@@ -82,8 +82,8 @@ pub fn run(ctx: &Context, command: CacheCommand) -> Result<u8, Error> {
             }
         }
         CacheCommand::Clean => {
-            let before = Cache::at(dir).stats().bytes;
-            Cache::at(dir)
+            let before = LocalStore::at(dir).stats().bytes;
+            LocalStore::at(dir)
                 .clean()
                 .map_err(|e| Error::io(format!("cleaning {}", dir.display()), e))?;
             println!("removed {} from {}", human_bytes(before), dir.display());
@@ -108,12 +108,14 @@ pub fn run(ctx: &Context, command: CacheCommand) -> Result<u8, Error> {
                 )
                 .into());
             }
-            let (entries, blobs, after) = Cache::at(dir)
+            let removed = LocalStore::at(dir)
                 .gc(size, age)
                 .map_err(|e| Error::io(format!("collecting {}", dir.display()), e))?;
             println!(
-                "removed {entries} entries and {blobs} blobs; the cache now holds {}",
-                human_bytes(after)
+                "removed {} entries and {} blobs; the cache now holds {}",
+                removed.entries,
+                removed.blobs,
+                human_bytes(removed.bytes_after)
             );
         }
     }

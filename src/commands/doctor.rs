@@ -5,8 +5,7 @@
 use std::path::Path;
 
 use crate::Context;
-use crate::cache::Cache;
-use crate::cache::store::Lookup;
+use crate::cache::local::LocalStore;
 use crate::config;
 use crate::error::Error;
 
@@ -98,51 +97,19 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
     }
 
     let dir = &project.settings.cache_dir;
-    match Cache::open(dir).and_then(|c| {
-        let probe = dir.join("tmp").join("doctor-probe");
-        crate::cache::store::write_atomic(&probe, b"ok")?;
-        let back = std::fs::read(&probe)?;
-        std::fs::remove_file(&probe)?;
-        if back != b"ok" {
-            return Err(std::io::Error::other("read back something else"));
-        }
-        Ok(c)
-    }) {
-        Ok(cache) => {
+    match LocalStore::open(dir).and_then(|store| store.probe().map(|()| store)) {
+        Ok(store) => {
             verdict(true, "cache writable", dir.display().to_string());
-            let mut corrupt = 0;
-            let mut missing_blobs = 0;
-            let mut total = 0;
-            if let Ok(rd) = std::fs::read_dir(dir.join("entries")) {
-                for e in rd.flatten() {
-                    let Some(key) = e
-                        .path()
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                    else {
-                        continue;
-                    };
-                    total += 1;
-                    match cache.lookup(&key) {
-                        Lookup::Found(entry) => {
-                            let hashes = entry
-                                .outputs
-                                .iter()
-                                .map(|o| o.hash.as_str())
-                                .chain(entry.log.as_deref());
-                            missing_blobs +=
-                                hashes.filter(|h| !cache.blob_path(h).is_file()).count();
-                        }
-                        _ => corrupt += 1,
-                    }
-                }
-            }
+            let h = store.health();
             verdict(
-                corrupt == 0 && missing_blobs == 0,
+                h.corrupt == 0 && h.missing_blobs == 0,
                 "cache health",
                 format!(
-                    "{total} entries, {corrupt} corrupt, {missing_blobs} missing blobs{}",
-                    if corrupt + missing_blobs > 0 {
+                    "{} entries, {} corrupt, {} missing blobs{}",
+                    h.entries,
+                    h.corrupt,
+                    h.missing_blobs,
+                    if h.corrupt + h.missing_blobs > 0 {
                         " (harmless misses; `hotpass cache gc --max-age 3650d` removes them)"
                     } else {
                         ""

@@ -1,99 +1,79 @@
 //! `hotpass explain TASK[@P]`: would it hit the cache, and if not, every
 //! difference from its last recorded run, down to the root cause upstream.
 
-use std::collections::BTreeMap;
-
-use super::run::resolve_graph;
+use super::start::{self, Selection};
 use crate::Context;
-use crate::cache::Cache;
-use crate::cache::key::{Change, KeyContext, compute, diff};
-use crate::cache::store::Lookup;
-use crate::config;
+use crate::cache::key::{Change, diff};
+use crate::cache::policy::Reason;
+use crate::cache::{Cache, Mode};
+use crate::cli::PartitionFlags;
 use crate::error::{Error, UsageError};
-use crate::graph::{InstanceGraph, InstanceId, PartitionArgs};
-use crate::hash::Memo;
+use crate::exec::plan::{Plan, plan};
+use crate::graph::{InstanceGraph, InstanceId};
 
 /// Prints the explanation; exit 0 either way.
 pub fn run(ctx: &Context, instance: &str) -> Result<u8, Error> {
-    let project = config::load(&ctx.load)?;
-    let today =
-        crate::partition::today(ctx.today.as_deref()).map_err(|e| UsageError::new(e, None))?;
-    let args = PartitionArgs {
-        today: Some(today),
-        ..Default::default()
-    };
-    let graph = resolve_graph(&project, &[instance.to_owned()], &args, None)?;
-    if graph.selected.len() != 1 {
+    let selectors = [instance.to_owned()];
+    let start::Session { project, graph } = start::session(
+        ctx,
+        &Selection {
+            selectors: &selectors,
+            partitions: &PartitionFlags::default(),
+            shard: None,
+            guardrail: false,
+        },
+    )?;
+    let &[target] = graph.selected() else {
         return Err(UsageError::new(
             format!(
                 "`{instance}` covers {} instances; explain takes one",
-                graph.selected.len()
+                graph.selected().len()
             ),
             Some("name one instance, e.g. TASK@2025-01-01".into()),
         )
         .into());
-    }
-    // The same salt as a run, so `$NAME` inputs compare with recorded runs.
-    let cache = Cache::open(&project.settings.cache_dir).map_err(|e| {
-        Error::io(
-            format!(
-                "opening the cache at {}",
-                project.settings.cache_dir.display()
-            ),
-            e,
-        )
-    })?;
-    let salt = cache
-        .salt()
-        .map_err(|e| Error::io("reading the cache salt", e))?;
-    let memo = Memo::load(Some(cache.memo_path()));
-    let cx = KeyContext::new(&project, &memo, salt);
-    let mut keys: BTreeMap<InstanceId, crate::cache::key::CacheKey> = BTreeMap::new();
-    for id in graph.topo_order() {
-        let inst = graph.get(id);
-        let deps = inst
-            .deps
-            .iter()
-            .map(|d| (graph.get(*d).name.clone(), keys[d].digest()))
-            .collect();
-        let k = compute(&cx, inst, deps)
-            .map_err(|e| Error::io(format!("hashing the inputs of {}", inst.name), e))?;
-        keys.insert(id, k);
-    }
-    let target = graph.selected[0];
-    let name = &graph.get(target).name;
-    let key = &keys[&target];
-    let digest = key.digest();
+    };
+    // The same cache and salt as a run, so `$NAME` inputs compare with recorded runs.
+    let dir = &project.settings.cache_dir;
+    let cache = Cache::open(dir, Mode::Normal)
+        .map_err(|e| Error::io(format!("opening the cache at {}", dir.display()), e))?;
+    let plan = plan(&project, &graph, &cache)
+        .map_err(|e| Error::io(format!("hashing the inputs of {instance}"), e))?;
+    let item = plan.item(target).expect("the target is planned");
     let task = project.task(graph.get(target).task);
-    println!("{name}");
-    println!("  key: {digest}");
+    println!("{}", item.name);
+    println!("  key: {}", item.key.as_deref().unwrap_or("-"));
     if !task.cache {
         println!(
             "  not cached: it declares no inputs (set `cache = true` or add inputs to cache it)"
         );
         return Ok(0);
     }
-    match cache.lookup(&digest) {
-        Lookup::Found(e) => {
+    match &item.reason {
+        None => {
             println!(
-                "  HIT: a stored result exists (ran in {} ms); `hotpass run {name}` restores it",
-                e.duration_ms
+                "  HIT: a stored result exists (ran in {} ms); `hotpass run {}` restores it",
+                item.stored_ms.unwrap_or(0),
+                item.name
             );
             return Ok(0);
         }
-        Lookup::Corrupt(why) => {
-            println!("  MISS: the stored entry is corrupt ({why}) and will be replaced")
+        Some(Reason::CorruptEntry) => {
+            println!("  MISS: the stored entry is corrupt and will be replaced")
         }
-        Lookup::Missing => println!("  MISS: no stored result for this key"),
+        Some(Reason::RestoreFailed) => {
+            println!("  MISS: the stored entry's files are missing and will be replaced")
+        }
+        Some(_) => println!("  MISS: no stored result for this key"),
     }
-    explain_changes(&cache, &graph, &keys, target, 1);
+    explain_changes(&cache, &graph, &plan, target, 1);
     Ok(0)
 }
 
 fn explain_changes(
     cache: &Cache,
     graph: &InstanceGraph,
-    keys: &BTreeMap<InstanceId, crate::cache::key::CacheKey>,
+    plan: &Plan,
     id: InstanceId,
     depth: usize,
 ) {
@@ -103,7 +83,10 @@ fn explain_changes(
         println!("{pad}no earlier run of {} is recorded", inst.name);
         return;
     };
-    let changes = diff(&last, &keys[&id]);
+    let Some(key) = plan.item(id).and_then(|i| i.full_key.as_ref()) else {
+        return;
+    };
+    let changes = diff(&last, key);
     if changes.is_empty() {
         println!(
             "{pad}same inputs as the last recorded run of {}, which did not store a result (it failed, was interrupted or was evicted)",
@@ -117,7 +100,7 @@ fn explain_changes(
         if let Change::Dep { name } = c
             && let Some(dep) = inst.deps.iter().find(|d| graph.get(**d).name == *name)
         {
-            explain_changes(cache, graph, keys, *dep, depth + 2);
+            explain_changes(cache, graph, plan, *dep, depth + 2);
         }
     }
 }

@@ -2,10 +2,10 @@
 
 use serde::Serialize;
 
-use super::run::{partition_args, resolve_graph};
+use super::start::{self, Selection};
 use crate::Context;
 use crate::cli::{GraphFormat, PartitionFlags};
-use crate::config::{self, TaskKind};
+use crate::config::TaskKind;
 use crate::error::Error;
 
 #[derive(Serialize)]
@@ -29,10 +29,16 @@ pub fn run(
     format: GraphFormat,
     flags: &PartitionFlags,
 ) -> Result<u8, Error> {
-    let project = config::load(&ctx.load)?;
-    let args = partition_args(ctx, flags)?;
-    let graph = resolve_graph(&project, selectors, &args, None)?;
-    let order = graph.topo_order();
+    let start::Session { project, graph } = start::session(
+        ctx,
+        &Selection {
+            selectors,
+            partitions: flags,
+            shard: None,
+            guardrail: false,
+        },
+    )?;
+    let order = graph.order();
     match format {
         GraphFormat::Json => {
             let nodes: Vec<Node> = order
@@ -72,7 +78,7 @@ pub fn run(
         GraphFormat::Dot => {
             println!("digraph hotpass {{");
             println!("  rankdir=LR;");
-            for id in &order {
+            for id in order {
                 let i = graph.get(*id);
                 let shape = if project.task(i.task).kind == TaskKind::Gate {
                     "diamond"
@@ -81,7 +87,7 @@ pub fn run(
                 };
                 println!("  {} [shape={shape}];", quote(&i.name));
             }
-            for id in &order {
+            for id in order {
                 let i = graph.get(*id);
                 for d in &i.deps {
                     println!("  {} -> {};", quote(&graph.get(*d).name), quote(&i.name));
@@ -96,7 +102,7 @@ pub fn run(
                 .enumerate()
                 .map(|(n, id)| (*id, format!("n{n}")))
                 .collect();
-            for id in &order {
+            for id in order {
                 let i = graph.get(*id);
                 let label = i.name.replace('"', "#quot;");
                 if project.task(i.task).kind == TaskKind::Gate {
@@ -105,7 +111,7 @@ pub fn run(
                     println!("  {}[\"{label}\"]", ids[id]);
                 }
             }
-            for id in &order {
+            for id in order {
                 for d in &graph.get(*id).deps {
                     println!("  {} --> {}", ids[d], ids[id]);
                 }

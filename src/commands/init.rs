@@ -267,7 +267,7 @@ pub fn run(ctx: &Context, force: bool) -> Result<u8, Error> {
         .into());
     }
     let (text, kinds) = starter(&dir);
-    crate::cache::store::write_atomic(&path, text.as_bytes())
+    crate::atomic::write_atomic(&path, text.as_bytes())
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     let found = if kinds.is_empty() {
         "nothing recognised".to_owned()

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod init;
 pub mod list;
 pub mod run;
+pub mod start;
 pub mod watch;
 
 use crate::Context;

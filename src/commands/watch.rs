@@ -10,21 +10,49 @@ use std::time::{Duration, Instant};
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 
-use super::run::{make_reporter, open_runner, partition_args, resolve_graph, warn_unsupported};
+use super::start::{self, Selection};
 use crate::Context;
-use crate::cache::Mode;
+use crate::cache::{Cache, Mode};
 use crate::cli::WatchArgs;
 use crate::config::{self, Project};
-use crate::error::{EXIT_INTERRUPTED, Error, UsageError};
-use crate::exec::scheduler::{self, Canceller, Options, RunResult};
-use crate::exec::{Outcome, Status};
+use crate::error::{EXIT_INTERRUPTED, Error};
+use crate::exec::scheduler::{self, Canceller, Options};
+use crate::exec::work::CachedRunner;
 use crate::graph::{InstanceGraph, InstanceId};
+use crate::outcome::{Outcome, RunResult, Status};
 use crate::report::out;
+use crate::warning::Warning;
 use crate::watch::WatchSet;
 
 enum Event {
     Files(Vec<PathBuf>),
     Signal,
+}
+
+/// A watcher error as a warning, with what to do about the usual ones.
+fn watcher_warning(err: &notify_debouncer_full::notify::Error) -> Warning {
+    use notify_debouncer_full::notify::ErrorKind;
+    let help = match &err.kind {
+        ErrorKind::MaxFilesWatch => Some(
+            "the system's limit on watched folders is reached: raise it with \
+             `sudo sysctl fs.inotify.max_user_watches=524288` (and in /etc/sysctl.conf to keep it), \
+             or narrow the watched tasks' input globs"
+                .to_owned(),
+        ),
+        ErrorKind::Io(e) if e.raw_os_error() == Some(libc::ENOSPC) => Some(
+            "the system's limit on watches is reached: raise fs.inotify.max_user_watches \
+             (`sudo sysctl fs.inotify.max_user_watches=524288`)"
+                .to_owned(),
+        ),
+        ErrorKind::Io(e) if e.raw_os_error() == Some(libc::EMFILE) => Some(
+            "too many open files: raise fs.inotify.max_user_instances or `ulimit -n`".to_owned(),
+        ),
+        _ => None,
+    };
+    Warning::Watcher {
+        message: err.to_string(),
+        help,
+    }
 }
 
 struct Loaded {
@@ -34,15 +62,17 @@ struct Loaded {
 }
 
 fn load(ctx: &Context, args: &WatchArgs) -> Result<Loaded, Error> {
-    let project = config::load(&ctx.load)?;
-    warn_unsupported(&project);
-    let pargs = partition_args(ctx, &args.partitions)?;
-    let graph = resolve_graph(
-        &project,
-        &args.selectors,
-        &pargs,
-        Some(project.settings.backfill_limit),
+    let start::Session { project, graph } = start::session(
+        ctx,
+        &Selection {
+            selectors: &args.selectors,
+            partitions: &args.partitions,
+            shard: None,
+            guardrail: true,
+        },
     )?;
+    start::warn_unsupported(&project);
+    start::jobs(&project, args.jobs)?;
     let set = WatchSet::new(&project, &graph);
     Ok(Loaded {
         project,
@@ -54,9 +84,8 @@ fn load(ctx: &Context, args: &WatchArgs) -> Result<Loaded, Error> {
 /// Watches until Ctrl-C; returns 130 then.
 pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
     if args.jobs == Some(0) {
-        return Err(
-            UsageError::new("-j 0 would run nothing", Some("give at least 1".into())).into(),
-        );
+        // Refused before watching starts: -j never comes from the config.
+        return Err(start::jobs_flag_error());
     }
     let (tx, rx) = mpsc::channel::<Event>();
     let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
@@ -77,8 +106,8 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
     let mut debouncer = new_debouncer(
         Duration::from_millis(args.debounce),
         None,
-        move |res: DebounceEventResult| {
-            if let Ok(events) = res {
+        move |res: DebounceEventResult| match res {
+            Ok(events) => {
                 let paths: Vec<PathBuf> = events
                     .into_iter()
                     .filter(|e| !matches!(e.event.kind, EventKind::Access(_)))
@@ -88,6 +117,7 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
                     let _ = files_tx.send(Event::Files(paths));
                 }
             }
+            Err(errors) => errors.iter().for_each(|e| watcher_warning(e).emit()),
         },
     )
     .map_err(|e| Error::io("starting the file watcher", std::io::Error::other(e)))?;
@@ -107,7 +137,16 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
             }
             match debouncer.watch(p, *mode) {
                 Ok(()) => watched.push((p.clone(), *mode)),
-                Err(e) => tracing::debug!("cannot watch {}: {e}", p.display()),
+                // A folder that vanished in between is no news; a limit is.
+                Err(e)
+                    if matches!(
+                        &e.kind,
+                        notify_debouncer_full::notify::ErrorKind::PathNotFound
+                    ) =>
+                {
+                    tracing::debug!("cannot watch {}: {e}", p.display())
+                }
+                Err(e) => watcher_warning(&e).emit(),
             }
         }
         if keep {
@@ -141,7 +180,7 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
                         .collect();
                     wanted.extend(flat.into_iter().map(|p| (p, RecursiveMode::NonRecursive)));
                     rewatch(wanted, false);
-                    pending = Some(l.graph.instances.iter().map(|i| i.name.clone()).collect());
+                    pending = Some(l.graph.iter().map(|(_, i)| i.name.clone()).collect());
                     loaded = Some(l);
                 }
                 Err(e) => {
@@ -172,8 +211,8 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
             }
             out(format!("── {why}: running {}\n", describe(&names)).as_bytes());
             let (outcome, stop) = cycle(ctx, args, l, &names, &last, &rx, &mut reload);
-            for (id, o) in outcome.outcomes.iter().enumerate() {
-                let name = &l.graph.instances[id].name;
+            for (id, inst) in l.graph.iter() {
+                let (name, o) = (&inst.name, &outcome.outcomes[id.index()]);
                 if names.contains(name) && !matches!(o.status, Status::Skipped { .. })
                     || !last.contains_key(name)
                 {
@@ -204,7 +243,7 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
                     why = "configuration changed".into();
                     continue;
                 };
-                let ch = l.set.classify(&paths);
+                let ch = l.set.classify(&l.graph, &paths);
                 if ch.config {
                     reload = true;
                     why = format!("configuration changed ({})", summarize(&ch.paths));
@@ -249,11 +288,11 @@ fn cycle(
     reload: &mut bool,
 ) -> (RunResult, Stop) {
     let mut done: HashMap<InstanceId, Outcome> = HashMap::new();
-    for (i, inst) in l.graph.instances.iter().enumerate() {
+    for (id, inst) in l.graph.iter() {
         if !names.contains(&inst.name)
             && let Some(o) = last.get(&inst.name)
         {
-            done.insert(InstanceId(i as u32), o.clone());
+            done.insert(id, o.clone());
         }
     }
     let opts = Options {
@@ -270,18 +309,12 @@ fn cycle(
         let (c_tx, c_rx) = mpsc::channel::<Canceller>();
         let opts = &opts;
         let handle = s.spawn(move || {
-            let runner = open_runner(&l.project, &l.graph, Mode::Normal);
-            let mut reporter = make_reporter(ctx, &l.graph);
-            let r = scheduler::run_with(
-                &l.project,
-                &l.graph,
-                &runner,
-                reporter.as_mut(),
-                opts,
-                |c| {
-                    let _ = c_tx.send(c);
-                },
-            );
+            let cache = Cache::open_or_uncached(&l.project.settings.cache_dir, Mode::Normal);
+            let runner = CachedRunner::new(&l.project, &l.graph, cache);
+            let mut reporters = start::reporters(ctx, &l.graph);
+            let r = scheduler::run_with(&l.project, &l.graph, &runner, &mut reporters, opts, |c| {
+                let _ = c_tx.send(c);
+            });
             runner.finish();
             r
         });
@@ -290,12 +323,10 @@ fn cycle(
         while !handle.is_finished() {
             match rx.recv_timeout(Duration::from_millis(25)) {
                 Ok(Event::Files(paths)) => {
-                    let ch = l.set.classify(&paths);
+                    let ch = l.set.classify(&l.graph, &paths);
                     let ids: Vec<InstanceId> = if ch.config {
                         *reload = true;
-                        (0..l.graph.instances.len() as u32)
-                            .map(InstanceId)
-                            .collect()
+                        l.graph.iter().map(|(id, _)| id).collect()
                     } else {
                         ch.affected.iter().copied().collect()
                     };
@@ -346,8 +377,9 @@ fn summarize(paths: &[String]) -> String {
 
 fn print_cycle_summary(l: &Loaded, names: &BTreeSet<String>, r: &RunResult) {
     let (mut ran, mut cached, mut failed, mut skipped) = (0, 0, 0, 0);
-    for (i, o) in r.outcomes.iter().enumerate() {
-        if !names.contains(&l.graph.instances[i].name) {
+    for (id, inst) in l.graph.iter() {
+        let o = &r.outcomes[id.index()];
+        if !names.contains(&inst.name) {
             continue;
         }
         match o.status {

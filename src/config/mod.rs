@@ -26,6 +26,25 @@ impl TaskId {
     }
 }
 
+/// One entry of a task's `inputs`, told apart once, in validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A gitignore-style glob of files, relative to the task's cwd (`!` excludes).
+    Glob(String),
+    /// `$NAME`: the value of an environment variable (only its digest is kept).
+    Env(String),
+}
+
+impl Input {
+    /// Reads one written entry: `$NAME` is a variable, anything else a glob.
+    pub fn parse(written: &str) -> Input {
+        match written.strip_prefix('$') {
+            Some(name) => Input::Env(name.to_owned()),
+            None => Input::Glob(written.to_owned()),
+        }
+    }
+}
+
 /// Whether a task was declared under `[tasks]` or `[gates]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
@@ -87,7 +106,7 @@ pub struct Task {
     /// Shell commands, run in turn through `sh -c`; empty for a pure group.
     pub run: Vec<String>,
     pub deps: Vec<TaskId>,
-    pub inputs: Vec<String>,
+    pub inputs: Vec<Input>,
     pub outputs: Vec<String>,
     pub env: BTreeMap<String, String>,
     /// Relative to the root, `/`-separated; "." for the root.

@@ -9,7 +9,8 @@ use toml::Spanned;
 use super::diagnostic::{ConfigErrors, Problem, ProblemKind, SourceFile, did_you_mean, suggest};
 use super::raw::{RawFile, RawPartitions, RawTask, Timeout};
 use super::{
-    LoadOptions, Origin, PartitionMap, Project, RemoteCache, Settings, Task, TaskId, TaskKind,
+    Input, LoadOptions, Origin, PartitionMap, Project, RemoteCache, Settings, Task, TaskId,
+    TaskKind,
 };
 use crate::fileset::Patterns;
 use crate::partition::{PartitionSpec, parse_day, parse_month};
@@ -369,7 +370,12 @@ fn task(
         }
     });
 
-    let inputs = strings(&raw.inputs);
+    let inputs: Vec<Input> = raw
+        .inputs
+        .iter()
+        .flatten()
+        .map(|i| Input::parse(i.get_ref()))
+        .collect();
     let cache = raw
         .cache
         .as_ref()

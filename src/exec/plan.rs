@@ -1,17 +1,16 @@
-//! The plan of a run without running it (`--dry-run`): every instance with
-//! its key and whether it would hit the cache, and if not, why.
+//! The plan of a run without running it (`--dry-run`, and `explain`): every
+//! instance with its key and whether it would hit the cache, and if not, why
+//! — the same [`Cache::decide`] a run asks.
 
-use std::collections::BTreeMap;
 use std::io;
 
 use serde::Serialize;
 
-use crate::cache::key::{KeyContext, compute};
-use crate::cache::store::Lookup;
-use crate::cache::{Cache, Mode};
+use crate::cache::Cache;
+use crate::cache::key::{CacheKey, dep_digests};
+use crate::cache::policy::{Decision, Reason};
 use crate::config::{Project, TaskKind};
-use crate::graph::InstanceGraph;
-use crate::hash::Memo;
+use crate::graph::{InstanceGraph, InstanceId};
 
 /// Version of the dry-run JSON.
 pub const PLAN_SCHEMA_VERSION: u32 = 1;
@@ -26,6 +25,8 @@ pub struct Plan {
 /// One instance in the plan.
 #[derive(Debug, Serialize)]
 pub struct PlanItem {
+    #[serde(skip)]
+    pub id: InstanceId,
     pub name: String,
     pub task: String,
     pub partition: Option<String>,
@@ -35,100 +36,65 @@ pub struct PlanItem {
     pub cached: bool,
     pub key: Option<String>,
     /// Why it would run (absent when cached).
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub deps: Vec<String>,
     pub commands: Vec<String>,
+    /// The whole key, for `explain` to compare with the last run.
+    #[serde(skip)]
+    pub full_key: Option<CacheKey>,
+    /// For a hit: how long the stored run took.
+    #[serde(skip)]
+    pub stored_ms: Option<u64>,
 }
 
-/// Plans `graph` against the cache as it is, in dependency order.
-pub fn plan(project: &Project, graph: &InstanceGraph, mode: Mode) -> io::Result<Plan> {
-    // The same salt as a run (creating the cache, as a run would), so the
-    // keys shown are the keys the run will use.
-    let (cache, salt) = match mode {
-        Mode::Disabled => (Cache::at(&project.settings.cache_dir), [0; 32]),
-        _ => {
-            let cache = Cache::open(&project.settings.cache_dir)?;
-            let salt = cache.salt()?;
-            (cache, salt)
-        }
-    };
-    let memo = Memo::load(Some(cache.memo_path()));
-    let cx = KeyContext::new(project, &memo, salt);
-    let mut keys: Vec<Option<String>> = vec![None; graph.instances.len()];
-    let mut items: Vec<Option<PlanItem>> = (0..graph.instances.len()).map(|_| None).collect();
-    let order = graph.topo_order();
-    for &id in &order {
+/// Plans `graph` against `cache` as it is now, in dependency order.
+pub fn plan(project: &Project, graph: &InstanceGraph, cache: &Cache) -> io::Result<Plan> {
+    let mut digests: Vec<Option<String>> = vec![None; graph.len()];
+    let mut instances = Vec::with_capacity(graph.len());
+    for &id in graph.order() {
         let inst = graph.get(id);
         let task = project.task(inst.task);
-        let deps: BTreeMap<String, String> = inst
-            .deps
-            .iter()
-            .map(|d| {
-                (
-                    graph.get(*d).name.clone(),
-                    keys[d.index()].clone().unwrap_or_else(|| "none".into()),
-                )
-            })
-            .collect();
-        let (key, cached, reason) = if mode == Mode::Disabled {
-            (None, false, "cache-disabled".to_owned())
-        } else {
-            let k = compute(&cx, inst, deps)?;
-            let digest = k.digest();
-            let (cached, reason) = if !task.cache {
-                (false, "cache-disabled".to_owned())
-            } else if mode == Mode::Force {
-                (false, "forced".to_owned())
-            } else {
-                match cache.lookup(&digest) {
-                    Lookup::Found(e) => {
-                        // Whether the stored files are there; damage inside
-                        // one is found (and run instead) when restoring.
-                        let blobs_ok = e
-                            .outputs
-                            .iter()
-                            .map(|o| o.hash.as_str())
-                            .chain(e.log.as_deref())
-                            .all(|h| cache.blob_path(h).is_file());
-                        if blobs_ok {
-                            (true, String::new())
-                        } else {
-                            (false, "restore-failed".to_owned())
-                        }
-                    }
-                    Lookup::Corrupt(_) => (false, "corrupt-entry".to_owned()),
-                    Lookup::Missing => (false, cache.miss_reason(&inst.name, &k)),
-                }
-            };
-            (Some(digest), cached, reason)
+        let full_key = match cache.store() {
+            None => None,
+            Some(_) => {
+                let deps = dep_digests(graph, inst, |d| digests[d.index()].as_deref());
+                Some(cache.key(&task.name, inst, deps)?)
+            }
         };
-        keys[id.index()] = key.clone();
-        items[id.index()] = Some(PlanItem {
+        let digest = full_key.as_ref().map(CacheKey::digest);
+        let decision = cache.decide(
+            &inst.name,
+            task.cache,
+            full_key.as_ref().zip(digest.as_deref()),
+        );
+        let (reason, stored_ms) = match decision {
+            Decision::Hit(entry) => (None, Some(entry.duration_ms)),
+            Decision::Run(r) => (Some(r), None),
+        };
+        digests[id.index()] = digest.clone();
+        let cached = reason.is_none();
+        instances.push(PlanItem {
+            id,
             name: inst.name.clone(),
             task: task.name.clone(),
             partition: inst.partition.clone(),
-            kind: if task.kind == TaskKind::Gate {
-                "gate"
-            } else {
-                "task"
+            kind: match task.kind {
+                TaskKind::Gate => "gate",
+                TaskKind::Task => "task",
             },
             action: if cached { "cached" } else { "run" },
             cached,
-            key,
-            reason: (!cached).then_some(reason),
+            key: digest,
+            reason,
             deps: inst
                 .deps
                 .iter()
                 .map(|d| graph.get(*d).name.clone())
                 .collect(),
-            commands: crate::exec::work::instance_commands(task, inst),
+            commands: inst.resolved.commands.clone(),
+            full_key,
+            stored_ms,
         });
-    }
-    let mut instances = Vec::with_capacity(order.len());
-    for id in order {
-        if let Some(item) = items[id.index()].take() {
-            instances.push(item);
-        }
     }
     Ok(Plan {
         schema_version: PLAN_SCHEMA_VERSION,
@@ -137,6 +103,11 @@ pub fn plan(project: &Project, graph: &InstanceGraph, mode: Mode) -> io::Result<
 }
 
 impl Plan {
+    /// The item of instance `id`.
+    pub fn item(&self, id: InstanceId) -> Option<&PlanItem> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
     /// The plan as people read it.
     pub fn render(&self) -> String {
         let width = self
@@ -154,7 +125,7 @@ impl Plan {
                 .unwrap_or("-");
             let why = i
                 .reason
-                .as_deref()
+                .as_ref()
                 .map(|r| format!("  ({r})"))
                 .unwrap_or_default();
             s.push_str(&format!(

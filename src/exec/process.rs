@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use super::Stream;
+use crate::capture::Stream;
 
 /// Shared handle to the process group an instance is running, so the
 /// scheduler can kill it while a worker thread waits on it.

@@ -8,27 +8,32 @@
 //!    `--a dep failed / run stopped--`--> Done(skipped)
 //! ```
 //!
-//! The cache check runs on the scheduler's own thread as soon as an instance
-//! is ready, so a run of cache hits never hands work between threads; only
-//! instances that must run go to the pool of `-j` workers.
+//! [`Scheduler::work`] is the loop: [`check_ready`](Scheduler::check_ready)
+//! (cache checks, on the scheduler's own thread or in parallel batches, so a
+//! run of hits never hands work between threads),
+//! [`start_prepared`](Scheduler::start_prepared) (misses go to a fixed pool
+//! of `-j` workers), then [`wait`](Scheduler::wait) for one event and
+//! [`handle`](Scheduler::handle) it.
 
 use std::collections::{HashMap, VecDeque};
-
-use rayon::prelude::*;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::Scope;
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
+
 use super::process::Control;
-use super::{Outcome, Status, Stream};
+use crate::capture::Stream;
 use crate::config::{Project, TaskId};
 use crate::graph::{InstanceGraph, InstanceId};
-use crate::report::Reporter;
+use crate::outcome::{Outcome, RunResult, Status};
+use crate::report::{Fanout, Reporter};
 
 /// Most ready instances checked in one parallel batch.
 const CHECK_BATCH: usize = 256;
 
-/// How often the reporter gets a chance to redraw while nothing happens.
+/// How often the reporters get a chance to redraw while nothing happens.
 const TICK: Duration = Duration::from_millis(250);
 
 /// What the check of a ready instance decided.
@@ -90,14 +95,14 @@ enum State {
     Waiting { missing: usize },
     /// All dependencies succeeded; queued to be checked.
     Ready,
-    /// Checked: it must run, and waits for a free slot.
+    /// Checked: it must run, and waits in `prepared` for a free slot.
     Prepared,
     /// A worker owns it; `ctl` reaches its process group.
     Running {
         deadline: Option<Instant>,
         ctl: Arc<Control>,
     },
-    /// Finished, with its outcome.
+    /// Finished, with its outcome. Nothing changes it any more.
     Done(Outcome),
 }
 
@@ -109,24 +114,11 @@ struct Job<P> {
 }
 
 /// What reaches the scheduler's thread.
-pub enum Event {
+enum Event {
     Output(InstanceId, Stream, Vec<u8>),
     Finished(InstanceId, Outcome),
     Signal,
     Cancel(Vec<InstanceId>),
-}
-
-/// The result of a whole run.
-#[derive(Debug)]
-pub struct RunResult {
-    /// One outcome per instance, by `InstanceId`.
-    pub outcomes: Vec<Outcome>,
-    /// Whether Ctrl-C (or SIGTERM) stopped the run.
-    pub interrupted: bool,
-    /// When the run started.
-    pub begin: Instant,
-    /// Wall time of the whole run.
-    pub elapsed: Duration,
 }
 
 /// Runs every instance of `graph`, dependencies first.
@@ -134,71 +126,325 @@ pub fn run<R: Runner>(
     project: &Project,
     graph: &InstanceGraph,
     runner: &R,
-    reporter: &mut dyn Reporter,
+    reporters: &mut Fanout,
     opts: &Options,
 ) -> RunResult {
-    run_with(project, graph, runner, reporter, opts, |_| {})
+    run_with(project, graph, runner, reporters, opts, |_| {})
 }
 
-/// The scheduler's bookkeeping, owned by its thread.
-struct Book<'g, P> {
-    graph: &'g InstanceGraph,
+/// Like [`run`], handing `on_start` a [`Canceller`] for this run first.
+pub fn run_with<R: Runner>(
+    project: &Project,
+    graph: &InstanceGraph,
+    runner: &R,
+    reporters: &mut Fanout,
+    opts: &Options,
+    on_start: impl FnOnce(Canceller),
+) -> RunResult {
+    let begin = Instant::now();
+    let (tx, rx) = mpsc::channel::<Event>();
+    on_start(Canceller(tx.clone()));
+    let mut s = Scheduler::new(project, graph, reporters, opts);
+    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]).ok();
+    let signal_handle = signals.as_ref().map(|s| s.handle());
+    let (job_tx, job_rx) = mpsc::channel();
+    let job_rx = Mutex::new(job_rx);
+    std::thread::scope(|scope| {
+        if let Some(mut signals) = signals {
+            let tx = tx.clone();
+            scope.spawn(move || {
+                for _ in signals.forever() {
+                    if tx.send(Event::Signal).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut pool = Pool::new(scope, runner, job_tx, &job_rx, tx.clone(), s.jobs);
+        s.work(runner, &mut pool, &rx);
+        pool.close();
+        if let Some(h) = &signal_handle {
+            h.close();
+        }
+    });
+    s.into_result(begin)
+}
+
+/// A fixed pool of at most `-j` workers, started as the first misses need
+/// them (a run of cache hits starts none); they log through the caller's
+/// tracing subscriber.
+struct Pool<'scope, 'env, R: Runner> {
+    scope: &'scope Scope<'scope, 'env>,
+    runner: &'env R,
+    queue: &'env Mutex<mpsc::Receiver<Job<R::Prepared>>>,
+    jobs: Option<mpsc::Sender<Job<R::Prepared>>>,
+    events: mpsc::Sender<Event>,
+    workers: usize,
+    size: usize,
+    dispatch: tracing::Dispatch,
+}
+
+impl<'scope, 'env, R: Runner> Pool<'scope, 'env, R> {
+    fn new(
+        scope: &'scope Scope<'scope, 'env>,
+        runner: &'env R,
+        job_tx: mpsc::Sender<Job<R::Prepared>>,
+        queue: &'env Mutex<mpsc::Receiver<Job<R::Prepared>>>,
+        events: mpsc::Sender<Event>,
+        size: usize,
+    ) -> Self {
+        Pool {
+            scope,
+            runner,
+            queue,
+            jobs: Some(job_tx),
+            events,
+            workers: 0,
+            size,
+            dispatch: tracing::dispatcher::get_default(|d| d.clone()),
+        }
+    }
+
+    /// Hands a job to the pool, starting a worker while fewer than `-j` run.
+    fn submit(&mut self, job: Job<R::Prepared>) {
+        if self.workers < self.size {
+            self.workers += 1;
+            let (lane, runner, queue) = (self.workers, self.runner, self.queue);
+            let (events, dispatch) = (self.events.clone(), self.dispatch.clone());
+            self.scope
+                .spawn(move || worker(lane, runner, queue, events, dispatch));
+        }
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// Closes the queue: each worker ends after its current job.
+    fn close(&mut self) {
+        self.jobs = None;
+    }
+}
+
+/// One worker of the pool: runs jobs until the queue closes.
+fn worker<R: Runner>(
+    lane: usize,
+    runner: &R,
+    queue: &Mutex<mpsc::Receiver<Job<R::Prepared>>>,
+    events: mpsc::Sender<Event>,
+    dispatch: tracing::Dispatch,
+) {
+    let _log = tracing::dispatcher::set_default(&dispatch);
+    loop {
+        let job = match queue.lock().expect("job queue").recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let Job { id, prepared, ctl } = job;
+        let out = events.clone();
+        let sink = move |stream: Stream, line: &[u8]| {
+            let _ = out.send(Event::Output(id, stream, line.to_vec()));
+        };
+        let began = Instant::now();
+        let mut outcome = runner.run(id, prepared, &ctl, &sink);
+        outcome.lane = Some((lane, began, Instant::now()));
+        if ctl.is_timed_out() && !outcome.status.is_success() {
+            outcome.status = Status::TimedOut;
+        }
+        let _ = events.send(Event::Finished(id, outcome));
+    }
+}
+
+/// The scheduler's state, owned by its thread.
+struct Scheduler<'a, 'r, P> {
+    project: &'a Project,
+    graph: &'a InstanceGraph,
+    reporters: &'a mut Fanout<'r>,
+    opts: &'a Options,
+    jobs: usize,
     states: Vec<State>,
-    dependents: Vec<Vec<InstanceId>>,
+    /// Each instance's position in the dependency order (earlier first).
     rank: Vec<usize>,
     ready: VecDeque<InstanceId>,
     prepared: VecDeque<(InstanceId, P)>,
     running: usize,
     per_task: HashMap<TaskId, usize>,
     failed: bool,
+    interrupted: bool,
+    interrupt_at: Option<Instant>,
+    killed_hard: bool,
+    dispatch: tracing::Dispatch,
 }
 
-impl<P> Book<'_, P> {
-    /// Records a finished instance and releases or skips what depends on it.
-    fn finish(&mut self, id: InstanceId, outcome: Outcome, reporter: &mut dyn Reporter) {
-        let success = outcome.status.is_success();
-        reporter.finished(id, &outcome);
-        self.states[id.index()] = State::Done(outcome);
-        if success {
-            let mut newly: Vec<InstanceId> = Vec::new();
-            for &d in &self.dependents[id.index()] {
-                if let State::Waiting { missing } = &mut self.states[d.index()] {
-                    *missing -= 1;
-                    if *missing == 0 {
-                        newly.push(d);
-                    }
+impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
+    /// The starting states: instances finished before this run are done,
+    /// those behind a failure among them are skipped, and those with every
+    /// dependency satisfied are ready.
+    fn new(
+        project: &'a Project,
+        graph: &'a InstanceGraph,
+        reporters: &'a mut Fanout<'r>,
+        opts: &'a Options,
+    ) -> Self {
+        let mut rank = vec![0; graph.len()];
+        for (r, id) in graph.order().iter().enumerate() {
+            rank[id.index()] = r;
+        }
+        reporters.plan(graph.len() - opts.done.len());
+        let mut s = Scheduler {
+            project,
+            graph,
+            reporters,
+            opts,
+            jobs: opts.jobs.max(1),
+            states: Vec::with_capacity(graph.len()),
+            rank,
+            ready: VecDeque::new(),
+            prepared: VecDeque::new(),
+            running: 0,
+            per_task: HashMap::new(),
+            failed: false,
+            interrupted: false,
+            interrupt_at: None,
+            killed_hard: false,
+            dispatch: tracing::dispatcher::get_default(|d| d.clone()),
+        };
+        let mut behind_failure = Vec::new();
+        for (id, inst) in graph.iter() {
+            if let Some(o) = opts.done.get(&id) {
+                s.states.push(State::Done(o.clone()));
+                continue;
+            }
+            let done = |d: &InstanceId| opts.done.get(d).map(|o| o.status.is_success());
+            if let Some(f) = inst.deps.iter().find(|d| done(d) == Some(false)) {
+                behind_failure.push((id, *f));
+            }
+            let missing = inst.deps.iter().filter(|d| done(d) != Some(true)).count();
+            s.states.push(State::Waiting { missing });
+        }
+        for (id, failed) in behind_failure {
+            if matches!(s.states[id.index()], State::Waiting { .. }) {
+                let reason = format!("dependency `{}` failed", graph.get(failed).name);
+                s.skip(id, &reason);
+            }
+        }
+        for &id in graph.order() {
+            if let State::Waiting { missing: 0 } = s.states[id.index()] {
+                s.states[id.index()] = State::Ready;
+                s.ready.push_back(id);
+            }
+        }
+        s
+    }
+
+    /// The loop: check and start what may start, then wait for an event,
+    /// until nothing runs and nothing more may start.
+    fn work<R: Runner<Prepared = P>>(
+        &mut self,
+        runner: &R,
+        pool: &mut Pool<'_, '_, R>,
+        events: &mpsc::Receiver<Event>,
+    ) {
+        loop {
+            if self.may_start() {
+                self.check_ready(runner);
+                self.start_prepared(pool);
+                if !self.ready.is_empty() && self.startable() < self.jobs {
+                    continue; // a slot freed up: check more before waiting
                 }
             }
-            newly.sort_by_key(|d| self.rank[d.index()]);
-            for d in newly {
-                self.states[d.index()] = State::Ready;
-                self.ready.push_back(d);
+            if self.running == 0 {
+                return;
             }
-        } else {
-            self.failed = true;
-            self.skip_dependents(
-                id,
-                &format!("dependency `{}` failed", self.graph.get(id).name),
-                reporter,
-            );
+            match self.wait(events) {
+                Some(event) => self.handle(event),
+                None => self.reporters.tick(),
+            }
+            self.enforce_deadlines();
         }
     }
 
-    /// Skips every transitive dependent of `id` that has not started.
-    fn skip_dependents(&mut self, id: InstanceId, reason: &str, reporter: &mut dyn Reporter) {
-        let mut stack: Vec<InstanceId> = self.dependents[id.index()].clone();
-        while let Some(d) = stack.pop() {
-            if matches!(
-                self.states[d.index()],
-                State::Waiting { .. } | State::Ready | State::Prepared
-            ) {
-                let o = Outcome::new(Status::Skipped {
-                    reason: reason.to_owned(),
-                });
-                reporter.finished(d, &o);
-                self.states[d.index()] = State::Done(o);
-                stack.extend(self.dependents[d.index()].iter().copied());
+    /// Whether new instances may be checked and started.
+    fn may_start(&self) -> bool {
+        !self.interrupted && (!self.failed || self.opts.keep_going)
+    }
+
+    /// Prepared instances that could take a free slot (not held back by
+    /// their task's `max_parallel`): the bound on checking ahead.
+    fn startable(&self) -> usize {
+        self.prepared
+            .iter()
+            .filter(|(id, _)| self.under_task_limit(*id))
+            .count()
+    }
+
+    /// Whether `id`'s task may start one more instance.
+    fn under_task_limit(&self, id: InstanceId) -> bool {
+        let task = self.graph.get(id).task;
+        let busy = self.per_task.get(&task).copied().unwrap_or(0);
+        self.project
+            .task(task)
+            .max_parallel
+            .is_none_or(|m| busy < m)
+    }
+
+    /// Checks ready instances while fewer than `-j` could start: hits finish
+    /// here, misses become Prepared.
+    fn check_ready<R: Runner<Prepared = P>>(&mut self, runner: &R) {
+        while self.startable() < self.jobs && !self.ready.is_empty() && self.may_start() {
+            let batch = self.pop_ready_batch();
+            for (id, began, check) in self.check_batch(runner, &batch) {
+                match check {
+                    Check::Done(mut outcome) => {
+                        outcome.lane = Some((0, began, Instant::now()));
+                        // Consumers see every instance begin and end, hits too.
+                        self.reporters.started(id);
+                        self.complete(id, outcome);
+                    }
+                    Check::Run(p) => {
+                        self.states[id.index()] = State::Prepared;
+                        self.prepared.push_back((id, p));
+                    }
+                }
             }
+        }
+    }
+
+    /// Up to [`CHECK_BATCH`] ready instances, in readiness order.
+    fn pop_ready_batch(&mut self) -> Vec<InstanceId> {
+        let mut batch = Vec::new();
+        while batch.len() < CHECK_BATCH {
+            let Some(id) = self.ready.pop_front() else {
+                break;
+            };
+            if matches!(self.states[id.index()], State::Ready) {
+                batch.push(id);
+            }
+        }
+        batch
+    }
+
+    /// Checks a batch: instances ready together are independent, so more
+    /// than one is checked in parallel.
+    fn check_batch<R: Runner<Prepared = P>>(
+        &self,
+        runner: &R,
+        batch: &[InstanceId],
+    ) -> Vec<(InstanceId, Instant, Check<P>)> {
+        let inputs: Vec<(InstanceId, Vec<(InstanceId, &Outcome)>)> = batch
+            .iter()
+            .map(|id| (*id, self.dep_outcomes(*id)))
+            .collect();
+        let dispatch = &self.dispatch;
+        let check = |(id, deps): &(InstanceId, Vec<(InstanceId, &Outcome)>)| {
+            let began = Instant::now();
+            // Rayon's threads log through the caller's subscriber too.
+            let c = tracing::dispatcher::with_default(dispatch, || runner.check(*id, deps));
+            (*id, began, c)
+        };
+        if inputs.len() > 1 {
+            inputs.par_iter().map(check).collect()
+        } else {
+            inputs.iter().map(check).collect()
         }
     }
 
@@ -214,364 +460,235 @@ impl<P> Book<'_, P> {
             .collect()
     }
 
-    /// Prepared instances that could take a free slot (not held back by
-    /// their task's `max_parallel`): the bound on checking ahead.
-    fn startable(&self, project: &Project) -> usize {
-        self.prepared
-            .iter()
-            .filter(|(id, _)| {
-                let task = self.graph.get(*id).task;
-                let busy = self.per_task.get(&task).copied().unwrap_or(0);
-                project.task(task).max_parallel.is_none_or(|m| busy < m)
-            })
-            .count()
-    }
-
-    fn running_ctls(&self) -> impl Iterator<Item = &Arc<Control>> {
-        self.states.iter().filter_map(|s| match s {
-            State::Running { ctl, .. } => Some(ctl),
-            _ => None,
-        })
-    }
-}
-
-/// Like [`run`], handing `on_start` a [`Canceller`] for this run first.
-pub fn run_with<R: Runner>(
-    project: &Project,
-    graph: &InstanceGraph,
-    runner: &R,
-    reporter: &mut dyn Reporter,
-    opts: &Options,
-    on_start: impl FnOnce(Canceller),
-) -> RunResult {
-    let begin = Instant::now();
-    let n = graph.instances.len();
-    let order = graph.topo_order();
-    let mut rank = vec![0; n];
-    for (r, id) in order.iter().enumerate() {
-        rank[id.index()] = r;
-    }
-    let mut book: Book<R::Prepared> = Book {
-        graph,
-        states: Vec::with_capacity(n),
-        dependents: vec![Vec::new(); n],
-        rank,
-        ready: VecDeque::new(),
-        prepared: VecDeque::new(),
-        running: 0,
-        per_task: HashMap::new(),
-        failed: false,
-    };
-    reporter.plan(n - opts.done.len());
-    let mut pre_skipped = Vec::new();
-    for (i, inst) in graph.instances.iter().enumerate() {
-        let id = InstanceId(i as u32);
-        for d in &inst.deps {
-            book.dependents[d.index()].push(id);
-        }
-        if let Some(o) = opts.done.get(&id) {
-            book.states.push(State::Done(o.clone()));
-            continue;
-        }
-        let satisfied = |d: &InstanceId| opts.done.get(d).is_some_and(|o| o.status.is_success());
-        if let Some(f) = inst
-            .deps
-            .iter()
-            .find(|d| opts.done.get(d).is_some_and(|o| !o.status.is_success()))
-        {
-            pre_skipped.push((id, *f));
-        }
-        let missing = inst.deps.iter().filter(|d| !satisfied(d)).count();
-        book.states.push(State::Waiting { missing });
-    }
-    for (id, failed) in pre_skipped {
-        if matches!(book.states[id.index()], State::Waiting { .. }) {
-            let reason = format!("dependency `{}` failed", graph.get(failed).name);
-            reporter.finished(
-                id,
-                &Outcome::new(Status::Skipped {
-                    reason: reason.clone(),
-                }),
-            );
-            book.states[id.index()] = State::Done(Outcome::new(Status::Skipped {
-                reason: reason.clone(),
-            }));
-            book.skip_dependents(id, &reason, reporter);
-        }
-    }
-    for id in &order {
-        if let State::Waiting { missing: 0 } = book.states[id.index()] {
-            book.states[id.index()] = State::Ready;
-            book.ready.push_back(*id);
-        }
-    }
-
-    let (tx, rx) = mpsc::channel::<Event>();
-    on_start(Canceller(tx.clone()));
-    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]).ok();
-    let signal_handle = signals.as_ref().map(|s| s.handle());
-    let jobs = opts.jobs.max(1);
-    let mut interrupted = false;
-    let mut interrupt_at: Option<Instant> = None;
-    let mut killed_hard = false;
-
-    // A fixed pool of `jobs` workers; they log through the caller's subscriber.
-    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-    let (job_tx, job_rx) = mpsc::channel::<Job<R::Prepared>>();
-    let job_rx = Mutex::new(job_rx);
-    std::thread::scope(|scope| {
-        if let Some(mut signals) = signals {
-            let tx = tx.clone();
-            scope.spawn(move || {
-                for _ in signals.forever() {
-                    if tx.send(Event::Signal).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        let mut workers = 0;
-        loop {
-            let may_start = !interrupted && (!book.failed || opts.keep_going);
-            if may_start {
-                // Check ready instances: hits finish here; misses wait for a slot.
-                // Instances ready together are independent: check them in parallel.
-                while book.startable(project) < jobs
-                    && !book.ready.is_empty()
-                    && (!book.failed || opts.keep_going)
-                {
-                    let mut batch = Vec::new();
-                    while batch.len() < CHECK_BATCH {
-                        let Some(id) = book.ready.pop_front() else {
-                            break;
-                        };
-                        if matches!(book.states[id.index()], State::Ready) {
-                            batch.push(id);
-                        }
-                    }
-                    let inputs: Vec<(InstanceId, Vec<(InstanceId, &Outcome)>)> = batch
-                        .iter()
-                        .map(|id| (*id, book.dep_outcomes(*id)))
-                        .collect();
-                    let check = |(id, deps): &(InstanceId, Vec<(InstanceId, &Outcome)>)| {
-                        let began = Instant::now();
-                        // Rayon's threads log through the caller's subscriber too.
-                        let c = tracing::dispatcher::with_default(&dispatch, || {
-                            runner.check(*id, deps)
-                        });
-                        (*id, began, c)
-                    };
-                    let checked: Vec<(InstanceId, Instant, Check<R::Prepared>)> =
-                        if inputs.len() > 1 {
-                            inputs.par_iter().map(check).collect()
-                        } else {
-                            inputs.iter().map(check).collect()
-                        };
-                    for (id, began, c) in checked {
-                        match c {
-                            Check::Done(mut outcome) => {
-                                outcome.lane = Some((0, began, Instant::now()));
-                                book.finish(id, outcome, reporter);
-                            }
-                            Check::Run(p) => {
-                                book.states[id.index()] = State::Prepared;
-                                book.prepared.push_back((id, p));
-                            }
-                        }
-                    }
-                }
-                // Start prepared instances while slots are free.
-                let mut deferred = VecDeque::new();
-                while book.running < jobs && (!book.failed || opts.keep_going) {
-                    let Some((id, p)) = book.prepared.pop_front() else {
-                        break;
-                    };
-                    if !matches!(book.states[id.index()], State::Prepared) {
-                        continue; // skipped while waiting
-                    }
-                    let inst = graph.get(id);
-                    let task = project.task(inst.task);
-                    let busy = book.per_task.get(&inst.task).copied().unwrap_or(0);
-                    if task.max_parallel.is_some_and(|m| busy >= m) {
-                        deferred.push_back((id, p));
-                        continue;
-                    }
-                    *book.per_task.entry(inst.task).or_default() += 1;
-                    book.running += 1;
-                    let ctl = Arc::new(Control::default());
-                    let deadline = task.timeout.map(|t| Instant::now() + t);
-                    book.states[id.index()] = State::Running {
-                        deadline,
-                        ctl: ctl.clone(),
-                    };
-                    reporter.started(id);
-                    if workers < jobs {
-                        workers += 1;
-                        let lane = workers;
-                        let (tx, job_rx, dispatch) = (tx.clone(), &job_rx, dispatch.clone());
-                        scope.spawn(move || worker(lane, runner, job_rx, tx, dispatch));
-                    }
-                    let _ = job_tx.send(Job {
-                        id,
-                        prepared: p,
-                        ctl,
-                    });
-                }
-                deferred.append(&mut book.prepared);
-                book.prepared = deferred;
-            }
-            if may_start && !book.ready.is_empty() && book.startable(project) < jobs {
-                continue; // a slot freed up: check more before waiting
-            }
-            if book.running == 0 {
+    /// Starts prepared instances while slots are free; those held back by
+    /// their task's `max_parallel` keep their place.
+    fn start_prepared<R: Runner<Prepared = P>>(&mut self, pool: &mut Pool<'_, '_, R>) {
+        let mut deferred = VecDeque::new();
+        while self.running < self.jobs && self.may_start() {
+            let Some((id, p)) = self.prepared.pop_front() else {
                 break;
+            };
+            if !matches!(self.states[id.index()], State::Prepared) {
+                continue; // skipped while waiting
             }
+            if !self.under_task_limit(id) {
+                deferred.push_back((id, p));
+                continue;
+            }
+            self.start(id, p, pool);
+        }
+        deferred.append(&mut self.prepared);
+        self.prepared = deferred;
+    }
 
-            // Wait for the next event, the nearest deadline, or a tick.
-            let now = Instant::now();
-            let mut wake = now + TICK;
-            for s in &book.states {
-                if let State::Running {
-                    deadline: Some(d), ..
-                } = s
-                {
-                    wake = wake.min(*d);
-                }
-            }
-            if let Some(at) = interrupt_at {
-                wake = wake.min(at + opts.grace);
-            }
-            match rx.recv_timeout(wake.saturating_duration_since(now)) {
-                Ok(Event::Output(id, stream, line)) => reporter.output(id, stream, &line),
-                Ok(Event::Finished(id, mut outcome)) => {
-                    book.running -= 1;
-                    if let Some(c) = book.per_task.get_mut(&graph.get(id).task) {
-                        *c -= 1;
-                    }
-                    let cancelled = matches!(&book.states[id.index()], State::Running { ctl, .. } if ctl.is_cancelled());
-                    if (interrupted || cancelled)
-                        && !outcome.status.is_success()
-                        && outcome.status != Status::TimedOut
-                    {
-                        outcome.status = Status::Interrupted;
-                    }
-                    book.finish(id, outcome, reporter);
-                }
-                Ok(Event::Signal) => {
-                    if !interrupted {
-                        tracing::info!("interrupted: stopping every running task");
-                        interrupted = true;
-                        interrupt_at = Some(Instant::now());
-                        book.running_ctls().for_each(|c| c.kill(libc::SIGTERM));
-                    } else if !killed_hard {
-                        killed_hard = true;
-                        book.running_ctls().for_each(|c| c.kill(libc::SIGKILL));
-                    }
-                }
-                Ok(Event::Cancel(ids)) => {
-                    for id in ids {
-                        match &book.states[id.index()] {
-                            State::Running { ctl, .. } => ctl.kill(libc::SIGKILL),
-                            State::Waiting { .. } | State::Ready | State::Prepared => {
-                                let reason = "cancelled by a change";
-                                let o = Outcome::new(Status::Skipped {
-                                    reason: reason.into(),
-                                });
-                                reporter.finished(id, &o);
-                                book.states[id.index()] = State::Done(o);
-                                book.skip_dependents(id, reason, reporter);
-                            }
-                            State::Done(_) => {}
-                        }
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => reporter.tick(),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            let now = Instant::now();
-            for s in &book.states {
-                if let State::Running {
-                    deadline: Some(d),
-                    ctl,
-                } = s
-                    && *d <= now
-                    && !ctl.is_timed_out()
-                {
-                    ctl.time_out();
-                }
-            }
-            if let Some(at) = interrupt_at
-                && !killed_hard
-                && now >= at + opts.grace
+    /// Hands `id` to a worker.
+    fn start<R: Runner<Prepared = P>>(&mut self, id: InstanceId, p: P, pool: &mut Pool<'_, '_, R>) {
+        let task = self.graph.get(id).task;
+        *self.per_task.entry(task).or_default() += 1;
+        self.running += 1;
+        let ctl = Arc::new(Control::default());
+        let deadline = self
+            .project
+            .task(task)
+            .timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        self.states[id.index()] = State::Running {
+            deadline,
+            ctl: ctl.clone(),
+        };
+        self.reporters.started(id);
+        pool.submit(Job {
+            id,
+            prepared: p,
+            ctl,
+        });
+    }
+
+    /// Waits for the next event, until the nearest deadline or a tick;
+    /// `None` when the time came first.
+    fn wait(&self, events: &mpsc::Receiver<Event>) -> Option<Event> {
+        let now = Instant::now();
+        let mut wake = now + TICK;
+        for s in &self.states {
+            if let State::Running {
+                deadline: Some(d), ..
+            } = s
             {
-                killed_hard = true;
-                book.running_ctls().for_each(|c| c.kill(libc::SIGKILL));
+                wake = wake.min(*d);
             }
         }
-        drop(job_tx);
-        if let Some(h) = &signal_handle {
-            h.close();
+        if let Some(at) = self.interrupt_at {
+            wake = wake.min(at + self.opts.grace);
         }
-    });
+        events
+            .recv_timeout(wake.saturating_duration_since(now))
+            .ok()
+    }
 
-    // Whatever never started was skipped because the run stopped.
-    let reason = if interrupted {
-        "the run was interrupted"
-    } else {
-        "the run stopped after a failure"
-    };
-    for id in order {
-        if !matches!(book.states[id.index()], State::Done(_)) {
-            let o = Outcome::new(Status::Skipped {
-                reason: reason.to_owned(),
-            });
-            reporter.finished(id, &o);
-            book.states[id.index()] = State::Done(o);
+    /// Acts on one event.
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Output(id, stream, line) => self.reporters.output(id, stream, &line),
+            Event::Finished(id, outcome) => self.finished(id, outcome),
+            Event::Signal => self.interrupt(),
+            Event::Cancel(ids) => ids.into_iter().for_each(|id| self.cancel(id)),
         }
     }
-    let outcomes = book
-        .states
-        .into_iter()
-        .map(|s| match s {
-            State::Done(o) => o,
-            _ => Outcome::new(Status::Skipped {
-                reason: reason.to_owned(),
-            }),
-        })
-        .collect();
-    RunResult {
-        outcomes,
-        interrupted,
-        begin,
-        elapsed: begin.elapsed(),
-    }
-}
 
-/// One worker of the pool: runs jobs until the queue closes.
-fn worker<R: Runner>(
-    lane: usize,
-    runner: &R,
-    jobs: &Mutex<mpsc::Receiver<Job<R::Prepared>>>,
-    tx: mpsc::Sender<Event>,
-    dispatch: tracing::Dispatch,
-) {
-    let _log = tracing::dispatcher::set_default(&dispatch);
-    loop {
-        let job = match jobs.lock().expect("job queue").recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
-        let Job { id, prepared, ctl } = job;
-        let out_tx = tx.clone();
-        let sink = move |stream: Stream, line: &[u8]| {
-            let _ = out_tx.send(Event::Output(id, stream, line.to_vec()));
-        };
-        let began = Instant::now();
-        let mut outcome = runner.run(id, prepared, &ctl, &sink);
-        outcome.lane = Some((lane, began, Instant::now()));
-        if ctl.is_timed_out() && !outcome.status.is_success() {
-            outcome.status = Status::TimedOut;
+    /// A worker finished `id`: free its slot and record the outcome (a
+    /// failure of a cancelled or interrupted instance is an interruption).
+    fn finished(&mut self, id: InstanceId, mut outcome: Outcome) {
+        self.running -= 1;
+        if let Some(c) = self.per_task.get_mut(&self.graph.get(id).task) {
+            *c -= 1;
         }
-        let _ = tx.send(Event::Finished(id, outcome));
+        let cancelled =
+            matches!(&self.states[id.index()], State::Running { ctl, .. } if ctl.is_cancelled());
+        if (self.interrupted || cancelled)
+            && !outcome.status.is_success()
+            && outcome.status != Status::TimedOut
+        {
+            outcome.status = Status::Interrupted;
+        }
+        self.complete(id, outcome);
+    }
+
+    /// Ctrl-C or SIGTERM: the first stops every running group with SIGTERM,
+    /// the second (or the grace running out) with SIGKILL.
+    fn interrupt(&mut self) {
+        if !self.interrupted {
+            tracing::info!("interrupted: stopping every running task");
+            self.interrupted = true;
+            self.interrupt_at = Some(Instant::now());
+            self.kill_running(libc::SIGTERM);
+        } else if !self.killed_hard {
+            self.killed_hard = true;
+            self.kill_running(libc::SIGKILL);
+        }
+    }
+
+    fn kill_running(&self, signal: i32) {
+        for s in &self.states {
+            if let State::Running { ctl, .. } = s {
+                ctl.kill(signal);
+            }
+        }
+    }
+
+    /// Watch mode cancels `id`: killed if running, skipped if not started.
+    fn cancel(&mut self, id: InstanceId) {
+        match &self.states[id.index()] {
+            State::Running { ctl, .. } => ctl.kill(libc::SIGKILL),
+            State::Waiting { .. } | State::Ready | State::Prepared => {
+                self.skip(id, "cancelled by a change");
+            }
+            State::Done(_) => {}
+        }
+    }
+
+    /// Times out running instances past their deadline, and SIGKILLs
+    /// everything once an interruption's grace has run out.
+    fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        for s in &self.states {
+            if let State::Running {
+                deadline: Some(d),
+                ctl,
+            } = s
+                && *d <= now
+                && !ctl.is_timed_out()
+            {
+                ctl.time_out();
+            }
+        }
+        if let Some(at) = self.interrupt_at
+            && !self.killed_hard
+            && now >= at + self.opts.grace
+        {
+            self.killed_hard = true;
+            self.kill_running(libc::SIGKILL);
+        }
+    }
+
+    /// Records a finished instance, then releases its dependents (in
+    /// dependency order) or skips them.
+    fn complete(&mut self, id: InstanceId, outcome: Outcome) {
+        let success = outcome.status.is_success();
+        self.reporters.finished(id, &outcome);
+        self.states[id.index()] = State::Done(outcome);
+        if success {
+            let mut newly: Vec<InstanceId> = Vec::new();
+            for &d in self.graph.dependents(id) {
+                if let State::Waiting { missing } = &mut self.states[d.index()] {
+                    *missing -= 1;
+                    if *missing == 0 {
+                        newly.push(d);
+                    }
+                }
+            }
+            newly.sort_by_key(|d| self.rank[d.index()]);
+            for d in newly {
+                self.states[d.index()] = State::Ready;
+                self.ready.push_back(d);
+            }
+        } else {
+            self.failed = true;
+            let reason = format!("dependency `{}` failed", self.graph.get(id).name);
+            self.skip_dependents(id, &reason);
+        }
+    }
+
+    /// Marks `id` skipped (it never started), and everything behind it.
+    fn skip(&mut self, id: InstanceId, reason: &str) {
+        let o = Outcome::skipped(reason);
+        self.reporters.finished(id, &o);
+        self.states[id.index()] = State::Done(o);
+        self.skip_dependents(id, reason);
+    }
+
+    /// Skips every transitive dependent of `id` that has not started.
+    fn skip_dependents(&mut self, id: InstanceId, reason: &str) {
+        let mut stack: Vec<InstanceId> = self.graph.dependents(id).to_vec();
+        while let Some(d) = stack.pop() {
+            if matches!(
+                self.states[d.index()],
+                State::Waiting { .. } | State::Ready | State::Prepared
+            ) {
+                let o = Outcome::skipped(reason);
+                self.reporters.finished(d, &o);
+                self.states[d.index()] = State::Done(o);
+                stack.extend(self.graph.dependents(d).iter().copied());
+            }
+        }
+    }
+
+    /// Skips whatever never started (the run stopped) and hands back every outcome.
+    fn into_result(mut self, begin: Instant) -> RunResult {
+        let reason = if self.interrupted {
+            "the run was interrupted"
+        } else {
+            "the run stopped after a failure"
+        };
+        for &id in self.graph.order() {
+            if !matches!(self.states[id.index()], State::Done(_)) {
+                let o = Outcome::skipped(reason);
+                self.reporters.finished(id, &o);
+                self.states[id.index()] = State::Done(o);
+            }
+        }
+        let outcomes = self
+            .states
+            .into_iter()
+            .map(|s| match s {
+                State::Done(o) => o,
+                _ => unreachable!("every instance is done"),
+            })
+            .collect();
+        RunResult {
+            outcomes,
+            interrupted: self.interrupted,
+            begin,
+            elapsed: begin.elapsed(),
+        }
     }
 }

@@ -1,22 +1,25 @@
 //! The instance graph: which task instances (`TASK` or `TASK@P`) one command
 //! covers and which instances each waits for, built over petgraph.
 
+pub mod resolve;
 pub mod select;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::config::{PartitionMap, Project, TaskId};
 use crate::error::UsageError;
 use crate::partition::{PartitionKind, PartitionSpec};
 
-pub use select::{Selector, parse_selectors};
+pub use resolve::Resolved;
+pub use select::{Selector, Shard, parse_selectors};
 
-/// Index of an instance in [`InstanceGraph::instances`].
+/// An instance of one [`InstanceGraph`]. Only the graph makes them, so an id
+/// always indexes the graph it came from; `index()` is for dense side tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceId(pub u32);
+pub struct InstanceId(u32);
 
 impl InstanceId {
-    /// The index into `InstanceGraph::instances`.
+    /// A dense index (0..graph.len()), for tables kept beside the graph.
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -32,6 +35,8 @@ pub struct Instance {
     pub name: String,
     /// The instances that must succeed first.
     pub deps: Vec<InstanceId>,
+    /// The task with the partition filled in, made once here.
+    pub resolved: Resolved,
 }
 
 /// How a run picks partitions for partitioned tasks.
@@ -45,12 +50,17 @@ pub struct PartitionArgs {
     pub today: Option<jiff::civil::Date>,
 }
 
-/// Every instance of one command, dependencies included.
+/// Every instance of one command, dependencies included, with its
+/// dependency order and dependents computed once.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceGraph {
-    pub instances: Vec<Instance>,
+    instances: Vec<Instance>,
     /// Instances named by the selection (as opposed to pulled in as deps).
-    pub selected: Vec<InstanceId>,
+    selected: Vec<InstanceId>,
+    /// Every instance, dependencies first.
+    order: Vec<InstanceId>,
+    /// For each instance, the instances that depend on it directly.
+    dependents: Vec<Vec<InstanceId>>,
 }
 
 impl InstanceGraph {
@@ -139,7 +149,35 @@ impl InstanceGraph {
                 ),
             ));
         }
-        Ok(b.graph)
+        Ok(InstanceGraph::new(b.graph.instances, b.graph.selected))
+    }
+
+    /// A graph over `instances` (whose deps index this same list), computing
+    /// the dependency order and the dependents once.
+    fn new(instances: Vec<Instance>, selected: Vec<InstanceId>) -> InstanceGraph {
+        let mut dependents = vec![Vec::new(); instances.len()];
+        let mut g = petgraph::graph::DiGraph::<(), ()>::with_capacity(instances.len(), 0);
+        let nodes: Vec<_> = instances.iter().map(|_| g.add_node(())).collect();
+        for (i, inst) in instances.iter().enumerate() {
+            for d in &inst.deps {
+                g.add_edge(nodes[d.index()], nodes[i], ());
+                dependents[d.index()].push(InstanceId(i as u32));
+            }
+        }
+        // The task graph is acyclic (validated), and so is this one.
+        let order = petgraph::algo::toposort(&g, None)
+            .map(|v| {
+                v.into_iter()
+                    .map(|n| InstanceId(n.index() as u32))
+                    .collect()
+            })
+            .unwrap_or_else(|_| (0..instances.len() as u32).map(InstanceId).collect());
+        InstanceGraph {
+            instances,
+            selected,
+            order,
+            dependents,
+        }
     }
 
     /// The instance with this id.
@@ -147,23 +185,52 @@ impl InstanceGraph {
         &self.instances[id.index()]
     }
 
+    /// How many instances the graph holds.
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Whether the graph holds no instance.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
+    /// Every instance with its id, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (InstanceId, &Instance)> {
+        self.instances
+            .iter()
+            .enumerate()
+            .map(|(i, inst)| (InstanceId(i as u32), inst))
+    }
+
     /// Instances in an order where every dependency comes first.
-    pub fn topo_order(&self) -> Vec<InstanceId> {
-        let mut g = petgraph::graph::DiGraph::<(), ()>::with_capacity(self.instances.len(), 0);
-        let nodes: Vec<_> = self.instances.iter().map(|_| g.add_node(())).collect();
-        for (i, inst) in self.instances.iter().enumerate() {
-            for d in &inst.deps {
-                g.add_edge(nodes[d.index()], nodes[i], ());
+    pub fn order(&self) -> &[InstanceId] {
+        &self.order
+    }
+
+    /// The instances that depend on `id` directly.
+    pub fn dependents(&self, id: InstanceId) -> &[InstanceId] {
+        &self.dependents[id.index()]
+    }
+
+    /// The instances the selectors named (the rest are their dependencies).
+    pub fn selected(&self) -> &[InstanceId] {
+        &self.selected
+    }
+
+    /// `ids` and everything that depends on them, transitively.
+    pub fn with_dependents(
+        &self,
+        ids: impl IntoIterator<Item = InstanceId>,
+    ) -> BTreeSet<InstanceId> {
+        let mut out = BTreeSet::new();
+        let mut stack: Vec<InstanceId> = ids.into_iter().collect();
+        while let Some(id) = stack.pop() {
+            if out.insert(id) {
+                stack.extend(self.dependents(id).iter().copied());
             }
         }
-        // The task graph is acyclic (validated), and so is this one.
-        petgraph::algo::toposort(&g, None)
-            .map(|v| {
-                v.into_iter()
-                    .map(|n| InstanceId(n.index() as u32))
-                    .collect()
-            })
-            .unwrap_or_else(|_| (0..self.instances.len() as u32).map(InstanceId).collect())
+        out
     }
 }
 
@@ -223,17 +290,19 @@ impl Builder<'_> {
             return Ok(id);
         }
         let id = InstanceId(self.graph.instances.len() as u32);
-        let base = &self.project.task(task).name;
+        let t = self.project.task(task);
         let name = match &partition {
-            Some(p) => format!("{base}@{p}"),
-            None => base.clone(),
+            Some(p) => format!("{}@{p}", t.name),
+            None => t.name.clone(),
         };
+        let resolved = Resolved::new(&self.project.root, t, partition.as_deref());
         self.ids.insert((task, partition.clone()), id);
         self.graph.instances.push(Instance {
             task,
             partition,
             name,
             deps: Vec::new(),
+            resolved,
         });
         self.stack.push(id);
         Ok(id)
@@ -272,13 +341,14 @@ impl Builder<'_> {
     /// Adds the dependencies of every queued instance until none are left.
     fn drain(&mut self) -> Result<(), UsageError> {
         while let Some(id) = self.stack.pop() {
-            let inst = self.graph.instances[id.index()].clone();
+            let inst = &self.graph.instances[id.index()];
+            let (name, partition) = (inst.name.clone(), inst.partition.clone());
             let task = self.project.task(inst.task);
             let mut deps = Vec::new();
             for &d in &task.deps {
                 let dep = self.project.task(d);
                 let parts: Vec<Option<String>> =
-                    match (&task.partitions, &dep.partitions, &inst.partition) {
+                    match (&task.partitions, &dep.partitions, &partition) {
                         (_, None, _) => vec![None],
                         (None, Some(_), _) => {
                             self.partitions_for(d)?.into_iter().map(Some).collect()
@@ -291,7 +361,7 @@ impl Builder<'_> {
                                     UsageError::new(
                                         format!(
                                             "`{}` needs `{}@{p}`, which does not exist: {e}",
-                                            inst.name, dep.name
+                                            name, dep.name
                                         ),
                                         Some(partition_help(Some(theirs))),
                                     )

@@ -4,9 +4,9 @@
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::config::{Project, TaskKind};
-use crate::exec::scheduler::RunResult;
-use crate::exec::{Outcome, Status};
 use crate::graph::InstanceGraph;
+use crate::outcome::RunResult;
+use crate::outcome::{Outcome, Status};
 
 fn output_text(o: &Outcome) -> String {
     let bytes: Vec<u8> = o
@@ -25,7 +25,7 @@ fn output_text(o: &Outcome) -> String {
 pub fn render(project: &Project, graph: &InstanceGraph, result: &RunResult) -> String {
     let mut tasks = TestSuite::new("tasks");
     let mut gates = TestSuite::new("gates");
-    for id in graph.topo_order() {
+    for &id in graph.order() {
         let inst = graph.get(id);
         let o = &result.outcomes[id.index()];
         let task = project.task(inst.task);
@@ -61,7 +61,7 @@ pub fn render(project: &Project, graph: &InstanceGraph, result: &RunResult) -> S
         case.set_time(o.duration);
         case.add_property(Property::new("status", o.status.word()));
         if let Some(r) = &o.reason {
-            case.add_property(Property::new("reason", r.clone()));
+            case.add_property(Property::new("reason", r.to_string()));
         }
         if o.status.is_success() && !o.output.is_empty() {
             case.set_system_out(output_text(o));

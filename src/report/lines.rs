@@ -3,8 +3,9 @@
 //! instance and an error annotation per failure.
 
 use super::{Reporter, out, with_newline};
-use crate::exec::{Outcome, Status, Stream};
+use crate::capture::Stream;
 use crate::graph::{InstanceGraph, InstanceId};
+use crate::outcome::{Outcome, Status};
 
 /// Prefixed line output.
 pub struct LineReporter<'a> {
@@ -18,9 +19,8 @@ impl<'a> LineReporter<'a> {
     /// `github` groups each instance's output with `::group::`.
     pub fn new(graph: &'a InstanceGraph, github: bool) -> Self {
         let width = graph
-            .instances
             .iter()
-            .map(|i| i.name.len())
+            .map(|(_, i)| i.name.len())
             .max()
             .unwrap_or(0)
             .min(40);
@@ -28,7 +28,7 @@ impl<'a> LineReporter<'a> {
             graph,
             width,
             github,
-            buffered: vec![Vec::new(); graph.instances.len()],
+            buffered: vec![Vec::new(); graph.len()],
         }
     }
 

@@ -7,8 +7,9 @@ pub mod summary;
 pub mod terminal;
 pub mod trace;
 
-use crate::exec::{Outcome, Stream};
+use crate::capture::Stream;
 use crate::graph::InstanceId;
+use crate::outcome::Outcome;
 
 /// Receives the life of a run, in order, from the scheduler's thread.
 pub trait Reporter {
@@ -24,6 +25,48 @@ pub trait Reporter {
     fn finished(&mut self, id: InstanceId, outcome: &Outcome);
     /// Called a few times a second while nothing else happens (to redraw).
     fn tick(&mut self) {}
+}
+
+/// Every reporter of a run, told each event in turn: the scheduler reports
+/// to this, so a run can show itself on the terminal and feed other
+/// consumers at once.
+#[derive(Default)]
+pub struct Fanout<'a> {
+    reporters: Vec<Box<dyn Reporter + Send + 'a>>,
+}
+
+impl<'a> Fanout<'a> {
+    /// A fan-out to `reporters`, told in this order.
+    pub fn new(reporters: Vec<Box<dyn Reporter + Send + 'a>>) -> Self {
+        Fanout { reporters }
+    }
+
+    /// Adds one more reporter.
+    pub fn push(&mut self, reporter: Box<dyn Reporter + Send + 'a>) {
+        self.reporters.push(reporter);
+    }
+}
+
+impl Reporter for Fanout<'_> {
+    fn plan(&mut self, total: usize) {
+        self.reporters.iter_mut().for_each(|r| r.plan(total));
+    }
+    fn started(&mut self, id: InstanceId) {
+        self.reporters.iter_mut().for_each(|r| r.started(id));
+    }
+    fn output(&mut self, id: InstanceId, stream: Stream, line: &[u8]) {
+        self.reporters
+            .iter_mut()
+            .for_each(|r| r.output(id, stream, line));
+    }
+    fn finished(&mut self, id: InstanceId, outcome: &Outcome) {
+        self.reporters
+            .iter_mut()
+            .for_each(|r| r.finished(id, outcome));
+    }
+    fn tick(&mut self) {
+        self.reporters.iter_mut().for_each(|r| r.tick());
+    }
 }
 
 /// Writes bytes to stdout, ignoring a closed pipe: a run goes on (and

@@ -7,10 +7,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::human;
+use crate::cache::policy::Reason;
 use crate::config::{Project, TaskKind};
-use crate::exec::scheduler::RunResult;
-use crate::exec::{Outcome, Status};
 use crate::graph::{InstanceGraph, InstanceId};
+use crate::outcome::RunResult;
+use crate::outcome::{Outcome, Status};
 
 /// The summary JSON's schema version; bump on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -76,7 +77,7 @@ pub struct InstanceSummary {
     pub saved_ms: Option<u64>,
     pub key: Option<String>,
     /// Why it ran instead of hitting the cache.
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// Why it did not run at all.
     pub skip_reason: Option<String>,
     pub deps: Vec<String>,
@@ -104,14 +105,14 @@ impl Summary {
         exit_code: u8,
     ) -> Summary {
         let mut counts = Counts {
-            total: graph.instances.len(),
+            total: graph.len(),
             ..Counts::default()
         };
         let mut instances = Vec::new();
         let mut gates = Vec::new();
         let mut saved = Duration::ZERO;
-        let order = graph.topo_order();
-        for &id in &order {
+        let order = graph.order();
+        for &id in order {
             let (inst, o) = (graph.get(id), &result.outcomes[id.index()]);
             let task = project.task(inst.task);
             match &o.status {
@@ -184,7 +185,7 @@ impl Summary {
             counts,
             instances,
             gates,
-            critical_path: critical_path(graph, &order, &result.outcomes),
+            critical_path: critical_path(graph, order, &result.outcomes),
         }
     }
 
@@ -284,27 +285,26 @@ impl Summary {
 
 /// The chain of instances with the longest total duration.
 fn critical_path(graph: &InstanceGraph, order: &[InstanceId], outcomes: &[Outcome]) -> Vec<String> {
-    let n = graph.instances.len();
-    let mut best: Vec<(Duration, Option<usize>)> = vec![(Duration::ZERO, None); n];
-    for id in order {
-        let i = id.index();
-        let own = outcomes[i].duration;
+    let n = graph.len();
+    let mut best: Vec<(Duration, Option<InstanceId>)> = vec![(Duration::ZERO, None); n];
+    for &id in order {
+        let own = outcomes[id.index()].duration;
         let (mut total, mut prev) = (own, None);
-        for d in &graph.instances[i].deps {
+        for d in &graph.get(id).deps {
             let cand = best[d.index()].0 + own;
             if cand > total {
                 total = cand;
-                prev = Some(d.index());
+                prev = Some(*d);
             }
         }
-        best[i] = (total, prev);
+        best[id.index()] = (total, prev);
     }
-    let Some(mut cur) = (0..n).max_by_key(|i| best[*i].0) else {
+    let Some(mut cur) = order.iter().copied().max_by_key(|id| best[id.index()].0) else {
         return Vec::new();
     };
-    let mut path = vec![graph.instances[cur].name.clone()];
-    while let Some(p) = best[cur].1 {
-        path.push(graph.instances[p].name.clone());
+    let mut path = vec![graph.get(cur).name.clone()];
+    while let Some(p) = best[cur.index()].1 {
+        path.push(graph.get(p).name.clone());
         cur = p;
     }
     path.reverse();

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Reporter, out, with_newline};
-use crate::exec::{Outcome, Status, Stream};
+use crate::capture::Stream;
 use crate::graph::{InstanceGraph, InstanceId};
+use crate::outcome::{Outcome, Status};
 
 /// Most lines of a successful instance's output shown (failures: all).
 const SUCCESS_LINES: usize = 40;
@@ -29,7 +30,7 @@ impl<'a> TerminalReporter<'a> {
     /// A reporter for `graph`; `color` enables ANSI colours.
     pub fn new(graph: &'a InstanceGraph, color: bool) -> Self {
         let bar = ProgressBar::with_draw_target(
-            Some(graph.instances.len() as u64),
+            Some(graph.len() as u64),
             ProgressDrawTarget::stderr_with_hz(10),
         );
         let style = ProgressStyle::with_template("{spinner} [{bar:24}] {pos}/{len} {wide_msg}")
@@ -38,7 +39,7 @@ impl<'a> TerminalReporter<'a> {
         bar.set_style(style);
         TerminalReporter {
             graph,
-            buffered: vec![Vec::new(); graph.instances.len()],
+            buffered: vec![Vec::new(); graph.len()],
             running: Vec::new(),
             cached: 0,
             failed: 0,

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::exec::scheduler::RunResult;
 use crate::graph::InstanceGraph;
+use crate::outcome::RunResult;
 
 /// The trace-event JSON of a finished run.
 pub fn render(graph: &InstanceGraph, result: &RunResult) -> String {
@@ -14,12 +14,12 @@ pub fn render(graph: &InstanceGraph, result: &RunResult) -> String {
         "name": "process_name", "ph": "M", "pid": 1, "tid": 0, "args": { "name": "hotpass run" }
     })];
     let mut lanes = std::collections::BTreeSet::new();
-    for (i, o) in result.outcomes.iter().enumerate() {
+    for (id, inst) in graph.iter() {
+        let o = &result.outcomes[id.index()];
         let Some((lane, start, end)) = o.lane else {
             continue;
         };
         lanes.insert(lane);
-        let inst = &graph.instances[i];
         events.push(json!({
             "name": inst.name, "cat": "instance", "ph": "X", "pid": 1, "tid": lane + 1,
             "ts": us(start), "dur": (us(end) - us(start)).max(0.0),

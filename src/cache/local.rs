@@ -1,0 +1,560 @@
+//! The local cache folder, and the only code that knows its layout:
+//!
+//! ```text
+//! cache/
+//!   .gitignore        `*`, so the folder never ends up in version control
+//!   entries/KEY.entry a checksum line, then the entry as JSON
+//!   blobs/xx/HASH     content-addressed outputs and captured logs
+//!   runs/H.json       each instance's last recorded key (for explain and reasons)
+//!   memo.bin          the stat memo
+//!   salt              the salt for `$NAME` digests
+//!   history           hits and misses per run (for stats)
+//!   tmp/              temporary files on their way to blobs/
+//! ```
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::key::CacheKey;
+use super::store::{Entry, Lookup, Store};
+use crate::atomic::write_atomic;
+use crate::hash::{Memo, hex};
+
+/// The local cache folder.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    dir: PathBuf,
+}
+
+/// Numbers for `hotpass cache stats`.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub entries: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub recent_runs: usize,
+    pub recent_hits: usize,
+    pub recent_misses: usize,
+    /// Hits over lookups in the recent runs, 0..1.
+    pub hit_rate: Option<f64>,
+}
+
+/// What `hotpass doctor` reports about the stored entries.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub entries: usize,
+    pub corrupt: usize,
+    pub missing_blobs: usize,
+}
+
+/// What `hotpass cache gc` removed, and the size left.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub entries: usize,
+    pub blobs: usize,
+    pub bytes_after: u64,
+}
+
+/// Seconds since the epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) the cache folder, with a `.gitignore` of `*`.
+    pub fn open(dir: &Path) -> io::Result<LocalStore> {
+        for sub in ["entries", "blobs", "runs", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let gi = dir.join(".gitignore");
+        if !gi.exists() {
+            write_atomic(&gi, b"*\n")?;
+        }
+        Ok(LocalStore::at(dir))
+    }
+
+    /// A handle on the folder without creating anything (read-only commands).
+    pub fn at(dir: &Path) -> LocalStore {
+        LocalStore {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn entry_path(&self, key: &str) -> PathBuf {
+        self.dir.join("entries").join(format!("{key}.entry"))
+    }
+
+    fn blob_path(&self, hash: &str) -> PathBuf {
+        let prefix = hash.get(..2).unwrap_or("00");
+        self.dir.join("blobs").join(prefix).join(hash)
+    }
+
+    fn run_path(&self, instance: &str) -> PathBuf {
+        let h = blake3::hash(instance.as_bytes()).to_hex();
+        self.dir.join("runs").join(format!("{}.json", &h[..32]))
+    }
+
+    /// The stat memo kept in this folder.
+    pub fn memo(&self) -> Memo {
+        Memo::load(Some(self.dir.join("memo.bin")))
+    }
+
+    /// The salt for digests of `$NAME` inputs (created once).
+    pub fn salt(&self) -> io::Result<[u8; 32]> {
+        let path = self.dir.join("salt");
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(salt) = <[u8; 32]>::try_from(bytes.as_slice())
+        {
+            return Ok(salt);
+        }
+        let mut salt = [0u8; 32];
+        getrandom::fill(&mut salt).map_err(io::Error::other)?;
+        // If two processes race, both rename; read back whichever won.
+        write_atomic(&path, &salt)?;
+        let bytes = std::fs::read(&path)?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the salt file is damaged"))
+    }
+
+    /// Records the key of an instance's latest run, for `explain` and reasons.
+    pub fn record_run(&self, instance: &str, encoded_key: &[u8]) -> io::Result<()> {
+        let mut record = Vec::with_capacity(instance.len() + 1 + encoded_key.len());
+        record.extend_from_slice(instance.as_bytes());
+        record.push(b'\n');
+        record.extend_from_slice(encoded_key);
+        let path = self.run_path(instance);
+        if std::fs::read(&path).is_ok_and(|old| old == record) {
+            return Ok(()); // unchanged: spare the write
+        }
+        write_atomic(&path, &record)
+    }
+
+    /// The key of an instance's last recorded run.
+    pub fn last_run(&self, instance: &str) -> Option<CacheKey> {
+        let bytes = std::fs::read(self.run_path(instance)).ok()?;
+        let nl = bytes.iter().position(|b| *b == b'\n')?;
+        (&bytes[..nl] == instance.as_bytes()).then(|| CacheKey::decode(&bytes[nl + 1..]))?
+    }
+
+    /// Appends one run's hit and miss counts to the history.
+    pub fn record_history(&self, hits: usize, misses: usize) -> io::Result<()> {
+        let line = format!("{} {hits} {misses}\n", now_unix());
+        let mut f = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("history"))?;
+        f.write_all(line.as_bytes())
+    }
+
+    /// Writes, reads back and removes a probe file: whether the folder works.
+    pub fn probe(&self) -> io::Result<()> {
+        let probe = self.dir.join("tmp").join("doctor-probe");
+        write_atomic(&probe, b"ok")?;
+        let back = std::fs::read(&probe)?;
+        std::fs::remove_file(&probe)?;
+        if back != b"ok" {
+            return Err(io::Error::other("read back something else"));
+        }
+        Ok(())
+    }
+
+    /// The keys of every stored entry.
+    fn keys(&self) -> Vec<(String, PathBuf, std::fs::Metadata)> {
+        files_under(&self.dir.join("entries"))
+            .into_iter()
+            .filter_map(|(p, m)| {
+                let key = p.file_stem()?.to_string_lossy().into_owned();
+                Some((key, p, m))
+            })
+            .collect()
+    }
+
+    /// Checks every entry and that its blobs are there.
+    pub fn health(&self) -> Health {
+        let mut h = Health::default();
+        for (key, _, _) in self.keys() {
+            h.entries += 1;
+            match self.entry(&key) {
+                Lookup::Found(e) => {
+                    h.missing_blobs += e.blobs().filter(|b| !self.has_blob(b)).count();
+                }
+                _ => h.corrupt += 1,
+            }
+        }
+        h
+    }
+
+    /// Counts entries, blobs and bytes, and the hit rate of the last 50 runs.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats {
+            bytes: files_under(&self.dir).iter().map(|(_, m)| m.len()).sum(),
+            entries: files_under(&self.dir.join("entries")).len(),
+            blobs: files_under(&self.dir.join("blobs")).len(),
+            ..Stats::default()
+        };
+        if let Ok(text) = std::fs::read_to_string(self.dir.join("history")) {
+            for l in text.lines().rev().take(50) {
+                let parts: Vec<u64> = l
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                if let [_, h, m] = parts.as_slice() {
+                    s.recent_runs += 1;
+                    s.recent_hits += *h as usize;
+                    s.recent_misses += *m as usize;
+                }
+            }
+        }
+        let total = s.recent_hits + s.recent_misses;
+        s.hit_rate = (total > 0).then(|| s.recent_hits as f64 / total as f64);
+        s
+    }
+
+    /// Deletes everything in the cache but its `.gitignore`.
+    pub fn clean(&self) -> io::Result<()> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for e in rd.flatten() {
+            if e.file_name() == ".gitignore" {
+                continue;
+            }
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                std::fs::remove_dir_all(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Evicts entries older than `max_age` (by last use), then the least
+    /// recently used until the cache fits `max_size`, then blobs no entry
+    /// references, then stale temporary files.
+    pub fn gc(&self, max_size: Option<u64>, max_age: Option<Duration>) -> io::Result<Collected> {
+        let mut entries: Vec<(PathBuf, SystemTime, Option<Entry>, u64)> = self
+            .keys()
+            .into_iter()
+            .map(|(key, p, m)| {
+                let entry = match self.entry(&key) {
+                    Lookup::Found(e) => Some(e),
+                    _ => None,
+                };
+                (p, m.modified().unwrap_or(UNIX_EPOCH), entry, m.len())
+            })
+            .collect();
+        entries.sort_by_key(|e| e.1); // oldest first
+        let now = SystemTime::now();
+        let mut out = Collected::default();
+        let mut keep: Vec<(PathBuf, Entry, u64)> = Vec::new();
+        for (p, t, e, len) in entries {
+            let too_old = max_age.is_some_and(|a| now.duration_since(t).unwrap_or_default() > a);
+            match e {
+                Some(e) if !too_old => keep.push((p, e, len)),
+                _ => {
+                    std::fs::remove_file(&p)?;
+                    out.entries += 1;
+                }
+            }
+        }
+        let blob_size = |h: &str| {
+            std::fs::metadata(self.blob_path(h))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        let footprint = |keep: &[(PathBuf, Entry, u64)]| -> u64 {
+            let mut seen = std::collections::HashSet::new();
+            let mut total = 0;
+            for (_, e, len) in keep {
+                total += len;
+                for h in e.blobs() {
+                    if seen.insert(h.to_owned()) {
+                        total += blob_size(h);
+                    }
+                }
+            }
+            total
+        };
+        if let Some(limit) = max_size {
+            let mut size = footprint(&keep);
+            while size > limit && !keep.is_empty() {
+                let (p, _, _) = keep.remove(0);
+                std::fs::remove_file(&p)?;
+                out.entries += 1;
+                size = footprint(&keep);
+            }
+        }
+        let referenced: std::collections::HashSet<&str> =
+            keep.iter().flat_map(|(_, e, _)| e.blobs()).collect();
+        for (p, _) in files_under(&self.dir.join("blobs")) {
+            let name = p
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !referenced.contains(name.as_str()) {
+                std::fs::remove_file(&p)?;
+                out.blobs += 1;
+            }
+        }
+        for (p, m) in files_under(&self.dir.join("tmp")) {
+            let age = now
+                .duration_since(m.modified().unwrap_or(now))
+                .unwrap_or_default();
+            if age > Duration::from_secs(3600) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        out.bytes_after = self.stats().bytes;
+        Ok(out)
+    }
+}
+
+/// Every file under `dir`, recursively (nothing when it cannot be read).
+fn files_under(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push((e.path(), m));
+        }
+    }
+    out
+}
+
+fn integrity_error(hash: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("blob {hash} fails its integrity check"),
+    )
+}
+
+impl Store for LocalStore {
+    fn entry(&self, key: &str) -> Lookup {
+        let bytes = match std::fs::read(self.entry_path(key)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Missing,
+            Err(e) => return Lookup::Corrupt(format!("unreadable: {e}")),
+        };
+        let Some(nl) = bytes.iter().position(|b| *b == b'\n') else {
+            return Lookup::Corrupt("truncated".into());
+        };
+        let (sum, body) = (&bytes[..nl], &bytes[nl + 1..]);
+        if blake3::hash(body).to_hex().as_bytes() != sum {
+            return Lookup::Corrupt("checksum mismatch".into());
+        }
+        match serde_json::from_slice::<Entry>(body) {
+            Ok(e) if e.key == key => Lookup::Found(e),
+            Ok(_) => Lookup::Corrupt("entry is for another key".into()),
+            Err(e) => Lookup::Corrupt(format!("unparseable: {e}")),
+        }
+    }
+
+    fn put_entry(&self, entry: &Entry) -> io::Result<()> {
+        let body = serde_json::to_vec(entry).map_err(io::Error::other)?;
+        let mut bytes = blake3::hash(&body).to_hex().as_bytes().to_vec();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&body);
+        write_atomic(&self.entry_path(&entry.key), &bytes)
+    }
+
+    fn touch(&self, key: &str) {
+        use std::os::unix::ffi::OsStrExt;
+        let path = self.entry_path(key);
+        let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return;
+        };
+        // SAFETY: a valid C path, and a NULL `times` sets both times to now.
+        unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), std::ptr::null(), 0) };
+    }
+
+    fn has_blob(&self, hash: &str) -> bool {
+        self.blob_path(hash).is_file()
+    }
+
+    fn verify_blob(&self, hash: &str) -> io::Result<()> {
+        let h = crate::hash::hash_file(&self.blob_path(hash))?;
+        if hex(&h) != hash {
+            return Err(integrity_error(hash));
+        }
+        Ok(())
+    }
+
+    fn read_blob(&self, hash: &str) -> io::Result<Vec<u8>> {
+        let bytes = std::fs::read(self.blob_path(hash))?;
+        if blake3::hash(&bytes).to_hex().as_str() != hash {
+            return Err(integrity_error(hash));
+        }
+        Ok(bytes)
+    }
+
+    fn copy_blob(&self, hash: &str, dest: &Path) -> io::Result<()> {
+        std::fs::copy(self.blob_path(hash), dest).map(|_| ())
+    }
+
+    fn put_file(&self, hash: &str, src: &Path) -> io::Result<()> {
+        let dest = self.blob_path(hash);
+        if dest.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dest.parent().expect("blob parent"))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(self.dir.join("tmp"))?;
+        let mut file = std::fs::File::open(src)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])?;
+        }
+        if hasher.finalize().to_hex().as_str() != hash {
+            return Err(io::Error::other(format!(
+                "{} changed while it was being stored",
+                src.display()
+            )));
+        }
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    fn put_bytes(&self, bytes: &[u8]) -> io::Result<String> {
+        let hash = blake3::hash(bytes).to_hex().to_string();
+        let dest = self.blob_path(&hash);
+        if !dest.exists() {
+            write_atomic(&dest, bytes)?;
+        }
+        Ok(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, log: Option<String>) -> Entry {
+        Entry {
+            format: 1,
+            key: key.into(),
+            instance: "t".into(),
+            exit_code: 0,
+            duration_ms: 5,
+            created_unix: 0,
+            log,
+            outputs: vec![],
+        }
+    }
+
+    /// The trait, driven against a temporary folder: a miss, a stored entry
+    /// that reads back, and damage found rather than returned.
+    #[test]
+    fn entries_round_trip_and_damage_is_detected() {
+        let t = tempfile::tempdir().unwrap();
+        let store: &dyn Store = &LocalStore::open(t.path()).unwrap();
+        assert!(matches!(store.entry("k1"), Lookup::Missing));
+        store.put_entry(&entry("k1", None)).unwrap();
+        match store.entry("k1") {
+            Lookup::Found(e) => assert_eq!(e, entry("k1", None)),
+            other => panic!("expected the entry, got {other:?}"),
+        }
+        let p = t.path().join("entries/k1.entry");
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        assert!(matches!(store.entry("k1"), Lookup::Corrupt(_)));
+        std::fs::write(&p, b"").unwrap();
+        assert!(matches!(store.entry("k1"), Lookup::Corrupt(_)));
+        // An entry renamed to another key is refused.
+        store.put_entry(&entry("k2", None)).unwrap();
+        std::fs::copy(t.path().join("entries/k2.entry"), &p).unwrap();
+        assert!(matches!(store.entry("k1"), Lookup::Corrupt(_)));
+    }
+
+    #[test]
+    fn blobs_are_verified_on_read_and_stored_once() {
+        let t = tempfile::tempdir().unwrap();
+        let local = LocalStore::open(t.path()).unwrap();
+        let store: &dyn Store = &local;
+        let h = store.put_bytes(b"hello").unwrap();
+        assert_eq!(h, blake3::hash(b"hello").to_hex().as_str());
+        assert!(store.has_blob(&h));
+        assert_eq!(store.read_blob(&h).unwrap(), b"hello");
+        store.verify_blob(&h).unwrap();
+        let copy = t.path().join("copy");
+        store.copy_blob(&h, &copy).unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), b"hello");
+        std::fs::write(local.blob_path(&h), b"jello").unwrap();
+        assert!(store.read_blob(&h).is_err());
+        assert!(store.verify_blob(&h).is_err());
+        assert!(!store.has_blob(&"0".repeat(64)));
+    }
+
+    #[test]
+    fn a_file_that_changes_while_stored_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(&t.path().join("cache")).unwrap();
+        let src = t.path().join("out.txt");
+        std::fs::write(&src, "now").unwrap();
+        let wrong = blake3::hash(b"before").to_hex().to_string();
+        assert!(store.put_file(&wrong, &src).is_err());
+        assert!(!store.has_blob(&wrong));
+        let right = blake3::hash(b"now").to_hex().to_string();
+        store.put_file(&right, &src).unwrap();
+        assert!(store.has_blob(&right));
+    }
+
+    #[test]
+    fn health_and_gc_see_missing_blobs_and_unreferenced_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(t.path()).unwrap();
+        let log = store.put_bytes(b"log").unwrap();
+        store.put_bytes(b"orphan").unwrap();
+        store.put_entry(&entry("k1", Some(log.clone()))).unwrap();
+        store.put_entry(&entry("k2", Some("f".repeat(64)))).unwrap();
+        assert_eq!(
+            store.health(),
+            Health {
+                entries: 2,
+                corrupt: 0,
+                missing_blobs: 1
+            }
+        );
+        let removed = store.gc(None, None).unwrap();
+        assert_eq!(
+            (removed.entries, removed.blobs),
+            (0, 1),
+            "only the orphan goes"
+        );
+        assert!(store.has_blob(&log));
+    }
+
+    #[test]
+    fn run_records_read_back_only_for_their_instance() {
+        let t = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(t.path()).unwrap();
+        assert!(store.last_run("a").is_none());
+        let key = crate::cache::key::tests::key();
+        store.record_run("a", &key.encode()).unwrap();
+        assert_eq!(store.last_run("a"), Some(key));
+        assert!(store.last_run("b").is_none());
+    }
+}

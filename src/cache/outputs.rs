@@ -1,0 +1,226 @@
+//! Moving outputs between the tree and a store: collecting a success's
+//! output files as blobs, and putting a hit's outputs back in place — only
+//! under the project root, never through a symlink, and only after every
+//! blob checks out, so a failed restore leaves the tree untouched.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use super::store::{Entry, OutputFile, Store};
+use crate::fileset::{Ignored, Patterns, rel_string};
+use crate::hash::{Memo, hex};
+
+/// Why a hit's outputs could not be put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The entry names an absolute path.
+    #[error("refusing absolute path {0}")]
+    Absolute(String),
+    /// The entry names a path with `..` in it.
+    #[error("refusing path {0} that leaves the project")]
+    Escapes(String),
+    /// A folder on the way to the output is a symlink.
+    #[error("refusing to write through symlink {}", .0.display())]
+    Symlink(PathBuf),
+    /// A blob is missing or fails its check.
+    #[error("output {path}: {source}")]
+    Blob {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the file in place failed.
+    #[error("restoring {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The captured output is missing or damaged.
+    #[error("captured output: {0}")]
+    Log(#[source] io::Error),
+}
+
+/// Checks a manifest path is relative and has no `..`, without touching the
+/// disk, and joins it to `root`.
+pub fn lexical_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
+    let p = Path::new(rel);
+    if p.is_absolute() {
+        return Err(RestoreError::Absolute(rel.to_owned()));
+    }
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(RestoreError::Escapes(rel.to_owned()));
+    }
+    Ok(root.join(p))
+}
+
+/// Checks a manifest path is relative, has no `..`, and does not pass
+/// through a symlink under `root`.
+pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
+    lexical_target(root, rel)?;
+    let mut cur = root.to_path_buf();
+    for c in Path::new(rel).components() {
+        if let Component::Normal(part) = c {
+            cur.push(part);
+            if std::fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(RestoreError::Symlink(cur));
+            }
+        }
+    }
+    Ok(cur)
+}
+
+/// Puts an entry's outputs in place under `root`. Files already exactly
+/// right are left alone; every other blob is checked first, so on any
+/// failure nothing in the tree has been touched. Returns how many were written.
+pub fn restore(
+    store: &dyn Store,
+    entry: &Entry,
+    root: &Path,
+    memo: &Memo,
+) -> Result<usize, RestoreError> {
+    let mut plan = Vec::new();
+    for o in &entry.outputs {
+        // A file already in place needs only the lexical checks: nothing is written.
+        let in_place = lexical_target(root, &o.path)?;
+        if let Ok(meta) = std::fs::metadata(&in_place)
+            && meta.is_file()
+            && meta.len() == o.size
+            && meta.permissions().mode() & 0o7777 == o.mode
+            && let Ok(h) = memo.hash_files(&[(&in_place, &meta)])
+            && hex(&h[0]) == o.hash
+        {
+            continue;
+        }
+        let target = safe_target(root, &o.path)?;
+        store
+            .verify_blob(&o.hash)
+            .map_err(|source| RestoreError::Blob {
+                path: o.path.clone(),
+                source,
+            })?;
+        plan.push((o, target));
+    }
+    let restored = plan.len();
+    for (o, target) in plan {
+        let write = |source| RestoreError::Write {
+            path: o.path.clone(),
+            source,
+        };
+        let dir = target.parent().expect("target has a parent");
+        std::fs::create_dir_all(dir).map_err(write)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(write)?;
+        store.copy_blob(&o.hash, tmp.path()).map_err(write)?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(o.mode))
+            .map_err(write)?;
+        tmp.persist(&target).map_err(|e| write(e.error))?;
+        if let (Ok(meta), Ok(h)) = (std::fs::metadata(&target), blake3::Hash::from_hex(&o.hash)) {
+            memo.remember(&target, &meta, *h.as_bytes());
+        }
+    }
+    Ok(restored)
+}
+
+/// Stores the files matching `globs` under `cwd` as blobs, and describes
+/// them relative to `root`. `skip` lists folders never entered (the cache).
+pub fn collect(
+    store: &dyn Store,
+    memo: &Memo,
+    root: &Path,
+    cwd: &Path,
+    globs: &[String],
+    skip: &[PathBuf],
+) -> io::Result<Vec<OutputFile>> {
+    if globs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let patterns = Patterns::new(globs).map_err(|(g, e)| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("bad glob `{g}`: {e}"))
+    })?;
+    let found = patterns.expand(cwd, Ignored::Include, skip)?;
+    let pairs: Vec<(&Path, &std::fs::Metadata)> =
+        found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
+    let hashes = memo.hash_files(&pairs)?;
+    let mut outputs = Vec::with_capacity(found.len());
+    for (f, h) in found.iter().zip(hashes) {
+        let hash = hex(&h);
+        store.put_file(&hash, &f.abs)?;
+        outputs.push(OutputFile {
+            path: f
+                .abs
+                .strip_prefix(root)
+                .map(rel_string)
+                .unwrap_or_else(|_| f.rel.clone()),
+            hash,
+            size: f.meta.len(),
+            mode: f.meta.permissions().mode() & 0o7777,
+        });
+    }
+    Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::local::LocalStore;
+
+    #[test]
+    fn unsafe_manifest_paths_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            safe_target(t.path(), "/etc/passwd"),
+            Err(RestoreError::Absolute(_))
+        ));
+        assert!(matches!(
+            safe_target(t.path(), "a/../../x"),
+            Err(RestoreError::Escapes(_))
+        ));
+        std::os::unix::fs::symlink("/tmp", t.path().join("link")).unwrap();
+        assert!(matches!(
+            safe_target(t.path(), "link/x"),
+            Err(RestoreError::Symlink(_))
+        ));
+        assert!(safe_target(t.path(), "ok/x").is_ok());
+    }
+
+    #[test]
+    fn collected_outputs_restore_byte_for_byte_and_a_bad_blob_touches_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("p");
+        std::fs::create_dir_all(root.join("out")).unwrap();
+        std::fs::write(root.join("out/a.txt"), "A").unwrap();
+        std::fs::write(root.join("out/b.txt"), "B").unwrap();
+        let store = LocalStore::open(&t.path().join("cache")).unwrap();
+        let memo = Memo::load(None);
+        let outputs = collect(&store, &memo, &root, &root, &["out/*.txt".into()], &[]).unwrap();
+        assert_eq!(outputs.len(), 2);
+        let entry = Entry {
+            format: 1,
+            key: "k".into(),
+            instance: "t".into(),
+            exit_code: 0,
+            duration_ms: 1,
+            created_unix: 0,
+            log: None,
+            outputs,
+        };
+        std::fs::remove_dir_all(root.join("out")).unwrap();
+        assert_eq!(restore(&store, &entry, &root, &memo).unwrap(), 2);
+        assert_eq!(
+            std::fs::read_to_string(root.join("out/b.txt")).unwrap(),
+            "B"
+        );
+        // Damage one blob: the other output is not written either.
+        std::fs::remove_dir_all(root.join("out")).unwrap();
+        let b = &entry.outputs[1].hash;
+        std::fs::write(t.path().join("cache/blobs").join(&b[..2]).join(b), "not B").unwrap();
+        assert!(matches!(
+            restore(&store, &entry, &root, &memo),
+            Err(RestoreError::Blob { .. })
+        ));
+        assert!(!root.join("out").exists(), "the tree is untouched");
+    }
+}

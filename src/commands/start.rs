@@ -1,0 +1,131 @@
+//! The start-up `run`, `watch`, `graph` and `explain` share: load the
+//! project, read the partition flags, select the instances, and pick the
+//! reporters for this terminal.
+
+use crate::Context;
+use crate::cli::PartitionFlags;
+use crate::config::{self, Project};
+use crate::error::{Error, UsageError};
+use crate::graph::{InstanceGraph, PartitionArgs, Shard, parse_selectors};
+use crate::partition;
+use crate::report::lines::LineReporter;
+use crate::report::terminal::TerminalReporter;
+use crate::report::{Fanout, Reporter};
+use crate::warning::Warning;
+
+/// A loaded project and the instances one command covers.
+pub struct Session {
+    pub project: Project,
+    pub graph: InstanceGraph,
+}
+
+/// What a command selects.
+pub struct Selection<'a> {
+    pub selectors: &'a [String],
+    pub partitions: &'a PartitionFlags,
+    /// `--shard K/N`, for `run`.
+    pub shard: Option<&'a str>,
+    /// Whether the backfill guardrail applies (it does to commands that run).
+    pub guardrail: bool,
+}
+
+/// Reads `--partition`, `--backfill` and `HOTPASS_TODAY`.
+pub fn partition_args(ctx: &Context, flags: &PartitionFlags) -> Result<PartitionArgs, Error> {
+    let today = partition::today(ctx.today.as_deref()).map_err(|e| {
+        UsageError::new(
+            e.to_string(),
+            Some("set HOTPASS_TODAY to a date like 2025-06-30, or unset it".into()),
+        )
+    })?;
+    let backfill = match &flags.backfill {
+        Some(r) => {
+            let (a, b) =
+                partition::split_range(r).map_err(|e| UsageError::new(e.to_string(), None))?;
+            Some((a.to_owned(), b.to_owned()))
+        }
+        None => None,
+    };
+    Ok(PartitionArgs {
+        partition: flags.partition.clone(),
+        backfill,
+        today: Some(today),
+    })
+}
+
+/// Loads the project and builds the graph of `selection`.
+pub fn session(ctx: &Context, selection: &Selection) -> Result<Session, Error> {
+    let project = config::load(&ctx.load)?;
+    let graph = select(ctx, &project, selection)?;
+    Ok(Session { project, graph })
+}
+
+/// Builds the graph of `selection` in a loaded project.
+pub fn select(
+    ctx: &Context,
+    project: &Project,
+    selection: &Selection,
+) -> Result<InstanceGraph, Error> {
+    let args = partition_args(ctx, selection.partitions)?;
+    let sel = parse_selectors(project, selection.selectors)?;
+    let limit = selection
+        .guardrail
+        .then_some(project.settings.backfill_limit);
+    let mut graph = InstanceGraph::build(project, &sel, &args, limit)?;
+    if let Some(s) = selection.shard {
+        graph = s.parse::<Shard>()?.apply(graph);
+    }
+    Ok(graph)
+}
+
+/// `-j`: at least 1, or the configured default.
+pub fn jobs(project: &Project, flag: Option<usize>) -> Result<usize, Error> {
+    match flag {
+        Some(0) => Err(jobs_flag_error()),
+        Some(n) => Ok(n),
+        None => Ok(project.settings.jobs),
+    }
+}
+
+/// The error for `-j 0`.
+pub fn jobs_flag_error() -> Error {
+    UsageError::new(
+        "-j 0 would run nothing",
+        Some("give at least 1, or leave -j out to use every CPU".into()),
+    )
+    .into()
+}
+
+/// Says once that configured remote services are not used by this version,
+/// so nobody believes a remote cache or lineage is working when it is not.
+pub fn warn_unsupported(project: &Project) {
+    let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if project.settings.remote_cache.is_some() || env("HOTPASS_REMOTE_CACHE") {
+        Warning::Unsupported(
+            "a remote cache is configured, but this version of hotpass only uses the local cache",
+        )
+        .emit();
+    }
+    if project.settings.lineage.is_some() || env("OPENLINEAGE_URL") {
+        Warning::Unsupported(
+            "lineage is configured, but this version of hotpass does not emit OpenLineage events yet",
+        )
+        .emit();
+    }
+    if project.settings.telemetry.is_some() {
+        Warning::Unsupported(
+            "telemetry is configured, but this version of hotpass does not export traces yet",
+        )
+        .emit();
+    }
+}
+
+/// The reporters for this context: the live view on a terminal, prefixed
+/// lines otherwise.
+pub fn reporters<'a>(ctx: &Context, graph: &'a InstanceGraph) -> Fanout<'a> {
+    let view: Box<dyn Reporter + Send + 'a> = if ctx.terminal && !ctx.github {
+        Box::new(TerminalReporter::new(graph, ctx.color))
+    } else {
+        Box::new(LineReporter::new(graph, ctx.github))
+    };
+    Fanout::new(vec![view])
+}

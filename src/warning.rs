@@ -1,0 +1,93 @@
+//! Warnings: what goes wrong without stopping the command. Each is said once
+//! on stderr (through `tracing`), and the work goes on — a broken cache runs
+//! uncached, a bad entry is a miss, a failed store keeps the result. Errors
+//! that stop a command live in `error.rs`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The cause of a warning, kept as an error value.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Something hotpass recovered from, and how.
+#[derive(Debug, thiserror::Error)]
+pub enum Warning {
+    /// The cache folder cannot be opened: the run goes on without the cache.
+    #[error("cannot open the cache at {} ({source}); running without the cache", dir.display())]
+    CacheUnavailable {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An instance's inputs cannot be hashed: it runs, uncached.
+    #[error("{instance}: could not hash its inputs ({source}); running it without the cache")]
+    Unhashable {
+        instance: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored entry fails its integrity check: a miss.
+    #[error("{instance}: cache entry {key} is corrupt ({why}); running it")]
+    CorruptEntry {
+        instance: String,
+        key: String,
+        why: String,
+    },
+    /// A hit's outputs cannot be put in place: the tree is untouched and it runs.
+    #[error("{instance}: cache entry could not be restored ({source}); running it")]
+    RestoreFailed {
+        instance: String,
+        #[source]
+        source: Cause,
+    },
+    /// A success could not be stored: the result stands, uncached.
+    #[error("{instance}: could not store its result in the cache: {source}")]
+    StoreFailed {
+        instance: String,
+        #[source]
+        source: Cause,
+    },
+    /// The stat memo could not be saved: the next run hashes more.
+    #[error("could not save the stat memo: {0}")]
+    MemoNotSaved(#[source] std::io::Error),
+    /// A configured service this version does not use.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// The file watcher reported an error; watching goes on where it can.
+    #[error("the file watcher failed: {message}")]
+    Watcher {
+        message: String,
+        /// What to do about it, when known.
+        help: Option<String>,
+    },
+}
+
+impl Warning {
+    /// What the user can do about it, when there is something.
+    pub fn help(&self) -> Option<&str> {
+        match self {
+            Warning::Watcher { help, .. } => help.as_deref(),
+            Warning::CacheUnavailable { .. } => {
+                Some("check that the cache folder is writable, or set HOTPASS_CACHE_DIR")
+            }
+            _ => None,
+        }
+    }
+
+    /// Says the warning on stderr.
+    pub fn emit(&self) {
+        tracing::warn!("{}", Shown(self));
+    }
+}
+
+struct Shown<'a>(&'a Warning);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        if let Some(help) = self.0.help() {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
