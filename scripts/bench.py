@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Benchmarks hotpass against make and ninja on the same generated workloads.
 
-    cargo build --release && python3 scripts/bench.py [--runs N] [--only NAME]
+    cargo build --release && python3 scripts/bench.py [--runs N] [--only NAME] [--baseline BIN]
+
+`HOTPASS_BIN` measures another build than target/release/hotpass, and
+`--baseline BIN` adds another hotpass binary (say, a build of the previous
+commit) to every workload, so a change is measured before and after in the
+same run.
 
 Workloads (each generated in a fresh temporary folder):
   run1000    1,000 independent tasks running `true`, uncached: a full run.
@@ -26,7 +31,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOTPASS = os.path.join(ROOT, "target", "release", "hotpass")
+HOTPASS = os.environ.get("HOTPASS_BIN") or os.path.join(ROOT, "target", "release", "hotpass")
 JOBS = "2"
 
 
@@ -173,23 +178,29 @@ outputs = ["gold/{{partition}}.txt"]
 
 
 def bench_backfill365(runs, results):
-    with tempfile.TemporaryDirectory() as d:
-        gen_backfill365(d)
-        base = [HOTPASS, "-q", "run", "-j", JOBS, "--backfill", "2025-01-01..2025-12-31"]
-        subprocess.run(base, cwd=d, check=True, stdout=subprocess.DEVNULL)
-        time.sleep(2.5)  # let the stat memo trust the files (racy window)
-        subprocess.run(base, cwd=d, check=True, stdout=subprocess.DEVNULL)
-        results["backfill365"] = {
-            "dry_run": median_of(runs, base + ["--dry-run=json"], d),
-            "noop": median_of(runs, base, d),
-        }
+    for tool, cmd in TOOLS.items():
+        if not tool.startswith("hotpass"):
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            gen_backfill365(d)
+            base = cmd + ["--backfill", "2025-01-01..2025-12-31"]
+            subprocess.run(base, cwd=d, check=True, stdout=subprocess.DEVNULL)
+            time.sleep(2.5)  # let the stat memo trust the files (racy window)
+            subprocess.run(base, cwd=d, check=True, stdout=subprocess.DEVNULL)
+            results.setdefault("backfill365", {})[tool] = {
+                "dry_run": median_of(runs, base + ["--dry-run=json"], d),
+                "noop": median_of(runs, base, d),
+            }
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--only")
+    ap.add_argument("--baseline", help="another hotpass binary to measure alongside")
     args = ap.parse_args()
+    if args.baseline:
+        TOOLS["hotpass-baseline"] = [os.path.abspath(args.baseline), "-q", "run", "-j", JOBS]
     if not os.path.exists(HOTPASS):
         sys.exit("build first: cargo build --release")
     for tool in ("make", "ninja"):
@@ -209,11 +220,13 @@ def main():
         fn()
         r = results[name]
         if name == "backfill365":
-            print(f"backfill365 (1,095 instances) dry-run {r['dry_run'] * 1000:.1f} ms  no-op {r['noop'] * 1000:.1f} ms", flush=True)
+            for tool, t in r.items():
+                print(f"backfill365 (1,095 instances) {tool}: dry-run {t['dry_run'] * 1000:.1f} ms  no-op {t['noop'] * 1000:.1f} ms", flush=True)
             continue
         line = "  ".join(f"{t} {r[t] * 1000:8.1f} ms" for t in TOOLS)
         ratio = r["hotpass"] / r["ninja"]
-        print(f"{name:<10} {line}  hotpass/ninja {ratio:5.2f}x  hotpass/make {r['hotpass'] / r['make']:5.2f}x", flush=True)
+        extra = f"  hotpass/baseline {r['hotpass'] / r['hotpass-baseline']:5.2f}x" if "hotpass-baseline" in r else ""
+        print(f"{name:<10} {line}  hotpass/ninja {ratio:5.2f}x  hotpass/make {r['hotpass'] / r['make']:5.2f}x{extra}", flush=True)
         if name == "run1000":
             print(f"{'':<10} hotpass per-task overhead {r['hotpass'] * 1000 / 1000:.3f} ms (with -j {JOBS})")
         if "hotpass_reran" in r:

@@ -33,20 +33,66 @@ impl std::fmt::Display for PartitionKind {
     }
 }
 
+/// Why a partition key, range or date is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartitionError {
+    /// Not written as `YYYY-MM-DD`.
+    #[error("`{0}` is not a date in the form YYYY-MM-DD")]
+    NotADay(String),
+    /// Written as a date, but there is no such day.
+    #[error("`{0}` is not a valid date (YYYY-MM-DD)")]
+    InvalidDay(String),
+    /// Not written as `YYYY-MM`, or no such month.
+    #[error("`{0}` is not a month in the form YYYY-MM")]
+    NotAMonth(String),
+    /// Not one of a `values` partitioning's values.
+    #[error("`{key}` is not one of its values ({values})")]
+    NotAValue { key: String, values: String },
+    /// Before the partitioning's `start`.
+    #[error("`{key}` is before the task's first partition {first}")]
+    BeforeStart { key: String, first: String },
+    /// After the partitioning's `end`.
+    #[error("`{key}` is after the task's last partition {last}")]
+    AfterEnd { key: String, last: String },
+    /// The latest complete partition would be before the first one.
+    #[error("its first partition {0} is not complete yet")]
+    NotComplete(String),
+    /// A range whose start comes after its end.
+    #[error("the range {from}..{to} is reversed ({why})")]
+    Reversed {
+        from: String,
+        to: String,
+        why: &'static str,
+    },
+    /// Not written as `FROM..TO`.
+    #[error("`{0}` is not a range: write FROM..TO, e.g. 2025-01-01..2025-01-31")]
+    NotARange(String),
+    /// `HOTPASS_TODAY` is not a date.
+    #[error("HOTPASS_TODAY: {0}")]
+    Today(Box<PartitionError>),
+    /// A date beyond what the calendar can represent.
+    #[error("the date is out of range: {0}")]
+    OutOfRange(String),
+}
+
+fn out_of_range(e: jiff::Error) -> PartitionError {
+    PartitionError::OutOfRange(e.to_string())
+}
+
 /// Parses `YYYY-MM-DD` strictly.
-pub fn parse_day(s: &str) -> Result<Date, String> {
+pub fn parse_day(s: &str) -> Result<Date, PartitionError> {
     let ok = s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-';
     if !ok {
-        return Err(format!("`{s}` is not a date in the form YYYY-MM-DD"));
+        return Err(PartitionError::NotADay(s.to_owned()));
     }
     s.parse::<Date>()
-        .map_err(|_| format!("`{s}` is not a valid date (YYYY-MM-DD)"))
+        .map_err(|_| PartitionError::InvalidDay(s.to_owned()))
 }
 
 /// Parses `YYYY-MM` strictly, as the first day of that month.
-pub fn parse_month(s: &str) -> Result<Date, String> {
+pub fn parse_month(s: &str) -> Result<Date, PartitionError> {
     let ok = s.len() == 7 && s.as_bytes()[4] == b'-';
-    let bad = || format!("`{s}` is not a month in the form YYYY-MM");
+    let bad = || PartitionError::NotAMonth(s.to_owned());
     if !ok {
         return Err(bad());
     }
@@ -74,7 +120,7 @@ impl PartitionSpec {
     }
 
     /// Checks that `key` is a partition of this task, returning it normalised.
-    pub fn check(&self, key: &str) -> Result<String, String> {
+    pub fn check(&self, key: &str) -> Result<String, PartitionError> {
         match self {
             PartitionSpec::Daily { start, end } => {
                 let d = parse_day(key)?;
@@ -90,10 +136,10 @@ impl PartitionSpec {
                 if values.iter().any(|v| v == key) {
                     Ok(key.to_owned())
                 } else {
-                    Err(format!(
-                        "`{key}` is not one of its values ({})",
-                        values.join(", ")
-                    ))
+                    Err(PartitionError::NotAValue {
+                        key: key.to_owned(),
+                        values: values.join(", "),
+                    })
                 }
             }
         }
@@ -101,18 +147,15 @@ impl PartitionSpec {
 
     /// The partitions a run without `--partition`/`--backfill` covers: the
     /// last complete day or month before `today`, or every value.
-    pub fn latest(&self, today: Date) -> Result<Vec<String>, String> {
+    pub fn latest(&self, today: Date) -> Result<Vec<String>, PartitionError> {
         match self {
             PartitionSpec::Daily { start, end } => {
-                let mut d = today.yesterday().map_err(|e| e.to_string())?;
+                let mut d = today.yesterday().map_err(out_of_range)?;
                 if let Some(end) = end {
                     d = d.min(*end);
                 }
                 if d < *start {
-                    return Err(format!(
-                        "its first partition {} is not complete yet",
-                        day_key(*start)
-                    ));
+                    return Err(PartitionError::NotComplete(day_key(*start)));
                 }
                 Ok(vec![day_key(d)])
             }
@@ -120,15 +163,12 @@ impl PartitionSpec {
                 let mut d = today
                     .first_of_month()
                     .checked_sub(1.month())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(out_of_range)?;
                 if let Some(end) = end {
                     d = d.min(*end);
                 }
                 if d < *start {
-                    return Err(format!(
-                        "its first partition {} is not complete yet",
-                        month_key(*start)
-                    ));
+                    return Err(PartitionError::NotComplete(month_key(*start)));
                 }
                 Ok(vec![month_key(d)])
             }
@@ -137,37 +177,38 @@ impl PartitionSpec {
     }
 
     /// Every partition from `from` to `to`, inclusive.
-    pub fn range(&self, from: &str, to: &str) -> Result<Vec<String>, String> {
+    pub fn range(&self, from: &str, to: &str) -> Result<Vec<String>, PartitionError> {
+        let reversed = |why| PartitionError::Reversed {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            why,
+        };
         let from = self.check(from)?;
         let to = self.check(to)?;
         match self {
             PartitionSpec::Daily { .. } => {
                 let (a, b) = (parse_day(&from)?, parse_day(&to)?);
                 if a > b {
-                    return Err(format!(
-                        "the range {from}..{to} is reversed (its start is after its end)"
-                    ));
+                    return Err(reversed("its start is after its end"));
                 }
                 let mut out = Vec::new();
                 let mut d = a;
                 while d <= b {
                     out.push(day_key(d));
-                    d = d.tomorrow().map_err(|e| e.to_string())?;
+                    d = d.tomorrow().map_err(out_of_range)?;
                 }
                 Ok(out)
             }
             PartitionSpec::Monthly { .. } => {
                 let (a, b) = (parse_month(&from)?, parse_month(&to)?);
                 if a > b {
-                    return Err(format!(
-                        "the range {from}..{to} is reversed (its start is after its end)"
-                    ));
+                    return Err(reversed("its start is after its end"));
                 }
                 let mut out = Vec::new();
                 let mut d = a;
                 while d <= b {
                     out.push(month_key(d));
-                    d = d.checked_add(1.month()).map_err(|e| e.to_string())?;
+                    d = d.checked_add(1.month()).map_err(out_of_range)?;
                 }
                 Ok(out)
             }
@@ -175,9 +216,7 @@ impl PartitionSpec {
                 let a = values.iter().position(|v| *v == from).unwrap_or(0);
                 let b = values.iter().position(|v| *v == to).unwrap_or(0);
                 if a > b {
-                    return Err(format!(
-                        "the range {from}..{to} is reversed (values run in declared order)"
-                    ));
+                    return Err(reversed("values run in declared order"));
                 }
                 Ok(values[a..=b].to_vec())
             }
@@ -195,40 +234,36 @@ fn in_bounds(
     start: Date,
     end: Option<Date>,
     show: fn(Date) -> String,
-) -> Result<(), String> {
+) -> Result<(), PartitionError> {
     if d < start {
-        return Err(format!(
-            "`{}` is before the task's first partition {}",
-            show(d),
-            show(start)
-        ));
+        return Err(PartitionError::BeforeStart {
+            key: show(d),
+            first: show(start),
+        });
     }
     if let Some(end) = end
         && d > end
     {
-        return Err(format!(
-            "`{}` is after the task's last partition {}",
-            show(d),
-            show(end)
-        ));
+        return Err(PartitionError::AfterEnd {
+            key: show(d),
+            last: show(end),
+        });
     }
     Ok(())
 }
 
 /// Splits `FROM..TO`; the error says what a range looks like.
-pub fn split_range(s: &str) -> Result<(&str, &str), String> {
+pub fn split_range(s: &str) -> Result<(&str, &str), PartitionError> {
     match s.split_once("..") {
         Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains("..") => Ok((a, b)),
-        _ => Err(format!(
-            "`{s}` is not a range: write FROM..TO, e.g. 2025-01-01..2025-01-31"
-        )),
+        _ => Err(PartitionError::NotARange(s.to_owned())),
     }
 }
 
 /// Today's date: `HOTPASS_TODAY` if set, else the local clock.
-pub fn today(env_today: Option<&str>) -> Result<Date, String> {
+pub fn today(env_today: Option<&str>) -> Result<Date, PartitionError> {
     match env_today {
-        Some(s) => parse_day(s).map_err(|e| format!("HOTPASS_TODAY: {e}")),
+        Some(s) => parse_day(s).map_err(|e| PartitionError::Today(Box::new(e))),
         None => Ok(jiff::ZonedDateTime::now().date()),
     }
 }
@@ -282,6 +317,7 @@ mod tests {
             daily()
                 .range("2025-02-02", "2025-01-30")
                 .unwrap_err()
+                .to_string()
                 .contains("reversed")
         );
         assert!(daily().range("2025-02-30", "2025-03-01").is_err());
@@ -289,6 +325,7 @@ mod tests {
             daily()
                 .range("2024-12-01", "2025-01-02")
                 .unwrap_err()
+                .to_string()
                 .contains("before")
         );
         assert!(split_range("2025-01-01").is_err());

@@ -27,6 +27,24 @@ use crate::hash::{Memo, hex};
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     dir: PathBuf,
+    entries: PathBuf,
+    blobs: PathBuf,
+    runs: PathBuf,
+}
+
+/// `dir/name` (with `ext` appended), built with one allocation: paths in
+/// the cache are made for every instance of every run.
+fn child(dir: &Path, parts: &[&str]) -> PathBuf {
+    let len = dir.as_os_str().len() + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+    let mut s = std::ffi::OsString::with_capacity(len);
+    s.push(dir);
+    for (i, p) in parts.iter().enumerate() {
+        if i == 0 || p.is_empty() || !p.starts_with('.') {
+            s.push("/");
+        }
+        s.push(p);
+    }
+    PathBuf::from(s)
 }
 
 /// Numbers for `hotpass cache stats`.
@@ -83,6 +101,9 @@ impl LocalStore {
     pub fn at(dir: &Path) -> LocalStore {
         LocalStore {
             dir: dir.to_path_buf(),
+            entries: dir.join("entries"),
+            blobs: dir.join("blobs"),
+            runs: dir.join("runs"),
         }
     }
 
@@ -92,17 +113,17 @@ impl LocalStore {
     }
 
     fn entry_path(&self, key: &str) -> PathBuf {
-        self.dir.join("entries").join(format!("{key}.entry"))
+        child(&self.entries, &[key, ".entry"])
     }
 
     fn blob_path(&self, hash: &str) -> PathBuf {
         let prefix = hash.get(..2).unwrap_or("00");
-        self.dir.join("blobs").join(prefix).join(hash)
+        child(&self.blobs, &[prefix, hash])
     }
 
     fn run_path(&self, instance: &str) -> PathBuf {
         let h = blake3::hash(instance.as_bytes()).to_hex();
-        self.dir.join("runs").join(format!("{}.json", &h[..32]))
+        child(&self.runs, &[&h[..32], ".json"])
     }
 
     /// The stat memo kept in this folder.
@@ -171,7 +192,7 @@ impl LocalStore {
 
     /// The keys of every stored entry.
     fn keys(&self) -> Vec<(String, PathBuf, std::fs::Metadata)> {
-        files_under(&self.dir.join("entries"))
+        files_under(&self.entries)
             .into_iter()
             .filter_map(|(p, m)| {
                 let key = p.file_stem()?.to_string_lossy().into_owned();
@@ -449,6 +470,15 @@ impl Store for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_keep_the_layout() {
+        let s = LocalStore::at(Path::new("/c"));
+        assert_eq!(s.entry_path("k"), Path::new("/c/entries/k.entry"));
+        assert_eq!(s.blob_path("abcd"), Path::new("/c/blobs/ab/abcd"));
+        assert!(s.run_path("t").starts_with("/c/runs"));
+        assert_eq!(s.run_path("t").extension().unwrap(), "json");
+    }
 
     fn entry(key: &str, log: Option<String>) -> Entry {
         Entry {

@@ -51,6 +51,18 @@ impl serde::Serialize for Reason {
     }
 }
 
+/// How much of a hit `decide` checks beyond its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blobs {
+    /// That every blob is there: for callers that only report (the dry run,
+    /// explain), since nothing is restored to find out.
+    Check,
+    /// Nothing more: the caller restores the hit at once, which reads or
+    /// verifies every blob it needs and runs the instance
+    /// (`restore-failed`) if one is missing.
+    OnRestore,
+}
+
 /// What the cache says about one instance.
 #[derive(Debug)]
 pub enum Decision {
@@ -69,6 +81,7 @@ impl Cache {
         instance: &str,
         cacheable: bool,
         key: Option<(&CacheKey, &str)>,
+        blobs: Blobs,
     ) -> Decision {
         let (Some(store), Some((key, digest))) = (self.store(), key) else {
             return Decision::Run(Reason::CacheDisabled);
@@ -81,10 +94,13 @@ impl Cache {
         }
         match store.entry(digest) {
             Lookup::Found(entry) => {
-                let missing = entry
-                    .blobs()
-                    .find(|b| !store.has_blob(b))
-                    .map(str::to_owned);
+                let missing = match blobs {
+                    Blobs::OnRestore => None,
+                    Blobs::Check => entry
+                        .blobs()
+                        .find(|b| !store.has_blob(b))
+                        .map(str::to_owned),
+                };
                 match missing {
                     None => Decision::Hit(entry),
                     Some(missing) => {
@@ -150,7 +166,7 @@ mod tests {
     }
 
     fn decide(cache: &Cache, cacheable: bool, k: &CacheKey) -> Decision {
-        cache.decide("t", cacheable, Some((k, &k.digest())))
+        cache.decide("t", cacheable, Some((k, &k.digest())), Blobs::Check)
     }
 
     fn reason(d: Decision) -> String {
@@ -168,7 +184,10 @@ mod tests {
         let normal = Cache::open(t.path(), Mode::Normal).unwrap();
         assert_eq!(reason(decide(&normal, true, &k)), "no-entry");
         assert_eq!(reason(decide(&normal, false, &k)), "cache-disabled");
-        assert_eq!(reason(normal.decide("t", true, None)), "cache-disabled");
+        assert_eq!(
+            reason(normal.decide("t", true, None, Blobs::Check)),
+            "cache-disabled"
+        );
         let off = Cache::open(t.path(), Mode::Disabled).unwrap();
         assert_eq!(reason(decide(&off, true, &k)), "cache-disabled");
 
@@ -195,6 +214,12 @@ mod tests {
             .put_entry(&entry(&k.digest(), Some("a".repeat(64))))
             .unwrap();
         assert_eq!(reason(decide(&normal, true, &k)), "restore-failed");
+        // A run leaves that to its restore, which finds the blob missing.
+        let d = normal.decide("t", true, Some((&k, &k.digest())), Blobs::OnRestore);
+        let Decision::Hit(entry) = d else {
+            panic!("expected a hit to restore, got {d:?}")
+        };
+        assert!(normal.restore(&entry, t.path()).is_err());
         let path = t
             .path()
             .join("entries")

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use notify_debouncer_full::notify::{EventKind, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify_debouncer_full::notify::{ErrorKind, EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
 use super::start::{self, Selection};
 use crate::Context;
@@ -31,7 +31,6 @@ enum Event {
 
 /// A watcher error as a warning, with what to do about the usual ones.
 fn watcher_warning(err: &notify_debouncer_full::notify::Error) -> Warning {
-    use notify_debouncer_full::notify::ErrorKind;
     let help = match &err.kind {
         ErrorKind::MaxFilesWatch => Some(
             "the system's limit on watched folders is reached: raise it with \
@@ -81,32 +80,17 @@ fn load(ctx: &Context, args: &WatchArgs) -> Result<Loaded, Error> {
     })
 }
 
-/// Watches until Ctrl-C; returns 130 then.
-pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
-    if args.jobs == Some(0) {
-        // Refused before watching starts: -j never comes from the config.
-        return Err(start::jobs_flag_error());
-    }
-    let (tx, rx) = mpsc::channel::<Event>();
-    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
-        .map_err(|e| Error::io("installing signal handlers", e))?;
-    let signal_handle = signals.handle();
-    {
-        let tx = tx.clone();
-        let mut signals = signals;
-        std::thread::spawn(move || {
-            for _ in signals.forever() {
-                if tx.send(Event::Signal).is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    let files_tx = tx.clone();
-    let mut debouncer = new_debouncer(
-        Duration::from_millis(args.debounce),
-        None,
-        move |res: DebounceEventResult| match res {
+/// The file watcher and the folders it watches.
+struct Watches {
+    debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    watched: Vec<(PathBuf, RecursiveMode)>,
+}
+
+impl Watches {
+    /// Starts the watcher: debounced changes (access aside) go to `tx`, and
+    /// its errors are warnings.
+    fn start(debounce: Duration, tx: mpsc::Sender<Event>) -> Result<Watches, Error> {
+        let debouncer = new_debouncer(debounce, None, move |res: DebounceEventResult| match res {
             Ok(events) => {
                 let paths: Vec<PathBuf> = events
                     .into_iter()
@@ -114,36 +98,35 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
                     .flat_map(|e| e.event.paths.clone())
                     .collect();
                 if !paths.is_empty() {
-                    let _ = files_tx.send(Event::Files(paths));
+                    let _ = tx.send(Event::Files(paths));
                 }
             }
             Err(errors) => errors.iter().for_each(|e| watcher_warning(e).emit()),
-        },
-    )
-    .map_err(|e| Error::io("starting the file watcher", std::io::Error::other(e)))?;
+        })
+        .map_err(|e| Error::io("starting the file watcher", std::io::Error::other(e)))?;
+        Ok(Watches {
+            debouncer,
+            watched: Vec::new(),
+        })
+    }
 
-    let mut watched: Vec<(PathBuf, RecursiveMode)> = Vec::new();
-    // Adds the wanted watches first and drops stale ones after, never
-    // touching a path that stays wanted: a change made while re-watching is
-    // not lost. With `keep`, nothing is dropped (a broken config keeps every
-    // watch so that any save can fix it).
-    let mut rewatch = |wanted: Vec<(PathBuf, RecursiveMode)>, keep: bool| {
+    /// Adds the wanted watches first and drops stale ones after, never
+    /// touching a path that stays wanted: a change made while re-watching is
+    /// not lost. With `keep`, nothing is dropped (a broken config keeps every
+    /// watch so that any save can fix it).
+    fn set(&mut self, wanted: Vec<(PathBuf, RecursiveMode)>, keep: bool) {
         for (p, mode) in &wanted {
-            if watched
+            if self
+                .watched
                 .iter()
                 .any(|(w, m)| w == p && (*m == *mode || *m == RecursiveMode::Recursive))
             {
                 continue;
             }
-            match debouncer.watch(p, *mode) {
-                Ok(()) => watched.push((p.clone(), *mode)),
+            match self.debouncer.watch(p, *mode) {
+                Ok(()) => self.watched.push((p.clone(), *mode)),
                 // A folder that vanished in between is no news; a limit is.
-                Err(e)
-                    if matches!(
-                        &e.kind,
-                        notify_debouncer_full::notify::ErrorKind::PathNotFound
-                    ) =>
-                {
+                Err(e) if matches!(&e.kind, ErrorKind::PathNotFound) => {
                     tracing::debug!("cannot watch {}: {e}", p.display())
                 }
                 Err(e) => watcher_warning(&e).emit(),
@@ -152,73 +135,143 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
         if keep {
             return;
         }
-        let stale: Vec<PathBuf> = watched
+        let stale: Vec<PathBuf> = self
+            .watched
             .iter()
             .filter(|(w, _)| !wanted.iter().any(|(p, _)| p == w))
             .map(|(w, _)| w.clone())
             .collect();
         for w in stale {
-            let _ = debouncer.unwatch(&w);
-            watched.retain(|(p, _)| *p != w);
+            let _ = self.debouncer.unwatch(&w);
+            self.watched.retain(|(p, _)| *p != w);
         }
-    };
+    }
+}
 
+/// Sends [`Event::Signal`] on SIGINT and SIGTERM until the handle is closed.
+fn forward_signals(tx: mpsc::Sender<Event>) -> Result<signal_hook::iterator::Handle, Error> {
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
+        .map_err(|e| Error::io("installing signal handlers", e))?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if tx.send(Event::Signal).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(handle)
+}
+
+/// Loads the project and watches what it needs; a broken config is
+/// reported, and its folder watched (on top of everything watched so far)
+/// so that a fix is noticed.
+fn reload(ctx: &Context, args: &WatchArgs, watches: &mut Watches) -> Option<Loaded> {
+    match load(ctx, args) {
+        Ok(l) => {
+            let (rec, flat) = l.set.roots();
+            let mut wanted: Vec<(PathBuf, RecursiveMode)> = rec
+                .into_iter()
+                .map(|p| (p, RecursiveMode::Recursive))
+                .collect();
+            wanted.extend(flat.into_iter().map(|p| (p, RecursiveMode::NonRecursive)));
+            watches.set(wanted, false);
+            Some(l)
+        }
+        Err(e) => {
+            let dir = config::load::find_config(&ctx.load)
+                .ok()
+                .and_then(|p| p.parent().map(PathBuf::from))
+                .unwrap_or_else(|| ctx.cwd.clone());
+            watches.set(
+                vec![
+                    (dir.clone(), RecursiveMode::NonRecursive),
+                    (dir.join("tasks"), RecursiveMode::Recursive),
+                ],
+                true,
+            );
+            crate::report_error(&e, ctx.color);
+            eprintln!("hotpass: watching the configuration for a fix");
+            None
+        }
+    }
+}
+
+/// Keeps each instance's latest outcome: what a cycle ran, and a first
+/// outcome for anything not seen before.
+fn remember(
+    last: &mut HashMap<String, Outcome>,
+    l: &Loaded,
+    names: &BTreeSet<String>,
+    r: &RunResult,
+) {
+    for (id, inst) in l.graph.iter() {
+        let (name, o) = (&inst.name, &r.outcomes[id.index()]);
+        if names.contains(name) && !matches!(o.status, Status::Skipped { .. })
+            || !last.contains_key(name)
+        {
+            last.insert(name.clone(), o.clone());
+        }
+    }
+}
+
+/// What an idle watcher does about changed files.
+enum Next {
+    /// Nothing it watches was affected.
+    Nothing,
+    /// A configuration file changed: reload.
+    Reload(String),
+    /// Run these instances.
+    Run(BTreeSet<String>, String),
+}
+
+fn on_change(loaded: Option<&Loaded>, paths: &[PathBuf]) -> Next {
+    let Some(l) = loaded else {
+        return Next::Reload("configuration changed".into());
+    };
+    let ch = l.set.classify(&l.graph, paths);
+    if ch.config {
+        return Next::Reload(format!("configuration changed ({})", summarize(&ch.paths)));
+    }
+    if ch.affected.is_empty() {
+        return Next::Nothing;
+    }
+    let names = ch
+        .affected
+        .iter()
+        .map(|id| l.graph.get(*id).name.clone())
+        .collect();
+    Next::Run(names, format!("changed: {}", summarize(&ch.paths)))
+}
+
+/// Watches until Ctrl-C; returns 130 then.
+pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
+    if args.jobs == Some(0) {
+        // Refused before watching starts: -j never comes from the config.
+        return Err(start::jobs_flag_error());
+    }
+    let (tx, rx) = mpsc::channel::<Event>();
+    let signal_handle = forward_signals(tx.clone())?;
+    let mut watches = Watches::start(Duration::from_millis(args.debounce), tx.clone())?;
     let mut loaded: Option<Loaded> = None;
     let mut last: HashMap<String, Outcome> = HashMap::new();
     let mut pending: Option<BTreeSet<String>> = None; // instance names to run next
-    let mut reload = true;
+    let mut reloading = true;
     let mut why = String::from("starting");
     let result = loop {
-        if reload {
-            reload = false;
-            match load(ctx, args) {
-                Ok(l) => {
-                    let (rec, flat) = l.set.roots();
-                    let mut wanted: Vec<(PathBuf, RecursiveMode)> = rec
-                        .into_iter()
-                        .map(|p| (p, RecursiveMode::Recursive))
-                        .collect();
-                    wanted.extend(flat.into_iter().map(|p| (p, RecursiveMode::NonRecursive)));
-                    rewatch(wanted, false);
-                    pending = Some(l.graph.iter().map(|(_, i)| i.name.clone()).collect());
-                    loaded = Some(l);
-                }
-                Err(e) => {
-                    // Watch the config's folder (on top of everything watched
-                    // so far) so that a fix is noticed, then say so.
-                    let dir = config::load::find_config(&ctx.load)
-                        .ok()
-                        .and_then(|p| p.parent().map(PathBuf::from))
-                        .unwrap_or_else(|| ctx.cwd.clone());
-                    rewatch(
-                        vec![
-                            (dir.clone(), RecursiveMode::NonRecursive),
-                            (dir.join("tasks"), RecursiveMode::Recursive),
-                        ],
-                        true,
-                    );
-                    crate::report_error(&e, ctx.color);
-                    eprintln!("hotpass: watching the configuration for a fix");
-                    loaded = None;
-                    pending = None;
-                }
-            }
+        if std::mem::take(&mut reloading) {
+            loaded = reload(ctx, args, &mut watches);
+            pending = loaded
+                .as_ref()
+                .map(|l| l.graph.iter().map(|(_, i)| i.name.clone()).collect());
         }
-
         if let (Some(l), Some(names)) = (&loaded, pending.take()) {
             if args.clear {
                 out(b"\x1b[2J\x1b[3J\x1b[H");
             }
             out(format!("── {why}: running {}\n", describe(&names)).as_bytes());
-            let (outcome, stop) = cycle(ctx, args, l, &names, &last, &rx, &mut reload);
-            for (id, inst) in l.graph.iter() {
-                let (name, o) = (&inst.name, &outcome.outcomes[id.index()]);
-                if names.contains(name) && !matches!(o.status, Status::Skipped { .. })
-                    || !last.contains_key(name)
-                {
-                    last.insert(name.clone(), o.clone());
-                }
-            }
+            let (outcome, stop) = cycle(ctx, args, l, &names, &last, &rx, &mut reloading);
+            remember(&mut last, l, &names, &outcome);
             print_cycle_summary(l, &names, &outcome);
             match stop {
                 Stop::Interrupted => break EXIT_INTERRUPTED,
@@ -228,38 +281,17 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
                     pending = Some(more);
                     continue;
                 }
+                Stop::Done if outcome.interrupted => break EXIT_INTERRUPTED,
                 Stop::Done => {}
             }
-            if outcome.interrupted {
-                break EXIT_INTERRUPTED;
-            }
         }
-
         // Idle: wait for a change.
         match rx.recv() {
-            Ok(Event::Files(paths)) => {
-                let Some(l) = &loaded else {
-                    reload = true;
-                    why = "configuration changed".into();
-                    continue;
-                };
-                let ch = l.set.classify(&l.graph, &paths);
-                if ch.config {
-                    reload = true;
-                    why = format!("configuration changed ({})", summarize(&ch.paths));
-                    continue;
-                }
-                if ch.affected.is_empty() {
-                    continue;
-                }
-                why = format!("changed: {}", summarize(&ch.paths));
-                pending = Some(
-                    ch.affected
-                        .iter()
-                        .map(|id| l.graph.get(*id).name.clone())
-                        .collect(),
-                );
-            }
+            Ok(Event::Files(paths)) => match on_change(loaded.as_ref(), &paths) {
+                Next::Nothing => {}
+                Next::Reload(w) => (reloading, why) = (true, w),
+                Next::Run(names, w) => (pending, why) = (Some(names), w),
+            },
             Ok(Event::Signal) | Err(_) => break EXIT_INTERRUPTED,
         }
     };

@@ -13,7 +13,7 @@ use super::{
     TaskKind,
 };
 use crate::fileset::Patterns;
-use crate::partition::{PartitionSpec, parse_day, parse_month};
+use crate::partition::{PartitionError, PartitionSpec, parse_day, parse_month};
 
 /// Whether `name` uses only letters, digits, `_`, `-`, `.` and `:`.
 pub fn valid_name(name: &str) -> bool {
@@ -447,14 +447,18 @@ fn partitions(
         ));
     };
     let range = |r: &Spanned<super::raw::RawRange>,
-                 parse: fn(&str) -> Result<jiff::civil::Date, String>,
+                 parse: fn(&str) -> Result<jiff::civil::Date, PartitionError>,
                  bad: &mut dyn FnMut(std::ops::Range<usize>, String)| {
         let r = r.get_ref();
         let start = parse(r.start.get_ref())
-            .map_err(|e| bad(r.start.span(), e))
+            .map_err(|e| bad(r.start.span(), e.to_string()))
             .ok()?;
         let end = match &r.end {
-            Some(e) => Some(parse(e.get_ref()).map_err(|m| bad(e.span(), m)).ok()?),
+            Some(e) => Some(
+                parse(e.get_ref())
+                    .map_err(|m| bad(e.span(), m.to_string()))
+                    .ok()?,
+            ),
             None => None,
         };
         if let (Some(end), Some(e)) = (end, &r.end)

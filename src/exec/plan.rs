@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cache::Cache;
 use crate::cache::key::{CacheKey, dep_digests};
-use crate::cache::policy::{Decision, Reason};
+use crate::cache::policy::{Blobs, Decision, Reason};
 use crate::config::{Project, TaskKind};
 use crate::graph::{InstanceGraph, InstanceId};
 
@@ -66,6 +66,7 @@ pub fn plan(project: &Project, graph: &InstanceGraph, cache: &Cache) -> io::Resu
             &inst.name,
             task.cache,
             full_key.as_ref().zip(digest.as_deref()),
+            Blobs::Check,
         );
         let (reason, stored_ms) = match decision {
             Decision::Hit(entry) => (None, Some(entry.duration_ms)),

@@ -692,3 +692,151 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LoadOptions;
+    use crate::graph::{PartitionArgs, parse_selectors};
+
+    fn project(toml: &str) -> (tempfile::TempDir, Project, InstanceGraph) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hotpass.toml"), toml).unwrap();
+        let project = crate::config::load(&LoadOptions {
+            cwd: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap();
+        let sel = parse_selectors(&project, &[]).unwrap();
+        let graph = InstanceGraph::build(&project, &sel, &PartitionArgs::default(), None).unwrap();
+        (dir, project, graph)
+    }
+
+    /// Finishes instances of tasks named `hit*` in the check, fails those
+    /// named `bad*`, runs the rest.
+    struct Fake<'a>(&'a InstanceGraph);
+
+    impl Runner for Fake<'_> {
+        type Prepared = ();
+        fn check(&self, id: InstanceId, _: &[(InstanceId, &Outcome)]) -> Check<()> {
+            if self.0.get(id).name.starts_with("hit") {
+                Check::Done(Outcome::new(Status::Cached))
+            } else {
+                Check::Run(())
+            }
+        }
+        fn run(
+            &self,
+            id: InstanceId,
+            _: (),
+            _: &Control,
+            sink: &(dyn Fn(Stream, &[u8]) + Sync),
+        ) -> Outcome {
+            sink(Stream::Stdout, b"line\n");
+            if self.0.get(id).name.starts_with("bad") {
+                Outcome::new(Status::Failed { code: Some(1) })
+            } else {
+                Outcome::new(Status::Ok)
+            }
+        }
+    }
+
+    /// Writes every event it is told as a line.
+    struct Log<'a>(&'a InstanceGraph, Arc<Mutex<Vec<String>>>);
+
+    impl Reporter for Log<'_> {
+        fn started(&mut self, id: InstanceId) {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("start {}", self.0.get(id).name));
+        }
+        fn output(&mut self, id: InstanceId, _: Stream, _: &[u8]) {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("output {}", self.0.get(id).name));
+        }
+        fn finished(&mut self, id: InstanceId, o: &Outcome) {
+            let name = &self.0.get(id).name;
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("finish {name} {}", o.status.word()));
+        }
+    }
+
+    fn run_logged(
+        graph: &InstanceGraph,
+        project: &Project,
+        keep_going: bool,
+    ) -> (RunResult, Vec<String>, Vec<String>) {
+        let (a, b) = (
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(Mutex::new(Vec::new())),
+        );
+        let mut fan = Fanout::new(vec![
+            Box::new(Log(graph, a.clone())),
+            Box::new(Log(graph, b.clone())),
+        ]);
+        let opts = Options {
+            jobs: 2,
+            keep_going,
+            grace: Duration::from_secs(1),
+            done: HashMap::new(),
+        };
+        let r = run(project, graph, &Fake(graph), &mut fan, &opts);
+        drop(fan);
+        let a = a.lock().unwrap().clone();
+        let b = b.lock().unwrap().clone();
+        (r, a, b)
+    }
+
+    /// A cache hit is reported as started, then finished, to every reporter
+    /// of the fan-out, like an instance that ran, and before its dependents start.
+    #[test]
+    fn hits_are_reported_started_then_finished_to_every_reporter() {
+        let (_dir, project, graph) = project(
+            "[tasks.hit1]\nrun = \"true\"\n[tasks.after]\nrun = \"true\"\ndeps = [\"hit1\"]\n",
+        );
+        let (result, log, other) = run_logged(&graph, &project, false);
+        assert_eq!(log, other, "every reporter hears the same events");
+        let pos = |line: &str| {
+            log.iter()
+                .position(|l| l == line)
+                .unwrap_or_else(|| panic!("{line} missing from {log:?}"))
+        };
+        assert!(pos("start hit1") < pos("finish hit1 cached"));
+        assert!(pos("finish hit1 cached") < pos("start after"));
+        assert!(pos("start after") < pos("output after"));
+        assert!(pos("output after") < pos("finish after ok"));
+        assert_eq!(log.len(), 5);
+        assert!(!result.any_failed());
+    }
+
+    /// A failure skips its dependents (once each) and, without
+    /// --keep-going, nothing new starts.
+    #[test]
+    fn a_failure_skips_dependents_once() {
+        let (_dir, project, graph) = project(
+            "[tasks.bad]\nrun = \"false\"\n[tasks.mid]\nrun = \"true\"\ndeps = [\"bad\"]\n[tasks.top]\nrun = \"true\"\ndeps = [\"mid\"]\n",
+        );
+        let (result, log, _) = run_logged(&graph, &project, false);
+        assert!(result.any_failed());
+        for name in ["mid", "top"] {
+            let finished: Vec<&String> = log
+                .iter()
+                .filter(|l| l.starts_with(&format!("finish {name} ")))
+                .collect();
+            assert_eq!(finished, vec![&format!("finish {name} skipped")], "{log:?}");
+            assert!(!log.contains(&format!("start {name}")));
+        }
+        let top = graph.iter().find(|(_, i)| i.name == "top").unwrap().0;
+        assert_eq!(
+            result.outcomes[top.index()].status,
+            Status::Skipped {
+                reason: "dependency `bad` failed".into()
+            }
+        );
+    }
+}

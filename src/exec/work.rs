@@ -9,7 +9,7 @@ use super::process::{self, Control, Spec};
 use super::scheduler::{Check, Runner};
 use crate::cache::Cache;
 use crate::cache::key::dep_digests;
-use crate::cache::policy::{Decision, Reason};
+use crate::cache::policy::{Blobs, Decision, Reason};
 use crate::capture::{Chunk, Stream};
 use crate::config::Project;
 use crate::graph::{Instance, InstanceGraph, InstanceId};
@@ -166,6 +166,7 @@ impl Runner for CachedRunner<'_> {
             &inst.name,
             task.cache,
             key.as_ref().map(|(k, _, d)| (k, d.as_str())),
+            Blobs::OnRestore,
         );
         let reason = match decision {
             Decision::Hit(entry) => {

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::config::{PartitionMap, Project, TaskId};
 use crate::error::UsageError;
-use crate::partition::{PartitionKind, PartitionSpec};
+use crate::partition::{PartitionError, PartitionKind, PartitionSpec};
 
 pub use resolve::Resolved;
 pub use select::{Selector, Shard, parse_selectors};
@@ -251,7 +251,7 @@ fn reaches_partitioned(project: &Project, t: TaskId) -> bool {
     false
 }
 
-fn bad_partition(project: &Project, t: TaskId, e: String) -> UsageError {
+fn bad_partition(project: &Project, t: TaskId, e: PartitionError) -> UsageError {
     UsageError::new(
         format!("bad partition for `{}`: {e}", project.task(t).name),
         Some(partition_help(project.task(t).partitions.as_ref())),
