@@ -66,8 +66,8 @@ pub struct InstanceGraph {
 impl InstanceGraph {
     /// Expands selectors into instances and their dependencies.
     ///
-    /// `limit` is the backfill guardrail: more instances than this is an error
-    /// before anything runs.
+    /// `limit` is the backfill guardrail: more partition instances than this
+    /// is an error before anything runs.
     pub fn build(
         project: &Project,
         selectors: &[Selector],
@@ -135,13 +135,20 @@ impl InstanceGraph {
             ));
         }
         b.drain()?;
-        let n = b.graph.instances.len();
+        // The guardrail is for partitions: plain tasks never count, so a
+        // monorepo of any size runs with the defaults.
+        let n = b
+            .graph
+            .instances
+            .iter()
+            .filter(|i| i.partition.is_some())
+            .count();
         if let Some(limit) = limit
             && n > limit
         {
             return Err(UsageError::new(
                 format!(
-                    "this run would expand to {n} instances, more than the backfill_limit of {limit}"
+                    "this run would expand to {n} partition instances, more than the backfill_limit of {limit}"
                 ),
                 Some(
                     "narrow the range, or raise `backfill_limit` in [settings] of hotpass.toml"

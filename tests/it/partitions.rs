@@ -192,7 +192,7 @@ fn guardrails_and_bad_ranges_exit_2() {
     }
     let r = p.run(&["run", "report", "--backfill", "2025-01-01..2025-12-31"]);
     assert!(
-        r.stderr.contains("731 instances") && r.stderr.contains("backfill_limit of 100"),
+        r.stderr.contains("730 partition instances") && r.stderr.contains("backfill_limit of 100"),
         "{}",
         r.stderr
     );
@@ -294,4 +294,19 @@ fn capped_instances_do_not_block_other_tasks() {
     );
     r.code(0);
     assert_eq!(with_status(&s, "ok").len(), 302);
+}
+
+/// The backfill guardrail counts partition instances only: 1,500 plain
+/// tasks plan and run with the default limit of 1,000.
+#[test]
+fn plain_tasks_never_count_against_the_backfill_limit() {
+    let mut toml = String::new();
+    for i in 0..1500 {
+        toml.push_str(&format!("[tasks.t{i}]\nrun = \"true\"\n"));
+    }
+    let p = Project::new(&toml);
+    let r = p.run(&["run", "--dry-run=json"]);
+    r.code(0);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(plan["instances"].as_array().unwrap().len(), 1500);
 }
