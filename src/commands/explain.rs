@@ -8,7 +8,7 @@ use crate::cache::policy::Reason;
 use crate::cache::{Cache, Mode};
 use crate::cli::PartitionFlags;
 use crate::error::{Error, UsageError};
-use crate::exec::plan::{Plan, plan};
+use crate::exec::plan::{Keys, Plan, plan};
 use crate::graph::{InstanceGraph, InstanceId};
 
 /// Prints the explanation; exit 0 either way.
@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, instance: &str) -> Result<u8, Error> {
     let dir = &project.settings.cache_dir;
     let cache = Cache::open(dir, Mode::Normal)
         .map_err(|e| Error::io(format!("opening the cache at {}", dir.display()), e))?;
-    let plan = plan(&project, &graph, &cache)
+    let plan = plan(&project, &graph, &cache, Keys::Whole)
         .map_err(|e| Error::io(format!("hashing the inputs of {instance}"), e))?;
     let item = plan.item(target).expect("the target is planned");
     let task = project.task(graph.get(target).task);

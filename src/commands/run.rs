@@ -29,8 +29,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         // The same cache (and salt) as a run, so the keys shown are the run's.
         let cache = Cache::open(&project.settings.cache_dir, mode)
             .map_err(|e| Error::io("opening the cache", e))?;
-        let plan = crate::exec::plan::plan(&project, &graph, &cache)
-            .map_err(|e| Error::io("planning the run", e))?;
+        let plan =
+            crate::exec::plan::plan(&project, &graph, &cache, crate::exec::plan::Keys::Digests)
+                .map_err(|e| Error::io("planning the run", e))?;
         match format {
             DryRunFormat::Json => out(format!(
                 "{}\n",

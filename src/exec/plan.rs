@@ -39,7 +39,8 @@ pub struct PlanItem {
     pub reason: Option<Reason>,
     pub deps: Vec<String>,
     pub commands: Vec<String>,
-    /// The whole key, for `explain` to compare with the last run.
+    /// The whole key, for `explain` to compare with the last run (kept only
+    /// when asked: a large dry run would hold every key in memory).
     #[serde(skip)]
     pub full_key: Option<CacheKey>,
     /// For a hit: how long the stored run took.
@@ -47,8 +48,22 @@ pub struct PlanItem {
     pub stored_ms: Option<u64>,
 }
 
+/// Whether a plan keeps each instance's whole key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// Digests only (the dry run).
+    Digests,
+    /// The whole keys too (`explain`).
+    Whole,
+}
+
 /// Plans `graph` against `cache` as it is now, in dependency order.
-pub fn plan(project: &Project, graph: &InstanceGraph, cache: &Cache) -> io::Result<Plan> {
+pub fn plan(
+    project: &Project,
+    graph: &InstanceGraph,
+    cache: &Cache,
+    keys: Keys,
+) -> io::Result<Plan> {
     let mut digests: Vec<Option<String>> = vec![None; graph.len()];
     let mut instances = Vec::with_capacity(graph.len());
     for &id in graph.order() {
@@ -93,7 +108,7 @@ pub fn plan(project: &Project, graph: &InstanceGraph, cache: &Cache) -> io::Resu
                 .map(|d| graph.get(*d).name.clone())
                 .collect(),
             commands: inst.resolved.commands.clone(),
-            full_key,
+            full_key: full_key.filter(|_| keys == Keys::Whole),
             stored_ms,
         });
     }
