@@ -22,6 +22,10 @@ pub struct Patterns {
     exact: Vec<String>,
     /// Folders (relative, `/`-separated, "" for the base) to walk.
     roots: Vec<String>,
+    /// For each glob in `include`, its position in the patterns given.
+    include_at: Vec<usize>,
+    /// For each entry of `exact`, its position in the patterns given.
+    exact_at: Vec<usize>,
 }
 
 /// One file found by [`Patterns::expand`].
@@ -71,7 +75,8 @@ impl Patterns {
         let mut exclude = GlobSetBuilder::new();
         let mut exact = Vec::new();
         let mut roots: Vec<String> = Vec::new();
-        for raw in patterns {
+        let (mut include_at, mut exact_at) = (Vec::new(), Vec::new());
+        for (at, raw) in patterns.iter().enumerate() {
             let raw = raw.as_ref();
             if let Some(neg) = raw.strip_prefix('!') {
                 let p = normalise(neg);
@@ -87,9 +92,11 @@ impl Patterns {
             let p = normalise(raw);
             if !has_meta(p) {
                 exact.push(p.to_owned());
+                exact_at.push(at);
                 continue;
             }
             include.add(glob(p).map_err(|e| (raw.to_owned(), e))?);
+            include_at.push(at);
             let prefix: Vec<&str> = p
                 .split('/')
                 .take_while(|c| !has_meta(c))
@@ -115,7 +122,60 @@ impl Patterns {
             exclude: exclude.build().map_err(|e| (String::new(), e))?,
             exact,
             roots: kept,
+            include_at,
+            exact_at,
         })
+    }
+
+    /// The positions (in the patterns given) of the include patterns that
+    /// match none of `found`. Stops testing a pattern once it has matched.
+    pub fn unmatched(&self, found: &[FoundFile]) -> Vec<usize> {
+        let mut glob_seen = vec![false; self.include_at.len()];
+        let mut exact_seen = vec![false; self.exact.len()];
+        let mut left = glob_seen.len() + exact_seen.len();
+        for f in found {
+            if left == 0 {
+                break;
+            }
+            if glob_seen.iter().any(|s| !s) {
+                for i in self.include.matches(&f.rel) {
+                    if !glob_seen[i] {
+                        glob_seen[i] = true;
+                        left -= 1;
+                    }
+                }
+            }
+            for (i, e) in self.exact.iter().enumerate() {
+                if !exact_seen[i] && (f.rel == *e || f.rel.starts_with(&format!("{e}/"))) {
+                    exact_seen[i] = true;
+                    left -= 1;
+                }
+            }
+        }
+        let mut out: Vec<usize> = (glob_seen.iter().zip(&self.include_at))
+            .chain(exact_seen.iter().zip(&self.exact_at))
+            .filter(|(seen, _)| !**seen)
+            .map(|(_, at)| *at)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The position (in the patterns given) of the first include pattern
+    /// that matches `rel`.
+    pub fn first_match(&self, rel: &str) -> Option<usize> {
+        let globs = self
+            .include
+            .matches(rel)
+            .into_iter()
+            .map(|i| self.include_at[i]);
+        let exact = self
+            .exact
+            .iter()
+            .zip(&self.exact_at)
+            .filter(|(e, _)| rel == e.as_str() || rel.starts_with(&format!("{e}/")))
+            .map(|(_, at)| *at);
+        globs.chain(exact).min()
     }
 
     /// Checks one pattern's syntax without compiling a matcher (cheap enough
@@ -359,6 +419,25 @@ mod tests {
         );
         assert!(p.matches("data/x/1.csv"));
         assert!(!p.matches("database.csv"));
+    }
+
+    #[test]
+    fn patterns_that_match_nothing_are_named_by_position() {
+        let t = tempfile::tempdir().unwrap();
+        touch(t.path(), "src/a.py");
+        touch(t.path(), "pyproject.toml");
+        let p = Patterns::new(&[
+            "scr/**/*.py",
+            "!src/x",
+            "src/**/*.py",
+            "pyproject.tml",
+            "pyproject.toml",
+        ])
+        .unwrap();
+        let found = p.expand(t.path(), Ignored::Skip, &[]).unwrap();
+        assert_eq!(p.unmatched(&found), vec![0, 3]);
+        assert_eq!(p.first_match("src/a.py"), Some(2));
+        assert_eq!(p.first_match("pyproject.toml"), Some(4));
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct Outcome {
     pub saved: Option<Duration>,
     /// The cache key, when one was computed.
     pub key: Option<String>,
+    /// The digest of what a success produced — its outputs' content, or its
+    /// key when it declares no outputs — which its dependents' keys take
+    /// (early cutoff). `None` when unknown: dependents then run uncached.
+    pub result: Option<String>,
     /// Why it ran instead of hitting the cache.
     pub reason: Option<Reason>,
     /// Captured output, stdout and stderr interleaved in order.
@@ -79,6 +83,7 @@ impl Outcome {
             duration: Duration::ZERO,
             saved: None,
             key: None,
+            result: None,
             reason: None,
             output: Vec::new(),
             lane: None,

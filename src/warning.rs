@@ -47,6 +47,20 @@ pub enum Warning {
         #[source]
         source: Cause,
     },
+    /// An input glob matches no file: the key does not cover what was meant.
+    #[error("{instance}: input glob `{glob}` ({at}) matches no file")]
+    EmptyInputGlob {
+        instance: String,
+        glob: String,
+        at: String,
+    },
+    /// An output glob matched nothing after a success: the task wrote elsewhere.
+    #[error("{instance}: output glob `{glob}` ({at}) matched nothing after a successful run")]
+    EmptyOutputGlob {
+        instance: String,
+        glob: String,
+        at: String,
+    },
     /// The stat memo could not be saved: the next run hashes more.
     #[error("could not save the stat memo: {0}")]
     MemoNotSaved(#[source] std::io::Error),
@@ -67,6 +81,14 @@ impl Warning {
     pub fn help(&self) -> Option<&str> {
         match self {
             Warning::Watcher { help, .. } => help.as_deref(),
+            Warning::EmptyInputGlob { .. } => Some(
+                "a typo here makes the task look unchanged forever; fix the pattern \
+                 (`hotpass inputs TASK` lists what the key covers), or run with --strict \
+                 to make this an error",
+            ),
+            Warning::EmptyOutputGlob { .. } => {
+                Some("nothing was stored for this glob; point it at the files the task writes")
+            }
             Warning::CacheUnavailable { .. } => {
                 Some("check that the cache folder is writable, or set HOTPASS_CACHE_DIR")
             }

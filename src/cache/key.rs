@@ -8,12 +8,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fileset::{Ignored, Patterns};
+use super::store::OutputFile;
+use super::tools::{NOT_FOUND, Tool, ToolIndex};
+use crate::fileset::{FoundFile, Ignored, Patterns};
 use crate::graph::{Instance, InstanceGraph, InstanceId};
 use crate::hash::{Memo, hex};
 
 /// Bumped whenever the key's meaning changes, so old entries stop matching.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: tools in the key; dependencies by the digest of their result.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Everything an instance's result depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,8 +35,15 @@ pub struct CacheKey {
     pub files: BTreeMap<String, String>,
     /// Output globs, as substituted.
     pub outputs: Vec<String>,
-    /// Dependency instance → its key.
+    /// Dependency instance → the digest of its result: its outputs'
+    /// content, or its key when it declares no outputs (early cutoff).
     pub deps: BTreeMap<String, String>,
+    /// Tool name → content hash (or `not-found`).
+    #[serde(default)]
+    pub tools: BTreeMap<String, String>,
+    /// With `env_mode = "strict"`: the `pass_env` globs (absent when loose).
+    #[serde(default)]
+    pub pass_env: Option<Vec<String>>,
 }
 
 impl CacheKey {
@@ -65,6 +75,79 @@ pub struct KeyContext<'a> {
     pub salt: [u8; 32],
     /// Absolute folders never hashed (the cache).
     pub skip: &'a [PathBuf],
+    /// Where tools are found.
+    pub tools: &'a ToolIndex,
+}
+
+/// What an instance's key covers, as found in the tree now.
+pub struct Scan {
+    /// Input files, sorted by path relative to the cwd, with their hashes.
+    pub files: Vec<(FoundFile, [u8; 32])>,
+    /// The input globs (positions in `resolved.input_globs`) that match no file.
+    pub unmatched: Vec<usize>,
+    /// For each file, the position of the first glob that matched it.
+    pub matched_by: Vec<Option<usize>>,
+    /// Each tool with what was found, in `resolved.tools` order.
+    pub tools: Vec<(String, Option<Tool>)>,
+    /// Each `$NAME` input with the salted digest of its value.
+    pub env_inputs: Vec<(String, String)>,
+}
+
+impl Scan {
+    /// Expands and hashes what `inst`'s key covers.
+    pub fn of(cx: &KeyContext, inst: &Instance) -> io::Result<Scan> {
+        let r = &inst.resolved;
+        let mut scan = Scan {
+            files: Vec::new(),
+            unmatched: Vec::new(),
+            matched_by: Vec::new(),
+            tools: r
+                .tools
+                .iter()
+                .map(|t| (t.clone(), cx.tools.resolve(t, &r.cwd, cx.memo)))
+                .collect(),
+            env_inputs: r
+                .env_inputs
+                .iter()
+                .map(|v| {
+                    (
+                        v.clone(),
+                        env_digest(&cx.salt, std::env::var_os(v).as_deref()),
+                    )
+                })
+                .collect(),
+        };
+        if !r.input_globs.is_empty() {
+            let patterns = Patterns::new(&r.input_globs).map_err(|(g, e)| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("bad glob `{g}`: {e}"))
+            })?;
+            let found = patterns.expand(&r.cwd, Ignored::Skip, cx.skip)?;
+            scan.unmatched = patterns
+                .unmatched(&found)
+                .into_iter()
+                .filter(|i| !r.input_globs[*i].starts_with('!'))
+                .collect();
+            let pairs: Vec<(&std::path::Path, &std::fs::Metadata)> =
+                found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
+            let hashes = cx.memo.hash_files(&pairs)?;
+            scan.matched_by = found.iter().map(|f| patterns.first_match(&f.rel)).collect();
+            scan.files = found.into_iter().zip(hashes).collect();
+        }
+        Ok(scan)
+    }
+}
+
+/// The digest of a result made of these output files.
+pub fn result_digest(outputs: &[OutputFile]) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"outputs\n");
+    for o in outputs {
+        h.update(o.path.as_bytes());
+        h.update(b"\0");
+        h.update(o.hash.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
 }
 
 /// The salted digest of an environment value (`unset` when not set).
@@ -78,67 +161,65 @@ pub fn env_digest(salt: &[u8; 32], value: Option<&std::ffi::OsStr>) -> String {
     }
 }
 
-/// The dependency part of a key: each dependency's name with its digest
-/// (`none` for one that has none, such as an uncached run).
+/// The dependency part of a key: each dependency's name with the digest of
+/// its result. `None` when one of them has no known result (it ran
+/// uncached, or its outputs could not be read): a key without it could
+/// match a result made from other inputs, so the instance runs uncached.
 pub fn dep_digests<'a>(
     graph: &InstanceGraph,
     inst: &Instance,
     digest: impl Fn(InstanceId) -> Option<&'a str>,
-) -> BTreeMap<String, String> {
+) -> Option<BTreeMap<String, String>> {
     inst.deps
         .iter()
-        .map(|d| {
-            (
-                graph.get(*d).name.clone(),
-                digest(*d).unwrap_or("none").to_owned(),
-            )
-        })
+        .map(|d| Some((graph.get(*d).name.clone(), digest(*d)?.to_owned())))
         .collect()
 }
 
-/// Computes an instance's key from the tree as it is now: the resolved
-/// instance, plus the content of its input files and the digests of its
-/// `$NAME` inputs.
+/// The digest of an instance's result: its outputs' content when it
+/// declares outputs, else its key.
+pub fn result_of(inst: &Instance, key_digest: &str, outputs: &[OutputFile]) -> String {
+    if inst.resolved.outputs.is_empty() {
+        key_digest.to_owned()
+    } else {
+        result_digest(outputs)
+    }
+}
+
+/// Computes an instance's key from what [`Scan::of`] found: the resolved
+/// instance, plus the content of its input files and tools and the digests
+/// of its `$NAME` inputs.
 pub fn compute(
-    cx: &KeyContext,
+    scan: Scan,
     task: &str,
     inst: &Instance,
     deps: BTreeMap<String, String>,
-) -> io::Result<CacheKey> {
+) -> CacheKey {
     let r = &inst.resolved;
-    let mut files = BTreeMap::new();
-    if !r.input_globs.is_empty() {
-        let patterns = Patterns::new(&r.input_globs).map_err(|(g, e)| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("bad glob `{g}`: {e}"))
-        })?;
-        let found = patterns.expand(&r.cwd, Ignored::Skip, cx.skip)?;
-        let pairs: Vec<(&std::path::Path, &std::fs::Metadata)> =
-            found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
-        let hashes = cx.memo.hash_files(&pairs)?;
-        for (f, h) in found.iter().zip(hashes) {
-            files.insert(f.rel.clone(), hex(&h));
-        }
-    }
-    let env_inputs = r
-        .env_inputs
-        .iter()
-        .map(|v| {
-            let d = env_digest(&cx.salt, std::env::var_os(v).as_deref());
-            (v.clone(), d)
-        })
+    let files = scan
+        .files
+        .into_iter()
+        .map(|(f, h)| (f.rel, hex(&h)))
         .collect();
-    Ok(CacheKey {
+    let tools = scan
+        .tools
+        .into_iter()
+        .map(|(name, t)| (name, t.map_or_else(|| NOT_FOUND.to_owned(), |t| t.hash)))
+        .collect();
+    CacheKey {
         version: FORMAT_VERSION,
         task: task.to_owned(),
         partition: inst.partition.clone(),
         commands: r.commands.clone(),
         cwd: r.cwd_rel.clone(),
         env: r.env.iter().cloned().collect(),
-        env_inputs,
+        env_inputs: scan.env_inputs.into_iter().collect(),
         files,
         outputs: r.outputs.clone(),
         deps,
-    })
+        tools,
+        pass_env: r.pass_env.clone(),
+    }
 }
 
 /// One difference between two keys of the same instance.
@@ -178,6 +259,12 @@ pub enum Change {
     Dep {
         name: String,
     },
+    /// A tool's content hash (or whether it is found).
+    Tool {
+        name: String,
+    },
+    /// `env_mode` or `pass_env`.
+    EnvMode,
     Format,
 }
 
@@ -193,6 +280,8 @@ impl Change {
             | Change::FileChanged { path } => Component::File(path.clone()),
             Change::Outputs { .. } => Component::Outputs,
             Change::Dep { name } => Component::Dep(name.clone()),
+            Change::Tool { name } => Component::Tool(name.clone()),
+            Change::EnvMode => Component::EnvMode,
             Change::Format => Component::Format,
         }
     }
@@ -228,7 +317,11 @@ impl Change {
             Change::Outputs { before, after } => {
                 format!("the outputs changed: {before:?} -> {after:?}")
             }
-            Change::Dep { name } => format!("dependency {name} changed"),
+            Change::Dep { name } => format!("dependency {name} changed its result"),
+            Change::Tool { name } => {
+                format!("tool {name} changed (another program, or another version of it)")
+            }
+            Change::EnvMode => "env_mode or pass_env changed".into(),
             Change::Format => "the cache format changed".into(),
         }
     }
@@ -247,8 +340,12 @@ pub enum Component {
     File(String),
     /// `outputs`
     Outputs,
-    /// `dep:NAME`: a dependency's key.
+    /// `dep:NAME`: a dependency's result.
     Dep(String),
+    /// `tool:NAME`: a program's content.
+    Tool(String),
+    /// `env-mode`: `env_mode` or `pass_env`.
+    EnvMode,
     /// `cache-format`
     Format,
 }
@@ -262,6 +359,8 @@ impl std::fmt::Display for Component {
             Component::File(path) => write!(f, "file:{path}"),
             Component::Outputs => f.write_str("outputs"),
             Component::Dep(name) => write!(f, "dep:{name}"),
+            Component::Tool(name) => write!(f, "tool:{name}"),
+            Component::EnvMode => f.write_str("env-mode"),
             Component::Format => f.write_str("cache-format"),
         }
     }
@@ -315,6 +414,14 @@ pub fn diff(before: &CacheKey, after: &CacheKey) -> Vec<Change> {
             after: after.outputs.clone(),
         });
     }
+    for name in union(before.tools.keys(), after.tools.keys()) {
+        if before.tools.get(&name) != after.tools.get(&name) {
+            out.push(Change::Tool { name });
+        }
+    }
+    if before.pass_env != after.pass_env {
+        out.push(Change::EnvMode);
+    }
     for name in union(before.deps.keys(), after.deps.keys()) {
         if before.deps.get(&name) != after.deps.get(&name) {
             out.push(Change::Dep { name });
@@ -350,6 +457,8 @@ pub(crate) mod tests {
             files: BTreeMap::from([("a".into(), "1".into())]),
             outputs: vec![],
             deps: BTreeMap::new(),
+            tools: BTreeMap::new(),
+            pass_env: None,
         }
     }
 

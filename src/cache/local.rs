@@ -490,6 +490,7 @@ mod tests {
             created_unix: 0,
             log,
             outputs: vec![],
+            dep_keys: Default::default(),
         }
     }
 

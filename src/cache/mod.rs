@@ -12,6 +12,8 @@ pub mod outputs;
 pub mod policy;
 /// The storage trait, entries and blobs.
 pub mod store;
+/// Programs in the key, found on PATH and known by their content.
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -22,9 +24,9 @@ use crate::capture::Chunk;
 use crate::graph::Instance;
 use crate::hash::Memo;
 use crate::warning::Warning;
-use key::{CacheKey, KeyContext};
+use key::{CacheKey, KeyContext, Scan};
 use local::LocalStore;
-use outputs::RestoreError;
+use outputs::{Collected, RestoreError};
 use store::{Entry, Store};
 
 /// How a run uses the cache.
@@ -60,6 +62,18 @@ pub struct Cache {
     salt: [u8; 32],
     /// Folders never hashed nor collected (the cache folder itself).
     skip: Vec<PathBuf>,
+    tools: tools::ToolIndex,
+}
+
+/// A successful run, as [`Cache::save`] stores it.
+pub struct Success<'a> {
+    /// The key's digest.
+    pub digest: &'a str,
+    pub duration: Duration,
+    /// The captured output.
+    pub output: &'a [Chunk],
+    /// Each dependency's key digest.
+    pub dep_keys: &'a BTreeMap<String, String>,
 }
 
 /// A hit put back in place.
@@ -89,6 +103,7 @@ impl Cache {
             memo,
             salt,
             skip: vec![dir.to_path_buf()],
+            tools: tools::ToolIndex::from_env(),
         })
     }
 
@@ -115,19 +130,28 @@ impl Cache {
         self.local.as_ref().map(|l| l as &dyn Store)
     }
 
-    /// Computes the key of `inst` (of task `task`) from the tree as it is.
+    /// Finds and hashes what `inst`'s key covers, as the tree is now.
+    pub fn scan(&self, inst: &Instance) -> io::Result<Scan> {
+        let cx = KeyContext {
+            memo: &self.memo,
+            salt: self.salt,
+            skip: &self.skip,
+            tools: &self.tools,
+        };
+        Scan::of(&cx, inst)
+    }
+
+    /// Computes the key of `inst` (of task `task`) from the tree as it is;
+    /// with it, the positions of the input globs that match no file.
     pub fn key(
         &self,
         task: &str,
         inst: &Instance,
         deps: BTreeMap<String, String>,
-    ) -> io::Result<CacheKey> {
-        let cx = KeyContext {
-            memo: &self.memo,
-            salt: self.salt,
-            skip: &self.skip,
-        };
-        key::compute(&cx, task, inst, deps)
+    ) -> io::Result<(CacheKey, Vec<usize>)> {
+        let scan = self.scan(inst)?;
+        let unmatched = scan.unmatched.clone();
+        Ok((key::compute(scan, task, inst, deps), unmatched))
     }
 
     /// Puts a hit in place under `root`: its outputs, then its captured output.
@@ -148,21 +172,28 @@ impl Cache {
         })
     }
 
-    /// Stores a success of `inst` under `digest`: its output files and its
-    /// captured output as blobs, then the entry.
-    pub fn save(
-        &self,
-        root: &Path,
-        inst: &Instance,
-        digest: &str,
-        duration: Duration,
-        output: &[Chunk],
-    ) -> io::Result<()> {
-        let Some(store) = self.store() else {
-            return Ok(());
-        };
+    /// The output files of a success of `inst`, hashed but not stored.
+    pub fn outputs_of(&self, root: &Path, inst: &Instance) -> io::Result<Collected> {
         let r = &inst.resolved;
-        let outputs = outputs::collect(store, &self.memo, root, &r.cwd, &r.outputs, &self.skip)?;
+        outputs::collect(None, &self.memo, root, &r.cwd, &r.outputs, &self.skip)
+    }
+
+    /// Stores a success of `inst` under `digest`: its output files and its
+    /// captured output as blobs, then the entry. Returns what it collected.
+    pub fn save(&self, root: &Path, inst: &Instance, run: &Success) -> io::Result<Collected> {
+        let r = &inst.resolved;
+        let Some(store) = self.store() else {
+            return outputs::collect(None, &self.memo, root, &r.cwd, &r.outputs, &self.skip);
+        };
+        let collected = outputs::collect(
+            Some(store),
+            &self.memo,
+            root,
+            &r.cwd,
+            &r.outputs,
+            &self.skip,
+        )?;
+        let output = run.output;
         let log = if output.is_empty() {
             None
         } else {
@@ -170,14 +201,16 @@ impl Cache {
         };
         store.put_entry(&Entry {
             format: key::FORMAT_VERSION,
-            key: digest.to_owned(),
+            key: run.digest.to_owned(),
             instance: inst.name.clone(),
             exit_code: 0,
-            duration_ms: duration.as_millis() as u64,
+            duration_ms: run.duration.as_millis() as u64,
             created_unix: local::now_unix(),
             log,
-            outputs,
-        })
+            outputs: collected.outputs.clone(),
+            dep_keys: run.dep_keys.clone(),
+        })?;
+        Ok(collected)
     }
 
     /// Records the key of an instance's latest run (for reasons and explain).

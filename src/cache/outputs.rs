@@ -124,30 +124,46 @@ pub fn restore(
     Ok(restored)
 }
 
-/// Stores the files matching `globs` under `cwd` as blobs, and describes
-/// them relative to `root`. `skip` lists folders never entered (the cache).
+/// The output files of a success, and the output globs (by position) that
+/// matched none.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub outputs: Vec<OutputFile>,
+    pub unmatched: Vec<usize>,
+}
+
+/// Describes the files matching `globs` under `cwd` (relative to `root`)
+/// and, given a store, stores them as blobs. `skip` lists folders never
+/// entered (the cache).
 pub fn collect(
-    store: &dyn Store,
+    store: Option<&dyn Store>,
     memo: &Memo,
     root: &Path,
     cwd: &Path,
     globs: &[String],
     skip: &[PathBuf],
-) -> io::Result<Vec<OutputFile>> {
+) -> io::Result<Collected> {
     if globs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Collected::default());
     }
     let patterns = Patterns::new(globs).map_err(|(g, e)| {
         io::Error::new(io::ErrorKind::InvalidInput, format!("bad glob `{g}`: {e}"))
     })?;
     let found = patterns.expand(cwd, Ignored::Include, skip)?;
+    let unmatched = patterns
+        .unmatched(&found)
+        .into_iter()
+        .filter(|i| !globs[*i].starts_with('!'))
+        .collect();
     let pairs: Vec<(&Path, &std::fs::Metadata)> =
         found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
     let hashes = memo.hash_files(&pairs)?;
     let mut outputs = Vec::with_capacity(found.len());
     for (f, h) in found.iter().zip(hashes) {
         let hash = hex(&h);
-        store.put_file(&hash, &f.abs)?;
+        if let Some(store) = store {
+            store.put_file(&hash, &f.abs)?;
+        }
         outputs.push(OutputFile {
             path: f
                 .abs
@@ -159,7 +175,7 @@ pub fn collect(
             mode: f.meta.permissions().mode() & 0o7777,
         });
     }
-    Ok(outputs)
+    Ok(Collected { outputs, unmatched })
 }
 
 #[cfg(test)]
@@ -195,7 +211,17 @@ mod tests {
         std::fs::write(root.join("out/b.txt"), "B").unwrap();
         let store = LocalStore::open(&t.path().join("cache")).unwrap();
         let memo = Memo::load(None);
-        let outputs = collect(&store, &memo, &root, &root, &["out/*.txt".into()], &[]).unwrap();
+        let collected = collect(
+            Some(&store),
+            &memo,
+            &root,
+            &root,
+            &["out/*.txt".into(), "missing/*".into()],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(collected.unmatched, vec![1]);
+        let outputs = collected.outputs;
         assert_eq!(outputs.len(), 2);
         let entry = Entry {
             format: 1,
@@ -206,6 +232,7 @@ mod tests {
             created_unix: 0,
             log: None,
             outputs,
+            dep_keys: Default::default(),
         };
         std::fs::remove_dir_all(root.join("out")).unwrap();
         assert_eq!(restore(&store, &entry, &root, &memo).unwrap(), 2);

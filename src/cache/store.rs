@@ -34,6 +34,10 @@ pub struct Entry {
     /// Blob holding the captured output, if any.
     pub log: Option<String>,
     pub outputs: Vec<OutputFile>,
+    /// Each dependency's key when this was stored: a dependency whose key
+    /// differs now re-ran and wrote the same outputs (early cutoff).
+    #[serde(default)]
+    pub dep_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl Entry {

@@ -9,21 +9,7 @@ use crate::cache::local::LocalStore;
 use crate::config;
 use crate::error::Error;
 
-/// Shell words that are not programs on PATH.
-const SHELL_WORDS: &[&str] = &[
-    "cd", "echo", "test", "[", "true", "false", "exit", "export", "set", "unset", "if", "for",
-    "while", "case", "until", "exec", "eval", ".", ":", "source", "read", "printf", "pwd", "trap",
-    "wait", "command", "type", "{", "(", "!", "shift", "return", "local", "ulimit", "umask",
-];
-
-/// The program a shell command starts with, skipping `VAR=value` prefixes.
-pub fn first_program(command: &str) -> Option<String> {
-    command
-        .split_whitespace()
-        .find(|w| !w.contains('=') || w.starts_with('='))
-        .map(|w| w.trim_matches(|c| c == '"' || c == '\'').to_owned())
-        .filter(|w| !w.is_empty())
-}
+use crate::graph::resolve::{SHELL_WORDS, first_program};
 
 fn on_path(program: &str, cwd: &Path) -> bool {
     if program.contains('/') {
@@ -128,19 +114,4 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
         }
     );
     Ok(if bad == 0 { 0 } else { 1 })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::first_program;
-
-    #[test]
-    fn first_program_skips_assignments() {
-        assert_eq!(
-            first_program("FOO=1 BAR=2 cargo test").as_deref(),
-            Some("cargo")
-        );
-        assert_eq!(first_program("  ls -la").as_deref(), Some("ls"));
-        assert_eq!(first_program(""), None);
-    }
 }

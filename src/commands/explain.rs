@@ -56,6 +56,11 @@ pub fn run(ctx: &Context, instance: &str) -> Result<u8, Error> {
                 item.stored_ms.unwrap_or(0),
                 item.name
             );
+            for dep in &item.early_cutoff {
+                println!(
+                    "  dep:{dep} re-ran since then, outputs unchanged (early cutoff): still a hit"
+                );
+            }
             return Ok(0);
         }
         Some(Reason::CorruptEntry) => {

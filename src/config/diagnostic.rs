@@ -62,6 +62,14 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
+    /// `file:line:column` of a byte offset, for messages outside diagnostics.
+    pub fn location(&self, offset: usize) -> String {
+        let before = self.text.get(..offset.min(self.text.len())).unwrap_or("");
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{}:{line}:{column}", self.display)
+    }
+
     fn named(&self) -> NamedSource<Arc<String>> {
         NamedSource::new(self.display.clone(), self.text.clone()).with_language("toml")
     }

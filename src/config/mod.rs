@@ -62,6 +62,25 @@ pub enum PartitionMap {
     All,
 }
 
+/// What the environment of a task holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvMode {
+    /// Everything hotpass was started with, plus the task's `env`.
+    Loose,
+    /// Only a base set (PATH, HOME, USER, LANG, LC_*, TERM, TMPDIR, SHELL),
+    /// the task's `env`, its `$NAME` inputs and its `pass_env` globs.
+    Strict,
+}
+
+/// Which programs' identity is part of a task's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tools {
+    /// The program of each command, plus these.
+    Auto(Vec<String>),
+    /// `tools = false`: none.
+    Off,
+}
+
 /// A remote cache setting (kept for the remote cache; not used locally).
 #[derive(Debug, Clone)]
 pub struct RemoteCache {
@@ -78,8 +97,12 @@ pub struct Settings {
     pub include: Vec<String>,
     /// Parallel jobs; already resolved from 0 to the number of CPUs.
     pub jobs: usize,
-    /// Most instances one run may expand to.
+    /// Most partition instances one run may expand to.
     pub backfill_limit: usize,
+    /// Input globs that match nothing are errors, not warnings.
+    pub strict: bool,
+    /// What tasks see of hotpass's environment.
+    pub env_mode: EnvMode,
     pub remote_cache: Option<RemoteCache>,
     /// `[settings.lineage]`: (url, file, namespace).
     pub lineage: Option<(Option<String>, Option<String>, Option<String>)>,
@@ -107,7 +130,15 @@ pub struct Task {
     pub run: Vec<String>,
     pub deps: Vec<TaskId>,
     pub inputs: Vec<Input>,
+    /// Where each input is written, by index.
+    pub input_spans: Vec<std::ops::Range<usize>>,
     pub outputs: Vec<String>,
+    /// Where each output is written, by index.
+    pub output_spans: Vec<std::ops::Range<usize>>,
+    /// Programs whose identity is in the key.
+    pub tools: Tools,
+    /// With `env_mode = "strict"`: globs of more variables the task sees.
+    pub pass_env: Vec<String>,
     pub env: BTreeMap<String, String>,
     /// Relative to the root, `/`-separated; "." for the root.
     pub cwd: String,
@@ -143,6 +174,35 @@ impl Project {
     /// The task with this id.
     pub fn task(&self, id: TaskId) -> &Task {
         &self.tasks[id.index()]
+    }
+
+    /// Where the `n`-th input glob of `task` (counting globs only, not
+    /// `$NAME` inputs) is written: its span in `files[task.origin.file]`.
+    pub fn input_glob_span(&self, task: &Task, n: usize) -> Option<std::ops::Range<usize>> {
+        task.inputs
+            .iter()
+            .zip(&task.input_spans)
+            .filter(|(i, _)| matches!(i, Input::Glob(_)))
+            .nth(n)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// `file:line:column` of the `n`-th input glob of `task`.
+    pub fn input_glob_location(&self, task: &Task, n: usize) -> String {
+        let file = &self.files[task.origin.file];
+        match self.input_glob_span(task, n) {
+            Some(span) => file.location(span.start),
+            None => file.display.clone(),
+        }
+    }
+
+    /// `file:line:column` of the `n`-th output glob of `task`.
+    pub fn output_glob_location(&self, task: &Task, n: usize) -> String {
+        let file = &self.files[task.origin.file];
+        match task.output_spans.get(n) {
+            Some(span) => file.location(span.start),
+            None => file.display.clone(),
+        }
     }
 
     /// Every task name, for suggestions.

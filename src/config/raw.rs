@@ -30,6 +30,8 @@ pub struct RawSettings {
     pub include: Option<Vec<Spanned<String>>>,
     pub jobs: Option<Spanned<u64>>,
     pub backfill_limit: Option<Spanned<u64>>,
+    pub strict: Option<Spanned<bool>>,
+    pub env_mode: Option<Spanned<String>>,
     pub remote_cache: Option<Spanned<RawRemoteCache>>,
     pub lineage: Option<Spanned<RawLineage>>,
     pub telemetry: Option<Spanned<RawTelemetry>>,
@@ -78,6 +80,40 @@ pub struct RawTask {
     pub partitions: Option<Spanned<RawPartitions>>,
     /// How this task's partitions map onto a dependency's of another kind.
     pub partition_map: Option<Spanned<String>>,
+    /// Programs whose identity is in the key: a list to add, or `false`.
+    pub tools: Option<Spanned<RawTools>>,
+    /// With `env_mode = "strict"`: more variables the task may see (globs).
+    pub pass_env: Option<Vec<Spanned<String>>>,
+}
+
+/// `tools`: `false` (off), `true` (the default), or programs to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawTools {
+    Enabled(bool),
+    Add(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawTools {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTools;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("false, or an array of program names")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawTools, E> {
+                Ok(RawTools::Enabled(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawTools, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<Spanned<String>>()? {
+                    out.push(s);
+                }
+                Ok(RawTools::Add(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `partitions = { daily = {...} }`, `{ monthly = {...} }` or `{ values = [...] }`.
@@ -213,6 +249,8 @@ pub const TASK_FIELDS: &[&str] = &[
     "max_parallel",
     "partitions",
     "partition_map",
+    "tools",
+    "pass_env",
 ];
 
 /// Every field name `[settings]` accepts.
@@ -221,6 +259,8 @@ pub const SETTINGS_FIELDS: &[&str] = &[
     "include",
     "jobs",
     "backfill_limit",
+    "strict",
+    "env_mode",
     "remote_cache",
     "lineage",
     "telemetry",

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::diagnostic::{ConfigErrors, Problem, ProblemKind, SourceFile, did_you_mean, suggest};
-use super::raw::{RawFile, RawPartitions, RawTask, Timeout};
+use super::raw::{RawFile, RawPartitions, RawTask, RawTools, Timeout};
 use super::{
-    Input, LoadOptions, Origin, PartitionMap, Project, RemoteCache, Settings, Task, TaskId,
-    TaskKind,
+    EnvMode, Input, LoadOptions, Origin, PartitionMap, Project, RemoteCache, Settings, Task,
+    TaskId, TaskKind, Tools,
 };
 use crate::fileset::Patterns;
 use crate::partition::{PartitionError, PartitionSpec, parse_day, parse_month};
@@ -186,11 +186,35 @@ fn settings(
         Some(l) => *l.get_ref() as usize,
         None => 1000,
     };
+    let env_mode = match &raw.env_mode {
+        None => EnvMode::Loose,
+        Some(m) => match m.get_ref().as_str() {
+            "loose" => EnvMode::Loose,
+            "strict" => EnvMode::Strict,
+            other => {
+                problems.push(
+                    Problem::at(
+                        ProblemKind::InvalidValue,
+                        src,
+                        m.span(),
+                        format!("unknown env_mode `{other}`"),
+                        "not a mode",
+                    )
+                    .with_help(
+                        "use \"loose\" (tasks see hotpass's whole environment) or \"strict\"",
+                    ),
+                );
+                EnvMode::Loose
+            }
+        },
+    };
     Settings {
         cache_dir,
         include,
         jobs,
         backfill_limit,
+        strict: raw.strict.as_ref().is_some_and(|s| *s.get_ref()),
+        env_mode,
         remote_cache: raw.remote_cache.map(|r| {
             let r = r.into_inner();
             RemoteCache {
@@ -218,6 +242,10 @@ fn settings(
 
 fn strings(v: &Option<Vec<Spanned<String>>>) -> Vec<String> {
     v.iter().flatten().map(|s| s.get_ref().clone()).collect()
+}
+
+fn spans(v: &Option<Vec<Spanned<String>>>) -> Vec<std::ops::Range<usize>> {
+    v.iter().flatten().map(Spanned::span).collect()
 }
 
 fn check_globs(list: &Option<Vec<Spanned<String>>>, src: &SourceFile, problems: &mut Vec<Problem>) {
@@ -393,7 +421,17 @@ fn task(
             .unwrap_or_default(),
         deps,
         inputs,
+        input_spans: spans(&raw.inputs),
         outputs: strings(&raw.outputs),
+        output_spans: spans(&raw.outputs),
+        tools: match raw.tools.as_ref().map(Spanned::get_ref) {
+            None | Some(RawTools::Enabled(true)) => Tools::Auto(Vec::new()),
+            Some(RawTools::Enabled(false)) => Tools::Off,
+            Some(RawTools::Add(list)) => {
+                Tools::Auto(list.iter().map(|t| t.get_ref().clone()).collect())
+            }
+        },
+        pass_env: strings(&raw.pass_env),
         env: raw
             .env
             .iter()

@@ -7,7 +7,7 @@ use std::io;
 use serde::Serialize;
 
 use crate::cache::Cache;
-use crate::cache::key::{CacheKey, dep_digests};
+use crate::cache::key::{CacheKey, dep_digests, result_of};
 use crate::cache::policy::{Blobs, Decision, Reason};
 use crate::config::{Project, TaskKind};
 use crate::graph::{InstanceGraph, InstanceId};
@@ -37,6 +37,10 @@ pub struct PlanItem {
     pub key: Option<String>,
     /// Why it would run (absent when cached).
     pub reason: Option<Reason>,
+    /// For a hit: dependencies that re-ran since it was stored and wrote
+    /// the same outputs, so it stays cached (early cutoff).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub early_cutoff: Vec<String>,
     pub deps: Vec<String>,
     pub commands: Vec<String>,
     /// The whole key, for `explain` to compare with the last run (kept only
@@ -64,17 +68,19 @@ pub fn plan(
     cache: &Cache,
     keys: Keys,
 ) -> io::Result<Plan> {
+    // A dependency that would run has no result yet: its key stands in, so
+    // its dependents show as running (they may still hit, by early cutoff,
+    // once it has run and written the same outputs).
+    let mut results: Vec<Option<String>> = vec![None; graph.len()];
     let mut digests: Vec<Option<String>> = vec![None; graph.len()];
     let mut instances = Vec::with_capacity(graph.len());
     for &id in graph.order() {
         let inst = graph.get(id);
         let task = project.task(inst.task);
-        let full_key = match cache.store() {
-            None => None,
-            Some(_) => {
-                let deps = dep_digests(graph, inst, |d| digests[d.index()].as_deref());
-                Some(cache.key(&task.name, inst, deps)?)
-            }
+        let deps = dep_digests(graph, inst, |d| results[d.index()].as_deref());
+        let full_key = match (cache.store(), deps) {
+            (Some(_), Some(deps)) => Some(cache.key(&task.name, inst, deps)?.0),
+            _ => None,
         };
         let digest = full_key.as_ref().map(CacheKey::digest);
         let decision = cache.decide(
@@ -83,9 +89,26 @@ pub fn plan(
             full_key.as_ref().zip(digest.as_deref()),
             Blobs::Check,
         );
-        let (reason, stored_ms) = match decision {
-            Decision::Hit(entry) => (None, Some(entry.duration_ms)),
-            Decision::Run(r) => (Some(r), None),
+        let (reason, stored_ms, early_cutoff) = match &decision {
+            Decision::Hit(entry) => {
+                let cutoff = entry
+                    .dep_keys
+                    .iter()
+                    .filter(|(name, stored)| {
+                        inst.deps.iter().any(|d| {
+                            graph.get(*d).name == **name
+                                && digests[d.index()].as_deref() != Some(stored.as_str())
+                        })
+                    })
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                (None, Some(entry.duration_ms), cutoff)
+            }
+            Decision::Run(r) => (Some(r.clone()), None, Vec::new()),
+        };
+        results[id.index()] = match (&decision, &digest) {
+            (Decision::Hit(entry), Some(d)) => Some(result_of(inst, d, &entry.outputs)),
+            _ => digest.clone(),
         };
         digests[id.index()] = digest.clone();
         let cached = reason.is_none();
@@ -102,6 +125,7 @@ pub fn plan(
             cached,
             key: digest,
             reason,
+            early_cutoff,
             deps: inst
                 .deps
                 .iter()

@@ -39,7 +39,7 @@ const TICK: Duration = Duration::from_millis(250);
 /// What the check of a ready instance decided.
 pub enum Check<P> {
     /// Finished without running (a cache hit): here is the outcome.
-    Done(Outcome),
+    Done(Box<Outcome>),
     /// Must run; `P` carries what the check learned (the key, the reason).
     Run(P),
 }
@@ -398,7 +398,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
                         outcome.lane = Some((0, began, Instant::now()));
                         // Consumers see every instance begin and end, hits too.
                         self.reporters.started(id);
-                        self.complete(id, outcome);
+                        self.complete(id, *outcome);
                     }
                     Check::Run(p) => {
                         self.states[id.index()] = State::Prepared;
@@ -720,7 +720,7 @@ mod tests {
         type Prepared = ();
         fn check(&self, id: InstanceId, _: &[(InstanceId, &Outcome)]) -> Check<()> {
             if self.0.get(id).name.starts_with("hit") {
-                Check::Done(Outcome::new(Status::Cached))
+                Check::Done(Box::new(Outcome::new(Status::Cached)))
             } else {
                 Check::Run(())
             }

@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use super::process::{self, Control, Spec};
 use super::scheduler::{Check, Runner};
-use crate::cache::Cache;
-use crate::cache::key::dep_digests;
+use std::collections::BTreeMap;
+
+use crate::cache::key::{CacheKey, dep_digests, result_of};
 use crate::cache::policy::{Blobs, Decision, Reason};
+use crate::cache::{Cache, Success};
 use crate::capture::{Chunk, Stream};
 use crate::config::Project;
 use crate::graph::{Instance, InstanceGraph, InstanceId};
@@ -83,6 +85,8 @@ pub struct Prepared {
     reason: Reason,
     /// Phases so far (hashing).
     spans: Vec<Span>,
+    /// Each dependency's key digest, stored with the entry.
+    dep_keys: BTreeMap<String, String>,
 }
 
 impl<'a> CachedRunner<'a> {
@@ -126,6 +130,106 @@ impl<'a> CachedRunner<'a> {
     }
 }
 
+impl CachedRunner<'_> {
+    /// The key of `inst`, from its dependencies' results: `None` when the
+    /// cache is off, a dependency's result is unknown, or the inputs cannot
+    /// be hashed. Input globs that match nothing are warned about here.
+    fn key(
+        &self,
+        inst: &Instance,
+        deps: &[(InstanceId, &Outcome)],
+        spans: &mut Vec<Span>,
+    ) -> Option<(CacheKey, Vec<u8>, String)> {
+        self.cache.store()?;
+        let task = self.project.task(inst.task);
+        let outcome = |d: InstanceId| deps.iter().find(|(i, _)| *i == d).map(|(_, o)| *o);
+        let Some(digests) = dep_digests(self.graph, inst, |d| {
+            outcome(d).and_then(|o| o.result.as_deref())
+        }) else {
+            tracing::debug!(
+                "{}: a dependency's result is unknown; running it without the cache",
+                inst.name
+            );
+            return None;
+        };
+        let computed = Span::time(spans, "hash", || self.cache.key(&task.name, inst, digests));
+        match computed {
+            Ok((k, unmatched)) => {
+                for n in unmatched {
+                    Warning::EmptyInputGlob {
+                        instance: inst.name.clone(),
+                        glob: inst.resolved.input_globs[n].clone(),
+                        at: self.project.input_glob_location(task, n),
+                    }
+                    .emit();
+                }
+                let encoded = k.encode();
+                let digest = crate::cache::key::digest_of(&encoded);
+                Some((k, encoded, digest))
+            }
+            Err(source) => {
+                Warning::Unhashable {
+                    instance: inst.name.clone(),
+                    source,
+                }
+                .emit();
+                None
+            }
+        }
+    }
+
+    /// After a success: stores it (or, for a task that is not cached, only
+    /// hashes its outputs) and gives the digest of its result.
+    fn keep(
+        &self,
+        inst: &Instance,
+        digest: &str,
+        o: &Outcome,
+        dep_keys: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        let task = self.project.task(inst.task);
+        let collected = if task.cache {
+            self.cache.save(
+                &self.project.root,
+                inst,
+                &Success {
+                    digest,
+                    duration: o.duration,
+                    output: &o.output,
+                    dep_keys,
+                },
+            )
+        } else {
+            self.cache.outputs_of(&self.project.root, inst)
+        };
+        match collected {
+            Ok(c) => {
+                for n in c.unmatched {
+                    Warning::EmptyOutputGlob {
+                        instance: inst.name.clone(),
+                        glob: inst.resolved.outputs[n].clone(),
+                        at: self.project.output_glob_location(task, n),
+                    }
+                    .emit();
+                }
+                Some(result_of(inst, digest, &c.outputs))
+            }
+            Err(e) => {
+                if task.cache {
+                    Warning::StoreFailed {
+                        instance: inst.name.clone(),
+                        source: Box::new(e),
+                    }
+                    .emit();
+                } else {
+                    tracing::debug!("{}: its outputs could not be hashed: {e}", inst.name);
+                }
+                None
+            }
+        }
+    }
+}
+
 impl Runner for CachedRunner<'_> {
     type Prepared = Prepared;
 
@@ -133,35 +237,11 @@ impl Runner for CachedRunner<'_> {
         let inst = self.graph.get(id);
         let task = self.project.task(inst.task);
         let mut spans = Vec::new();
-        let key = match self.cache.store() {
-            None => None,
-            Some(_) => {
-                let digests = dep_digests(self.graph, inst, |d| {
-                    deps.iter()
-                        .find(|(i, _)| *i == d)
-                        .and_then(|(_, o)| o.key.as_deref())
-                });
-                let computed = Span::time(&mut spans, "hash", || {
-                    self.cache.key(&task.name, inst, digests)
-                });
-                match computed {
-                    Ok(k) => Some(k),
-                    Err(source) => {
-                        Warning::Unhashable {
-                            instance: inst.name.clone(),
-                            source,
-                        }
-                        .emit();
-                        None
-                    }
-                }
-            }
-        };
-        let key = key.map(|k| {
-            let encoded = k.encode();
-            let digest = crate::cache::key::digest_of(&encoded);
-            (k, encoded, digest)
-        });
+        let dep_keys: BTreeMap<String, String> = deps
+            .iter()
+            .filter_map(|(d, o)| Some((self.graph.get(*d).name.clone(), o.key.clone()?)))
+            .collect();
+        let key = self.key(inst, deps, &mut spans);
         let decision = self.cache.decide(
             &inst.name,
             task.cache,
@@ -175,9 +255,10 @@ impl Runner for CachedRunner<'_> {
                         let (_, encoded, digest) = key.expect("a hit has a key");
                         self.hits.fetch_add(1, Relaxed);
                         self.cache.record_run(&inst.name, &encoded);
+                        o.result = Some(result_of(inst, &digest, &entry.outputs));
                         o.key = Some(digest);
                         o.spans = spans;
-                        return Check::Done(o);
+                        return Check::Done(Box::new(o));
                     }
                     None => Reason::RestoreFailed,
                 }
@@ -188,6 +269,7 @@ impl Runner for CachedRunner<'_> {
             key: key.map(|(_, encoded, digest)| (encoded, digest)),
             reason,
             spans,
+            dep_keys,
         })
     }
 
@@ -199,29 +281,20 @@ impl Runner for CachedRunner<'_> {
         sink: &(dyn Fn(Stream, &[u8]) + Sync),
     ) -> Outcome {
         let inst = self.graph.get(id);
-        let task = self.project.task(inst.task);
         let Prepared {
             key,
             reason,
             mut spans,
+            dep_keys,
         } = prepared;
         let mut o = Span::time(&mut spans, "run", || execute(inst, ctl, sink));
         o.reason = Some(reason);
         if let Some((encoded, digest)) = key {
             self.misses.fetch_add(1, Relaxed);
-            if o.status == Status::Ok
-                && task.cache
-                && !ctl.is_cancelled()
-                && let Err(e) = Span::time(&mut spans, "store", || {
-                    self.cache
-                        .save(&self.project.root, inst, &digest, o.duration, &o.output)
-                })
-            {
-                Warning::StoreFailed {
-                    instance: inst.name.clone(),
-                    source: Box::new(e),
-                }
-                .emit();
+            if o.status == Status::Ok && !ctl.is_cancelled() {
+                o.result = Span::time(&mut spans, "store", || {
+                    self.keep(inst, &digest, &o, &dep_keys)
+                });
             }
             self.cache.record_run(&inst.name, &encoded);
             o.key = Some(digest);

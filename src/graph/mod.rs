@@ -302,7 +302,12 @@ impl Builder<'_> {
             Some(p) => format!("{}@{p}", t.name),
             None => t.name.clone(),
         };
-        let resolved = Resolved::new(&self.project.root, t, partition.as_deref());
+        let resolved = Resolved::new(
+            &self.project.root,
+            t,
+            partition.as_deref(),
+            self.project.settings.env_mode,
+        );
         self.ids.insert((task, partition.clone()), id);
         self.graph.instances.push(Instance {
             task,

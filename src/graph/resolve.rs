@@ -5,7 +5,35 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Input, Task};
+use crate::config::{EnvMode, Input, Task, Tools};
+
+/// Shell builtins and keywords: words that are not programs on PATH.
+pub const SHELL_WORDS: &[&str] = &[
+    "cd", "echo", "test", "[", "true", "false", "exit", "export", "set", "unset", "if", "for",
+    "while", "case", "until", "exec", "eval", ".", ":", "source", "read", "printf", "pwd", "trap",
+    "wait", "command", "type", "{", "(", "!", "shift", "return", "local", "ulimit", "umask",
+    "then", "do", "alias", "hash", "getopts", "times", "break", "continue", "readonly",
+];
+
+/// The first word of a shell command that is not a `VAR=value` assignment,
+/// unquoted.
+pub fn first_program(command: &str) -> Option<String> {
+    command
+        .split_whitespace()
+        .find(|w| !w.contains('=') || w.starts_with('='))
+        .map(|w| w.trim_matches(|c| c == '"' || c == '\'').to_owned())
+        .filter(|w| !w.is_empty())
+}
+
+/// The program a command starts, when it is a plain word a PATH lookup can
+/// find: not a builtin, not a path, no expansion or quoting in it.
+pub fn command_tool(command: &str) -> Option<String> {
+    let word = first_program(command)?;
+    let plain = word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+    (plain && !SHELL_WORDS.contains(&word.as_str())).then_some(word)
+}
 
 /// An instance's task, with its partition filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +53,12 @@ pub struct Resolved {
     pub env_inputs: Vec<String>,
     /// Output globs, relative to the cwd.
     pub outputs: Vec<String>,
+    /// Programs whose identity is in the key: plain names are looked up on
+    /// PATH, names with a `/` relative to the cwd. Sorted, without repeats.
+    pub tools: Vec<String>,
+    /// With `env_mode = "strict"`, the `pass_env` globs: the commands see
+    /// only the base set, `env`, the `$NAME` inputs and these. `None`: loose.
+    pub pass_env: Option<Vec<String>>,
 }
 
 /// Substitutes `{partition}` in a config string.
@@ -37,7 +71,7 @@ fn substitute(s: &str, partition: Option<&str>) -> String {
 
 impl Resolved {
     /// Resolves `task` on `partition` for a project rooted at `root`.
-    pub fn new(root: &Path, task: &Task, partition: Option<&str>) -> Resolved {
+    pub fn new(root: &Path, task: &Task, partition: Option<&str>, env_mode: EnvMode) -> Resolved {
         let sub = |s: &String| substitute(s, partition);
         let cwd_rel = sub(&task.cwd);
         let cwd = if cwd_rel == "." {
@@ -58,14 +92,30 @@ impl Resolved {
                 Input::Env(name) => env_inputs.push(name.clone()),
             }
         }
+        let commands: Vec<String> = task.run.iter().map(sub).collect();
+        let tools = match &task.tools {
+            Tools::Off => Vec::new(),
+            Tools::Auto(extra) => {
+                let mut t: Vec<String> = commands
+                    .iter()
+                    .filter_map(|c| command_tool(c))
+                    .chain(extra.iter().map(sub))
+                    .collect();
+                t.sort();
+                t.dedup();
+                t
+            }
+        };
         Resolved {
-            commands: task.run.iter().map(sub).collect(),
+            commands,
             cwd_rel,
             cwd,
             env,
             input_globs,
             env_inputs,
             outputs: task.outputs.iter().map(sub).collect(),
+            tools,
+            pass_env: (env_mode == EnvMode::Strict).then(|| task.pass_env.clone()),
         }
     }
 }
@@ -73,6 +123,23 @@ impl Resolved {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tools_are_plain_first_words_that_are_not_builtins() {
+        assert_eq!(
+            command_tool("FOO=1 BAR=2 cargo test").as_deref(),
+            Some("cargo")
+        );
+        assert_eq!(command_tool("  ruff check .").as_deref(), Some("ruff"));
+        assert_eq!(command_tool("echo hi"), None);
+        assert_eq!(command_tool("./scripts/x.sh"), None);
+        assert_eq!(command_tool("$CC -c x.c"), None);
+        assert_eq!(
+            command_tool("mkdir -p out && cp a b").as_deref(),
+            Some("mkdir")
+        );
+        assert_eq!(first_program(""), None);
+    }
 
     #[test]
     fn substitutes_the_partition_everywhere_once() {
@@ -87,7 +154,11 @@ mod tests {
                 Input::parse("raw/{partition}/*.csv"),
                 Input::parse("$TOKEN"),
             ],
+            input_spans: vec![0..0, 0..0],
             outputs: vec!["out/{partition}.csv".into()],
+            output_spans: [0..0].to_vec(),
+            tools: Tools::Auto(vec!["bin/{partition}".into()]),
+            pass_env: vec![],
             env: [("DAY".to_owned(), "{partition}".to_owned())].into(),
             cwd: "work/{partition}".into(),
             timeout: None,
@@ -100,12 +171,18 @@ mod tests {
                 span: 0..0,
             },
         };
-        let r = Resolved::new(Path::new("/root"), &task, Some("2025-01-02"));
+        let r = Resolved::new(
+            Path::new("/root"),
+            &task,
+            Some("2025-01-02"),
+            EnvMode::Loose,
+        );
         assert_eq!(r.commands, vec!["ingest 2025-01-02"]);
         assert_eq!(r.cwd, Path::new("/root/work/2025-01-02"));
         assert_eq!(r.input_globs, vec!["raw/2025-01-02/*.csv"]);
         assert_eq!(r.env_inputs, vec!["TOKEN"]);
         assert_eq!(r.outputs, vec!["out/2025-01-02.csv"]);
+        assert_eq!(r.tools, vec!["bin/2025-01-02", "ingest"]);
         assert_eq!(
             r.env,
             vec![
