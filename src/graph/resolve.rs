@@ -156,7 +156,7 @@ mod tests {
             ],
             input_spans: vec![0..0, 0..0],
             outputs: vec!["out/{partition}.csv".into()],
-            output_spans: [0..0].to_vec(),
+            output_spans: vec![std::ops::Range { start: 0, end: 0 }],
             tools: Tools::Auto(vec!["bin/{partition}".into()]),
             pass_env: vec![],
             env: [("DAY".to_owned(), "{partition}".to_owned())].into(),
