@@ -98,6 +98,18 @@ pub enum Command {
         #[command(flatten)]
         partitions: PartitionFlags,
     },
+    /// List exactly what an instance's cache key covers: each file (with its
+    /// size and short hash) under the glob that matched it, the `$NAME`
+    /// inputs (names only), the tools and the dependencies.
+    ///
+    /// Example: hotpass inputs gate:lint --json
+    Inputs {
+        /// TASK or TASK@PARTITION.
+        instance: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Say whether an instance would hit the cache, and if not exactly what changed.
     ///
     /// Example: hotpass explain gate:types
@@ -222,6 +234,10 @@ pub struct RunArgs {
     /// Neither read nor write the cache.
     #[arg(long, help_heading = "Cache", conflicts_with = "force")]
     pub no_cache: bool,
+    /// Input globs that match no file are errors (exit 2, nothing runs), not
+    /// warnings [also: settings.strict = true].
+    #[arg(long)]
+    pub strict: bool,
     /// Print the plan (what would run, what is cached, with keys); run nothing.
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text", help_heading = "Cache")]
     pub dry_run: Option<DryRunFormat>,

@@ -85,7 +85,8 @@ pub struct Scan {
     pub files: Vec<(FoundFile, [u8; 32])>,
     /// The input globs (positions in `resolved.input_globs`) that match no file.
     pub unmatched: Vec<usize>,
-    /// For each file, the position of the first glob that matched it.
+    /// For each file, the position of the first glob that matched it
+    /// (empty unless asked for: it costs a glob match per file).
     pub matched_by: Vec<Option<usize>>,
     /// Each tool with what was found, in `resolved.tools` order.
     pub tools: Vec<(String, Option<Tool>)>,
@@ -94,8 +95,9 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// Expands and hashes what `inst`'s key covers.
-    pub fn of(cx: &KeyContext, inst: &Instance) -> io::Result<Scan> {
+    /// Expands and hashes what `inst`'s key covers; with `by_glob`, also
+    /// which glob matched each file.
+    pub fn of(cx: &KeyContext, inst: &Instance, by_glob: bool) -> io::Result<Scan> {
         let r = &inst.resolved;
         let mut scan = Scan {
             files: Vec::new(),
@@ -130,7 +132,9 @@ impl Scan {
             let pairs: Vec<(&std::path::Path, &std::fs::Metadata)> =
                 found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
             let hashes = cx.memo.hash_files(&pairs)?;
-            scan.matched_by = found.iter().map(|f| patterns.first_match(&f.rel)).collect();
+            if by_glob {
+                scan.matched_by = found.iter().map(|f| patterns.first_match(&f.rel)).collect();
+            }
             scan.files = found.into_iter().zip(hashes).collect();
         }
         Ok(scan)

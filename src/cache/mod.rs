@@ -130,15 +130,16 @@ impl Cache {
         self.local.as_ref().map(|l| l as &dyn Store)
     }
 
-    /// Finds and hashes what `inst`'s key covers, as the tree is now.
-    pub fn scan(&self, inst: &Instance) -> io::Result<Scan> {
+    /// Finds and hashes what `inst`'s key covers, as the tree is now; with
+    /// `by_glob`, also which glob matched each file.
+    pub fn scan(&self, inst: &Instance, by_glob: bool) -> io::Result<Scan> {
         let cx = KeyContext {
             memo: &self.memo,
             salt: self.salt,
             skip: &self.skip,
             tools: &self.tools,
         };
-        Scan::of(&cx, inst)
+        Scan::of(&cx, inst, by_glob)
     }
 
     /// Computes the key of `inst` (of task `task`) from the tree as it is;
@@ -149,8 +150,30 @@ impl Cache {
         inst: &Instance,
         deps: BTreeMap<String, String>,
     ) -> io::Result<(CacheKey, Vec<usize>)> {
-        let scan = self.scan(inst)?;
+        let verbose = tracing::enabled!(tracing::Level::INFO);
+        let scan = self.scan(inst, verbose)?;
         let unmatched = scan.unmatched.clone();
+        if verbose {
+            let mut counts = vec![0usize; inst.resolved.input_globs.len()];
+            for n in scan.matched_by.iter().flatten() {
+                counts[*n] += 1;
+            }
+            let per_glob: Vec<String> = inst
+                .resolved
+                .input_globs
+                .iter()
+                .zip(&counts)
+                .filter(|(g, _)| !g.starts_with('!'))
+                .map(|(g, c)| format!("{g}: {c}"))
+                .collect();
+            tracing::info!(
+                "{}: {} input files ({}); {} tools",
+                inst.name,
+                scan.files.len(),
+                per_glob.join(", "),
+                scan.tools.len()
+            );
+        }
         Ok((key::compute(scan, task, inst, deps), unmatched))
     }
 

@@ -1,38 +1,18 @@
 //! `hotpass explain TASK[@P]`: would it hit the cache, and if not, every
 //! difference from its last recorded run, down to the root cause upstream.
 
-use super::start::{self, Selection};
+use super::start;
 use crate::Context;
 use crate::cache::key::{Change, diff};
 use crate::cache::policy::Reason;
 use crate::cache::{Cache, Mode};
-use crate::cli::PartitionFlags;
-use crate::error::{Error, UsageError};
+use crate::error::Error;
 use crate::exec::plan::{Keys, Plan, plan};
 use crate::graph::{InstanceGraph, InstanceId};
 
 /// Prints the explanation; exit 0 either way.
 pub fn run(ctx: &Context, instance: &str) -> Result<u8, Error> {
-    let selectors = [instance.to_owned()];
-    let start::Session { project, graph } = start::session(
-        ctx,
-        &Selection {
-            selectors: &selectors,
-            partitions: &PartitionFlags::default(),
-            shard: None,
-            guardrail: false,
-        },
-    )?;
-    let &[target] = graph.selected() else {
-        return Err(UsageError::new(
-            format!(
-                "`{instance}` covers {} instances; explain takes one",
-                graph.selected().len()
-            ),
-            Some("name one instance, e.g. TASK@2025-01-01".into()),
-        )
-        .into());
-    };
+    let (start::Session { project, graph }, target) = start::one_instance(ctx, instance)?;
     // The same cache and salt as a run, so `$NAME` inputs compare with recorded runs.
     let dir = &project.settings.cache_dir;
     let cache = Cache::open(dir, Mode::Normal)

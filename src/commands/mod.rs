@@ -6,9 +6,11 @@ pub mod doctor;
 pub mod explain;
 pub mod graph;
 pub mod init;
+pub mod inputs;
 pub mod list;
 pub mod run;
 pub mod start;
+pub mod strict;
 pub mod watch;
 
 use crate::Context;
@@ -27,6 +29,7 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
             partitions,
         } => graph::run(ctx, &selectors, format, &partitions),
         Command::Explain { instance } => explain::run(ctx, &instance),
+        Command::Inputs { instance, json } => inputs::run(ctx, &instance, json),
         Command::Cache { command } => cache::run(ctx, command),
         Command::Init { force } => init::run(ctx, force),
         Command::Doctor => doctor::run(ctx),

@@ -23,6 +23,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     )?;
     start::warn_unsupported(&project);
     let jobs = start::jobs(&project, args.jobs)?;
+    if args.strict || project.settings.strict {
+        super::strict::check(&project, &graph)?;
+    }
     let mode = Mode::from_flags(args.force, args.no_cache);
 
     if let Some(format) = args.dry_run {

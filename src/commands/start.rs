@@ -6,7 +6,7 @@ use crate::Context;
 use crate::cli::PartitionFlags;
 use crate::config::{self, Project};
 use crate::error::{Error, UsageError};
-use crate::graph::{InstanceGraph, PartitionArgs, Shard, parse_selectors};
+use crate::graph::{InstanceGraph, InstanceId, PartitionArgs, Shard, parse_selectors};
 use crate::partition;
 use crate::report::lines::LineReporter;
 use crate::report::terminal::TerminalReporter;
@@ -75,6 +75,28 @@ pub fn select(
         graph = s.parse::<Shard>()?.apply(graph);
     }
     Ok(graph)
+}
+
+/// Loads the project and selects exactly one instance (`explain`, `inputs`).
+pub fn one_instance(ctx: &Context, instance: &str) -> Result<(Session, InstanceId), Error> {
+    let selectors = [instance.to_owned()];
+    let session = session(
+        ctx,
+        &Selection {
+            selectors: &selectors,
+            partitions: &PartitionFlags::default(),
+            shard: None,
+            guardrail: false,
+        },
+    )?;
+    match *session.graph.selected() {
+        [target] => Ok((session, target)),
+        ref many => Err(UsageError::new(
+            format!("`{instance}` covers {} instances; name one", many.len()),
+            Some("name one instance, e.g. TASK@2025-01-01".into()),
+        )
+        .into()),
+    }
 }
 
 /// `-j`: at least 1, or the configured default.

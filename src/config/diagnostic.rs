@@ -31,6 +31,8 @@ pub enum ProblemKind {
     InvalidValue,
     /// Partition declarations that do not fit together.
     Partitions,
+    /// An input glob that matches no file, under `--strict`.
+    EmptyGlob,
 }
 
 impl ProblemKind {
@@ -46,6 +48,7 @@ impl ProblemKind {
             ProblemKind::BadTimeout => "hotpass::config::bad_timeout",
             ProblemKind::InvalidValue => "hotpass::config::invalid_value",
             ProblemKind::Partitions => "hotpass::config::partitions",
+            ProblemKind::EmptyGlob => "hotpass::config::empty_glob",
         }
     }
 }

@@ -50,7 +50,10 @@ impl Control {
 pub struct Spec<'a> {
     pub command: &'a str,
     pub cwd: &'a Path,
+    /// Set on top of what the command inherits.
     pub env: &'a [(String, String)],
+    /// `Some`: inherit nothing from hotpass but these (strict env mode).
+    pub inherit_only: Option<&'a [(std::ffi::OsString, std::ffi::OsString)]>,
 }
 
 /// Runs `sh -c COMMAND` as a new process group, passing each output line to
@@ -69,6 +72,10 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if let Some(only) = spec.inherit_only {
+        cmd.env_clear();
+        cmd.envs(only.iter().map(|(k, v)| (k, v)));
+    }
     for (k, v) in spec.env {
         cmd.env(k, v);
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::process::{self, Control, Spec};
 use super::scheduler::{Check, Runner};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 
 use crate::cache::key::{CacheKey, dep_digests, result_of};
 use crate::cache::policy::{Blobs, Decision, Reason};
@@ -18,11 +19,41 @@ use crate::graph::{Instance, InstanceGraph, InstanceId};
 use crate::outcome::{Outcome, Span, Status};
 use crate::warning::Warning;
 
+/// Variables every task sees in strict env mode.
+const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR", "SHELL"];
+
+/// In strict env mode, what a task inherits from hotpass: the base set
+/// (with `LC_*`), its `$NAME` inputs and its `pass_env` globs. `None` when
+/// the mode is loose (it inherits everything).
+fn inherited(inst: &Instance) -> Option<Vec<(OsString, OsString)>> {
+    let pass = inst.resolved.pass_env.as_ref()?;
+    let mut globs = globset::GlobSetBuilder::new();
+    for p in pass {
+        if let Ok(g) = globset::Glob::new(p) {
+            globs.add(g);
+        }
+    }
+    let globs = globs.build().unwrap_or_else(|_| globset::GlobSet::empty());
+    let named = &inst.resolved.env_inputs;
+    Some(
+        std::env::vars_os()
+            .filter(|(k, _)| {
+                let k = k.to_string_lossy();
+                BASE_ENV.contains(&k.as_ref())
+                    || k.starts_with("LC_")
+                    || named.iter().any(|n| *n == k)
+                    || globs.is_match(k.as_ref())
+            })
+            .collect(),
+    )
+}
+
 /// Runs an instance's commands in turn, stopping at the first failure.
 pub fn execute(inst: &Instance, ctl: &Control, sink: &(dyn Fn(Stream, &[u8]) + Sync)) -> Outcome {
     let r = &inst.resolved;
     let mut env = r.env.clone();
     env.push(("HOTPASS_TASK".into(), inst.name.clone()));
+    let inherit_only = inherited(inst);
     let captured: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
     let capture = |stream: Stream, line: &[u8]| {
         captured.lock().expect("capture lock").push(Chunk {
@@ -42,6 +73,7 @@ pub fn execute(inst: &Instance, ctl: &Control, sink: &(dyn Fn(Stream, &[u8]) + S
             command,
             cwd: &r.cwd,
             env: &env,
+            inherit_only: inherit_only.as_deref(),
         };
         match process::run(&spec, ctl, &capture) {
             Ok(s) if s.success() => {}
@@ -165,6 +197,7 @@ impl CachedRunner<'_> {
                 }
                 let encoded = k.encode();
                 let digest = crate::cache::key::digest_of(&encoded);
+                tracing::info!("{}: key {}", inst.name, &digest[..12]);
                 Some((k, encoded, digest))
             }
             Err(source) => {
@@ -254,6 +287,7 @@ impl Runner for CachedRunner<'_> {
                     Some(mut o) => {
                         let (_, encoded, digest) = key.expect("a hit has a key");
                         self.hits.fetch_add(1, Relaxed);
+                        tracing::info!("{}: cached", inst.name);
                         self.cache.record_run(&inst.name, &encoded);
                         o.result = Some(result_of(inst, &digest, &entry.outputs));
                         o.key = Some(digest);
@@ -265,6 +299,7 @@ impl Runner for CachedRunner<'_> {
             }
             Decision::Run(reason) => reason,
         };
+        tracing::info!("{}: runs ({reason})", inst.name);
         Check::Run(Prepared {
             key: key.map(|(_, encoded, digest)| (encoded, digest)),
             reason,

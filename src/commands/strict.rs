@@ -1,0 +1,131 @@
+//! `--strict` (or `settings.strict`): before anything runs, every input glob
+//! that matches no file is an error pointing at where it is written. Globs
+//! of partitioned tasks are checked per instance when they run, and only
+//! warn (a day without raw files is news, not a broken config); so are globs
+//! a dependency may fill, which can only be judged once it has run.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::{ConfigErrors, Problem, ProblemKind, Project};
+use crate::fileset::{Ignored, Patterns};
+use crate::graph::{Instance, InstanceGraph, InstanceId};
+
+/// The folder a pattern names before its first glob character, absolute.
+fn static_prefix(cwd: &Path, pattern: &str) -> PathBuf {
+    let mut p = cwd.to_path_buf();
+    for part in pattern.trim_start_matches("./").split('/') {
+        if part.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        p.push(part);
+    }
+    p
+}
+
+/// Whether one path is inside the other (or both are the same).
+fn nested(a: &Path, b: &Path) -> bool {
+    fn norm(p: &Path) -> Vec<Component<'_>> {
+        p.components().filter(|c| *c != Component::CurDir).collect()
+    }
+    let (a, b) = (norm(a), norm(b));
+    a.starts_with(&b) || b.starts_with(&a)
+}
+
+/// Whether an output glob of something `id` depends on could write files
+/// that `pattern` (an input of `id`) matches.
+fn fed_by_dependency(graph: &InstanceGraph, inst: &Instance, pattern: &str) -> bool {
+    let want = static_prefix(&inst.resolved.cwd, pattern);
+    let mut stack: Vec<InstanceId> = inst.deps.clone();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(d) = stack.pop() {
+        if !seen.insert(d) {
+            continue;
+        }
+        let dep = graph.get(d);
+        if dep
+            .resolved
+            .outputs
+            .iter()
+            .any(|o| nested(&static_prefix(&dep.resolved.cwd, o), &want))
+        {
+            return true;
+        }
+        stack.extend(dep.deps.iter().copied());
+    }
+    false
+}
+
+/// Every input glob of a plain instance that matches no file now and that
+/// no dependency could fill, as located problems.
+pub fn check(project: &Project, graph: &InstanceGraph) -> Result<(), ConfigErrors> {
+    let mut problems = Vec::new();
+    for (_, inst) in graph.iter() {
+        let task = project.task(inst.task);
+        let globs = &inst.resolved.input_globs;
+        if task.partitions.is_some() || globs.is_empty() {
+            continue;
+        }
+        let Ok(patterns) = Patterns::new(globs) else {
+            continue;
+        };
+        let skip = [project.settings.cache_dir.clone()];
+        let found = patterns
+            .expand(&inst.resolved.cwd, Ignored::Skip, &skip)
+            .unwrap_or_default();
+        for n in patterns.unmatched(&found) {
+            let glob = &globs[n];
+            if glob.starts_with('!') || fed_by_dependency(graph, inst, glob) {
+                continue;
+            }
+            let file = &project.files[task.origin.file];
+            let problem = match project.input_glob_span(task, n) {
+                Some(span) => Problem::at(
+                    ProblemKind::EmptyGlob,
+                    file,
+                    span,
+                    format!("input glob `{glob}` of `{}` matches no file", task.name),
+                    "matches nothing",
+                ),
+                None => Problem::bare(
+                    ProblemKind::EmptyGlob,
+                    format!("input glob `{glob}` of `{}` matches no file", task.name),
+                ),
+            };
+            problems.push(problem.with_help(
+                "a glob that matches nothing leaves the task cached however its sources change; \
+                 fix the pattern (relative to the task's cwd), or remove it",
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors { problems })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_nest_by_component() {
+        let root = Path::new("/p");
+        assert!(nested(
+            &static_prefix(root, "dist/**"),
+            &static_prefix(root, "dist/app.js")
+        ));
+        assert!(nested(
+            &static_prefix(root, "./out/{x}.txt"),
+            &static_prefix(root, "out/a.txt")
+        ));
+        assert!(!nested(
+            &static_prefix(root, "src/**/*.py"),
+            &static_prefix(root, "build/x")
+        ));
+        assert!(!nested(
+            &static_prefix(root, "distro/a"),
+            &static_prefix(root, "dist/a")
+        ));
+    }
+}
