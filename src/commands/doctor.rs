@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
+use super::{start, strict};
 use crate::Context;
 use crate::cache::local::LocalStore;
+use crate::cli::PartitionFlags;
 use crate::config;
 use crate::error::Error;
 
@@ -24,6 +26,79 @@ fn on_path(program: &str, cwd: &Path) -> bool {
             })
         })
     })
+}
+
+/// Lists input globs that match no file, and output globs that matched
+/// nothing since their task last ran: both leave a task wrongly cached.
+fn globs(ctx: &Context, project: &config::Project, verdict: &mut impl FnMut(bool, &str, String)) {
+    let selection = start::Selection {
+        selectors: &[],
+        partitions: &PartitionFlags::default(),
+        shard: None,
+        guardrail: false,
+    };
+    let graph = match start::select(ctx, project, &selection) {
+        Ok(g) => g,
+        Err(e) => {
+            verdict(false, "globs", format!("the tasks cannot be planned: {e}"));
+            return;
+        }
+    };
+    let name = |id, n, outputs: bool| {
+        let inst = graph.get(id);
+        let task = project.task(inst.task);
+        let (glob, at) = if outputs {
+            (
+                &inst.resolved.outputs[n],
+                project.output_glob_location(task, n),
+            )
+        } else {
+            (
+                &inst.resolved.input_globs[n],
+                project.input_glob_location(task, n),
+            )
+        };
+        format!("`{glob}` of {} ({at})", inst.name)
+    };
+    let empty: Vec<String> = strict::empty_inputs(project, &graph)
+        .into_iter()
+        .map(|(id, n)| name(id, n, false))
+        .collect();
+    if empty.is_empty() {
+        verdict(
+            true,
+            "input globs",
+            "every input glob matches a file".into(),
+        );
+    } else {
+        verdict(
+            false,
+            "input globs",
+            format!("matching no file: {}", empty.join(", ")),
+        );
+    }
+    let store = LocalStore::at(&project.settings.cache_dir);
+    let empty: Vec<String> =
+        strict::empty_outputs(project, &graph, |i| store.last_run(i).is_some())
+            .into_iter()
+            .map(|(id, n)| name(id, n, true))
+            .collect();
+    if empty.is_empty() {
+        verdict(
+            true,
+            "output globs",
+            "every output glob of a task that ran matches a file".into(),
+        );
+    } else {
+        verdict(
+            false,
+            "output globs",
+            format!(
+                "matching nothing since the task ran (it writes elsewhere?): {}",
+                empty.join(", ")
+            ),
+        );
+    }
 }
 
 /// Runs the checks.
@@ -83,6 +158,7 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
     }
 
     let dir = &project.settings.cache_dir;
+    globs(ctx, &project, &mut verdict);
     match LocalStore::open(dir).and_then(|store| store.probe().map(|()| store)) {
         Ok(store) => {
             verdict(true, "cache writable", dir.display().to_string());

@@ -55,11 +55,11 @@ fn fed_by_dependency(graph: &InstanceGraph, inst: &Instance, pattern: &str) -> b
     false
 }
 
-/// Every input glob of a plain instance that matches no file now and that
-/// no dependency could fill, as located problems.
-pub fn check(project: &Project, graph: &InstanceGraph) -> Result<(), ConfigErrors> {
-    let mut problems = Vec::new();
-    for (_, inst) in graph.iter() {
+/// Every input glob (by instance and position) of a plain instance that
+/// matches no file now and that no dependency could fill.
+pub fn empty_inputs(project: &Project, graph: &InstanceGraph) -> Vec<(InstanceId, usize)> {
+    let mut out = Vec::new();
+    for (id, inst) in graph.iter() {
         let task = project.task(inst.task);
         let globs = &inst.resolved.input_globs;
         if task.partitions.is_some() || globs.is_empty() {
@@ -74,28 +74,70 @@ pub fn check(project: &Project, graph: &InstanceGraph) -> Result<(), ConfigError
             .unwrap_or_default();
         for n in patterns.unmatched(&found) {
             let glob = &globs[n];
-            if glob.starts_with('!') || fed_by_dependency(graph, inst, glob) {
-                continue;
+            if !glob.starts_with('!') && !fed_by_dependency(graph, inst, glob) {
+                out.push((id, n));
             }
-            let file = &project.files[task.origin.file];
-            let problem = match project.input_glob_span(task, n) {
-                Some(span) => Problem::at(
-                    ProblemKind::EmptyGlob,
-                    file,
-                    span,
-                    format!("input glob `{glob}` of `{}` matches no file", task.name),
-                    "matches nothing",
-                ),
-                None => Problem::bare(
-                    ProblemKind::EmptyGlob,
-                    format!("input glob `{glob}` of `{}` matches no file", task.name),
-                ),
-            };
-            problems.push(problem.with_help(
-                "a glob that matches nothing leaves the task cached however its sources change; \
-                 fix the pattern (relative to the task's cwd), or remove it",
-            ));
         }
+    }
+    out
+}
+
+/// The output globs (by instance and position) of instances that ran
+/// before (a run is recorded) that match no file now.
+pub fn empty_outputs(
+    project: &Project,
+    graph: &InstanceGraph,
+    ran_before: impl Fn(&str) -> bool,
+) -> Vec<(InstanceId, usize)> {
+    let mut out = Vec::new();
+    for (id, inst) in graph.iter() {
+        let globs = &inst.resolved.outputs;
+        if globs.is_empty() || !ran_before(&inst.name) {
+            continue;
+        }
+        let Ok(patterns) = Patterns::new(globs) else {
+            continue;
+        };
+        let skip = [project.settings.cache_dir.clone()];
+        let found = patterns
+            .expand(&inst.resolved.cwd, Ignored::Include, &skip)
+            .unwrap_or_default();
+        out.extend(
+            patterns
+                .unmatched(&found)
+                .into_iter()
+                .filter(|n| !globs[*n].starts_with('!'))
+                .map(|n| (id, n)),
+        );
+    }
+    out
+}
+
+/// Every input glob [`empty_inputs`] finds, as located problems.
+pub fn check(project: &Project, graph: &InstanceGraph) -> Result<(), ConfigErrors> {
+    let mut problems = Vec::new();
+    for (id, n) in empty_inputs(project, graph) {
+        let inst = graph.get(id);
+        let task = project.task(inst.task);
+        let glob = &inst.resolved.input_globs[n];
+        let file = &project.files[task.origin.file];
+        let problem = match project.input_glob_span(task, n) {
+            Some(span) => Problem::at(
+                ProblemKind::EmptyGlob,
+                file,
+                span,
+                format!("input glob `{glob}` of `{}` matches no file", task.name),
+                "matches nothing",
+            ),
+            None => Problem::bare(
+                ProblemKind::EmptyGlob,
+                format!("input glob `{glob}` of `{}` matches no file", task.name),
+            ),
+        };
+        problems.push(problem.with_help(
+            "a glob that matches nothing leaves the task cached however its sources change; \
+             fix the pattern (relative to the task's cwd), or remove it",
+        ));
     }
     if problems.is_empty() {
         Ok(())

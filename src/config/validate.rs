@@ -319,6 +319,31 @@ fn task(
     }
     check_globs(&raw.inputs, src, problems);
     check_globs(&raw.outputs, src, problems);
+    for pass in raw.pass_env.iter().flatten() {
+        if let Err(e) = globset::Glob::new(pass.get_ref()) {
+            problems.push(
+                Problem::at(
+                    ProblemKind::InvalidValue,
+                    src,
+                    pass.span(),
+                    format!(
+                        "`{}` is not a valid pattern of variable names",
+                        pass.get_ref()
+                    ),
+                    e.kind().to_string(),
+                )
+                .with_help("write names or globs of names, e.g. pass_env = [\"CARGO_*\", \"CI\"]"),
+            );
+        }
+    }
+    if let Some(RawTools::Add(list)) = raw.tools.as_ref().map(Spanned::get_ref) {
+        for t in list.iter().filter(|t| t.get_ref().trim().is_empty()) {
+            problems.push(
+                Problem::at(ProblemKind::InvalidValue, src, t.span(), "an empty tool name", "empty")
+                    .with_help("name a program on PATH (\"ruff\") or a path from the task's cwd (\".venv/bin/mypy\")"),
+            );
+        }
+    }
 
     let cwd = match &raw.cwd {
         Some(c) => {

@@ -21,6 +21,12 @@ fn input_glob_matching_nothing_warns_and_strict_refuses() {
     assert_has(&r.stderr, "hotpass.toml:3:11");
     assert_has(&r.stderr, "matches no file");
     std::fs::remove_file(p.path("ran")).unwrap();
+    let r = p.run(&["doctor"]);
+    r.code(1);
+    assert_has(
+        &r.stdout,
+        "FAIL input globs: matching no file: `scr/**/*.py` of gate:lint (hotpass.toml:3:11)",
+    );
 
     let r = p.run(&["run", "--strict"]);
     r.code(2);
@@ -63,6 +69,9 @@ fn output_glob_matching_nothing_after_a_run_warns() {
     assert_has(&r.stderr, "output glob `out.txt`");
     assert_has(&r.stderr, "hotpass.toml:4:12");
     assert_has(&r.stderr, "matched nothing after a successful run");
+    let r = p.run(&["doctor"]);
+    assert_has(&r.stdout, "FAIL output globs");
+    assert_has(&r.stdout, "`out.txt` of t (hotpass.toml:4:12)");
 }
 
 fn tool(p: &Project, text: &str) {
