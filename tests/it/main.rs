@@ -3,6 +3,7 @@
 mod cache;
 mod config_errors;
 mod examples;
+mod init;
 mod keys;
 mod partitions;
 mod reports;
