@@ -538,7 +538,8 @@ fn make(s: &mut Starter) {
 /// The starter config for the project in `dir`, and the kinds detected.
 pub fn starter(dir: &Path) -> (String, Vec<&'static str>) {
     let mut s = Starter::new(dir);
-    let kinds: [(&str, fn(&mut Starter)); 5] = [
+    type Writer = fn(&mut Starter);
+    let kinds: [(&str, Writer); 5] = [
         ("Cargo.toml", rust),
         ("pyproject.toml", python),
         ("package.json", node),
