@@ -7,6 +7,9 @@ use crate::support::{Project, assert_has, statuses, with_status};
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.file_name() == "node_modules" {
+            continue; // linked by the tests that need it, never copied
+        }
         let dest = to.join(e.file_name());
         if e.file_type().unwrap().is_dir() {
             copy_dir(&e.path(), &dest);
@@ -27,14 +30,98 @@ fn example(name: &str) -> Project {
     p
 }
 
-/// Every example's config is valid.
+/// Every example's config is valid, and every input glob in it matches.
 #[test]
 fn every_example_loads() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = example(e.file_name().to_str().unwrap());
         p.run(&["list"]).code(0);
+        let r = p.run_env(
+            &["run", "--dry-run", "--strict"],
+            &[("HOTPASS_TODAY", "2025-01-08")],
+        );
+        r.code(0);
+        assert!(
+            !r.stderr.contains("matches no file"),
+            "{:?}: {}",
+            e.file_name(),
+            r.stderr
+        );
     }
+}
+
+/// Whether the recipes' tools must be installed (CI says so); elsewhere a
+/// missing tool skips the recipe's test with a printed reason.
+fn tools_required() -> bool {
+    std::env::var("HOTPASS_TEST_TOOLS").is_ok_and(|v| v == "1")
+}
+
+fn have(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs a recipe twice: green with every gate run, then every instance cached.
+fn green_then_cached(p: &Project, gates: &[&str]) {
+    let (r, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for g in gates {
+        assert_eq!(statuses(&s)[*g], "ok", "{g}: {s}");
+    }
+    let (r, s) = p.run_summary(&["run"], &[]);
+    r.code(0);
+    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+}
+
+/// The Python recipe (ruff format, ruff check, mypy, pytest with coverage)
+/// runs green with the real tools, stores coverage.xml, and restores it.
+#[test]
+fn python_recipe_runs_green_then_from_the_cache() {
+    let ok = have("ruff", &["--version"])
+        && have("mypy", &["--version"])
+        && have("python3", &["-c", "import pytest, pytest_cov"]);
+    if !ok {
+        assert!(
+            !tools_required(),
+            "ruff, mypy, pytest and pytest-cov must be installed"
+        );
+        eprintln!("skipped: ruff, mypy, pytest or pytest-cov is not installed");
+        return;
+    }
+    let p = example("python-project");
+    green_then_cached(&p, &["gate:format", "gate:lint", "gate:types", "gate:test"]);
+    std::fs::remove_file(p.path("coverage.xml")).unwrap();
+    p.run(&["run", "gate:test"]).code(0);
+    assert_has(&p.read("coverage.xml"), "<coverage");
+}
+
+/// The TypeScript recipe (tsc, eslint, node:test) runs green with the
+/// packages its lock file pins, then comes from the cache.
+#[test]
+fn typescript_recipe_runs_green_then_from_the_cache() {
+    let modules =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/typescript-library/node_modules");
+    if !modules.join(".bin/tsc").exists() {
+        assert!(
+            !tools_required(),
+            "run `npm ci` in examples/typescript-library first"
+        );
+        eprintln!("skipped: examples/typescript-library has no node_modules (run `npm ci` there)");
+        return;
+    }
+    let p = example("typescript-library");
+    std::os::unix::fs::symlink(&modules, p.path("node_modules")).unwrap();
+    green_then_cached(&p, &["build", "gate:lint", "gate:test"]);
+    std::fs::remove_dir_all(p.path("distribution")).unwrap();
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert!(statuses(&s).values().all(|v| v == "cached"), "{s}");
+    assert!(
+        p.exists("distribution/index.js"),
+        "the build's outputs are restored"
+    );
 }
 
 /// The pipeline backfills a week, then re-runs one changed day and the report only.
