@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -81,15 +82,17 @@ pub struct KeyContext<'a> {
 
 /// What an instance's key covers, as found in the tree now.
 pub struct Scan {
-    /// Input files, sorted by path relative to the cwd, with their hashes.
-    pub files: Vec<(FoundFile, [u8; 32])>,
+    /// Input files, sorted by path relative to the cwd.
+    pub files: Vec<FoundFile>,
+    /// The content hash of each of `files`.
+    pub hashes: Vec<[u8; 32]>,
     /// The input globs (positions in `resolved.input_globs`) that match no file.
     pub unmatched: Vec<usize>,
     /// For each file, the position of the first glob that matched it
     /// (empty unless asked for: it costs a glob match per file).
     pub matched_by: Vec<Option<usize>>,
     /// Each tool with what was found, in `resolved.tools` order.
-    pub tools: Vec<(String, Option<Tool>)>,
+    pub tools: Vec<(String, Option<Arc<Tool>>)>,
     /// Each `$NAME` input with the salted digest of its value.
     pub env_inputs: Vec<(String, String)>,
 }
@@ -101,6 +104,7 @@ impl Scan {
         let r = &inst.resolved;
         let mut scan = Scan {
             files: Vec::new(),
+            hashes: Vec::new(),
             unmatched: Vec::new(),
             matched_by: Vec::new(),
             tools: r
@@ -131,11 +135,11 @@ impl Scan {
                 .collect();
             let pairs: Vec<(&std::path::Path, &std::fs::Metadata)> =
                 found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
-            let hashes = cx.memo.hash_files(&pairs)?;
+            scan.hashes = cx.memo.hash_files(&pairs)?;
             if by_glob {
                 scan.matched_by = found.iter().map(|f| patterns.first_match(&f.rel)).collect();
             }
-            scan.files = found.into_iter().zip(hashes).collect();
+            scan.files = found;
         }
         Ok(scan)
     }
@@ -203,12 +207,16 @@ pub fn compute(
     let files = scan
         .files
         .into_iter()
-        .map(|(f, h)| (f.rel, hex(&h)))
+        .zip(&scan.hashes)
+        .map(|(f, h)| (f.rel, hex(h)))
         .collect();
     let tools = scan
         .tools
         .into_iter()
-        .map(|(name, t)| (name, t.map_or_else(|| NOT_FOUND.to_owned(), |t| t.hash)))
+        .map(|(name, t)| {
+            let hash = t.map_or_else(|| NOT_FOUND.to_owned(), |t| t.hash.clone());
+            (name, hash)
+        })
         .collect();
     CacheKey {
         version: FORMAT_VERSION,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::hash::{Memo, hex};
 
@@ -26,7 +26,8 @@ pub const NOT_FOUND: &str = "not-found";
 /// Looks programs up, once each per run.
 pub struct ToolIndex {
     path_var: Option<OsString>,
-    found: Mutex<HashMap<PathBuf, Option<Tool>>>,
+    /// By plain name, or by absolute path for names with a `/`.
+    found: Mutex<HashMap<String, Option<Arc<Tool>>>>,
 }
 
 impl ToolIndex {
@@ -45,27 +46,29 @@ impl ToolIndex {
 
     /// Finds `name`: on PATH when it is a plain word, under `cwd` when it
     /// holds a `/`. `None` when there is no executable file of that name.
-    pub fn resolve(&self, name: &str, cwd: &Path, memo: &Memo) -> Option<Tool> {
+    pub fn resolve(&self, name: &str, cwd: &Path, memo: &Memo) -> Option<Arc<Tool>> {
+        let joined;
         let lookup_key = if name.contains('/') {
-            cwd.join(name)
+            joined = cwd.join(name).to_string_lossy().into_owned();
+            joined.as_str()
         } else {
-            PathBuf::from(name)
+            name
         };
-        if let Some(t) = self.found.lock().expect("tool index").get(&lookup_key) {
+        if let Some(t) = self.found.lock().expect("tool index").get(lookup_key) {
             return t.clone();
         }
         let tool = self.locate(name, cwd).and_then(|path| {
             let meta = std::fs::metadata(&path).ok()?;
             let h = memo.hash_files(&[(&path, &meta)]).ok()?;
-            Some(Tool {
+            Some(Arc::new(Tool {
                 path,
                 hash: hex(&h[0]),
-            })
+            }))
         });
         self.found
             .lock()
             .expect("tool index")
-            .insert(lookup_key, tool.clone());
+            .insert(lookup_key.to_owned(), tool.clone());
         tool
     }
 

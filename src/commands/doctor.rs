@@ -137,10 +137,10 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
             let Some(program) = first_program(c) else {
                 continue;
             };
-            if program.contains("{partition}") || SHELL_WORDS.contains(&program.as_str()) {
+            if program.contains("{partition}") || SHELL_WORDS.contains(&program) {
                 continue;
             }
-            if !on_path(&program, &cwd) {
+            if !on_path(program, &cwd) {
                 missing.push(format!("`{program}` (used by {})", t.name));
             }
         }

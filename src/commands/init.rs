@@ -256,54 +256,75 @@ fn python(s: &mut Starter) {
 
 /// Parses JSON with comments and trailing commas, as tsconfig files are.
 fn jsonc(text: &str) -> Option<Value> {
-    let mut clean = String::with_capacity(text.len());
+    serde_json::from_str(&without_trailing_commas(&without_comments(text))).ok()
+}
+
+/// Calls `f` with each character and whether it is inside a string.
+fn scan_json(text: &str, mut f: impl FnMut(char, bool, &mut std::iter::Peekable<std::str::Chars>)) {
     let mut chars = text.chars().peekable();
     let mut in_string = false;
+    let mut escaped = false;
     while let Some(c) = chars.next() {
+        let inside = in_string;
         if in_string {
-            clean.push(c);
-            if c == '\\' {
-                clean.extend(chars.next());
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
             } else if c == '"' {
                 in_string = false;
             }
-            continue;
+        } else if c == '"' {
+            in_string = true;
         }
-        match (c, chars.peek()) {
-            ('"', _) => {
-                in_string = true;
-                clean.push(c);
-            }
-            ('/', Some('/')) => {
-                for n in chars.by_ref() {
+        f(c, inside || c == '"', &mut chars);
+    }
+}
+
+fn without_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    scan_json(text, |c, in_string, rest| {
+        if in_string || c != '/' {
+            out.push(c);
+            return;
+        }
+        match rest.peek() {
+            Some('/') => {
+                for n in rest.by_ref() {
                     if n == '\n' {
-                        clean.push('\n');
+                        out.push('\n');
                         break;
                     }
                 }
             }
-            ('/', Some('*')) => {
-                chars.next();
+            Some('*') => {
+                rest.next();
                 let mut prev = ' ';
-                for n in chars.by_ref() {
+                for n in rest.by_ref() {
                     if prev == '*' && n == '/' {
                         break;
                     }
                     prev = n;
                 }
             }
-            (',', _) => {
-                // Keep a comma only if something other than a closer follows.
-                let rest: String = chars.clone().collect();
-                match rest.trim_start().chars().next() {
-                    Some('}') | Some(']') => {}
-                    _ => clean.push(c),
-                }
-            }
-            _ => clean.push(c),
+            _ => out.push(c),
         }
-    }
-    serde_json::from_str(&clean).ok()
+    });
+    out
+}
+
+fn without_trailing_commas(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    scan_json(text, |c, in_string, rest| {
+        if !in_string && c == ',' {
+            let next = rest.clone().find(|n| !n.is_whitespace());
+            if matches!(next, Some('}') | Some(']')) {
+                return;
+            }
+        }
+        out.push(c);
+    });
+    out
 }
 
 /// The first folder of a package path such as `./distribution/index.js`.

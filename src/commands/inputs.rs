@@ -84,7 +84,7 @@ pub fn run(ctx: &Context, instance: &str, json: bool) -> Result<u8, Error> {
     let positions: Vec<usize> = (0..r.input_globs.len())
         .filter(|i| !r.input_globs[*i].starts_with('!'))
         .collect();
-    for ((f, h), by) in scan.files.iter().zip(&scan.matched_by) {
+    for ((f, h), by) in scan.files.iter().zip(&scan.hashes).zip(&scan.matched_by) {
         let Some(slot) = by.and_then(|n| positions.iter().position(|p| *p == n)) else {
             continue;
         };
@@ -113,7 +113,7 @@ pub fn run(ctx: &Context, instance: &str, json: bool) -> Result<u8, Error> {
             .map(|(name, t)| ToolInput {
                 name,
                 path: t.as_ref().map(|t| t.path.display().to_string()),
-                hash: t.map(|t| t.hash),
+                hash: t.map(|t| t.hash.clone()),
             })
             .collect(),
         deps: item

@@ -67,7 +67,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         EXIT_OK
     };
     let summary = Summary::new(&project, &graph, &result, code);
-    if !(ctx.quiet && code == EXIT_OK) {
+    if ctx.quiet {
+        out(summary.counts_line().as_bytes());
+    } else {
         out(summary.render(ctx.color).as_bytes());
     }
     let write = |path: &std::path::PathBuf, text: String| {

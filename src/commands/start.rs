@@ -145,9 +145,9 @@ pub fn warn_unsupported(project: &Project) {
 /// lines otherwise.
 pub fn reporters<'a>(ctx: &Context, graph: &'a InstanceGraph) -> Fanout<'a> {
     let view: Box<dyn Reporter + Send + 'a> = if ctx.terminal && !ctx.github {
-        Box::new(TerminalReporter::new(graph, ctx.color))
+        Box::new(TerminalReporter::new(graph, ctx.color, ctx.quiet))
     } else {
-        Box::new(LineReporter::new(graph, ctx.github))
+        Box::new(LineReporter::new(graph, ctx.github, ctx.quiet))
     };
     Fanout::new(vec![view])
 }

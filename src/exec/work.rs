@@ -212,14 +212,16 @@ impl CachedRunner<'_> {
     }
 
     /// After a success: stores it (or, for a task that is not cached, only
-    /// hashes its outputs) and gives the digest of its result.
+    /// hashes its outputs) and gives the digest of its result — computed
+    /// only for instances that have dependents: nothing else reads it.
     fn keep(
         &self,
-        inst: &Instance,
+        id: InstanceId,
         digest: &str,
         o: &Outcome,
         dep_keys: &BTreeMap<String, String>,
     ) -> Option<String> {
+        let inst = self.graph.get(id);
         let task = self.project.task(inst.task);
         let collected = if task.cache {
             self.cache.save(
@@ -246,6 +248,7 @@ impl CachedRunner<'_> {
                     .emit();
                 }
                 Some(result_of(inst, digest, &c.outputs))
+                    .filter(|_| !self.graph.dependents(id).is_empty())
             }
             Err(e) => {
                 if task.cache {
@@ -289,7 +292,9 @@ impl Runner for CachedRunner<'_> {
                         self.hits.fetch_add(1, Relaxed);
                         tracing::info!("{}: cached", inst.name);
                         self.cache.record_run(&inst.name, &encoded);
-                        o.result = Some(result_of(inst, &digest, &entry.outputs));
+                        if !self.graph.dependents(id).is_empty() {
+                            o.result = Some(result_of(inst, &digest, &entry.outputs));
+                        }
                         o.key = Some(digest);
                         o.spans = spans;
                         return Check::Done(Box::new(o));
@@ -328,7 +333,7 @@ impl Runner for CachedRunner<'_> {
             self.misses.fetch_add(1, Relaxed);
             if o.status == Status::Ok && !ctl.is_cancelled() {
                 o.result = Span::time(&mut spans, "store", || {
-                    self.keep(inst, &digest, &o, &dep_keys)
+                    self.keep(id, &digest, &o, &dep_keys)
                 });
             }
             self.cache.record_run(&inst.name, &encoded);

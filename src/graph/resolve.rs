@@ -17,22 +17,22 @@ pub const SHELL_WORDS: &[&str] = &[
 
 /// The first word of a shell command that is not a `VAR=value` assignment,
 /// unquoted.
-pub fn first_program(command: &str) -> Option<String> {
+pub fn first_program(command: &str) -> Option<&str> {
     command
         .split_whitespace()
         .find(|w| !w.contains('=') || w.starts_with('='))
-        .map(|w| w.trim_matches(|c| c == '"' || c == '\'').to_owned())
+        .map(|w| w.trim_matches(|c| c == '"' || c == '\''))
         .filter(|w| !w.is_empty())
 }
 
 /// The program a command starts, when it is a plain word a PATH lookup can
 /// find: not a builtin, not a path, no expansion or quoting in it.
-pub fn command_tool(command: &str) -> Option<String> {
+pub fn command_tool(command: &str) -> Option<&str> {
     let word = first_program(command)?;
     let plain = word
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
-    (plain && !SHELL_WORDS.contains(&word.as_str())).then_some(word)
+    (plain && !SHELL_WORDS.contains(&word)).then_some(word)
 }
 
 /// An instance's task, with its partition filled in.
@@ -98,7 +98,7 @@ impl Resolved {
             Tools::Auto(extra) => {
                 let mut t: Vec<String> = commands
                     .iter()
-                    .filter_map(|c| command_tool(c))
+                    .filter_map(|c| command_tool(c).map(str::to_owned))
                     .chain(extra.iter().map(sub))
                     .collect();
                 t.sort();

@@ -12,12 +12,15 @@ pub struct LineReporter<'a> {
     graph: &'a InstanceGraph,
     width: usize,
     github: bool,
+    /// `-q`: only failures are shown (their output held until they end).
+    quiet: bool,
     buffered: Vec<Vec<u8>>,
 }
 
 impl<'a> LineReporter<'a> {
-    /// `github` groups each instance's output with `::group::`.
-    pub fn new(graph: &'a InstanceGraph, github: bool) -> Self {
+    /// `github` groups each instance's output with `::group::`; `quiet`
+    /// shows failures only.
+    pub fn new(graph: &'a InstanceGraph, github: bool, quiet: bool) -> Self {
         let width = graph
             .iter()
             .map(|(_, i)| i.name.len())
@@ -28,6 +31,7 @@ impl<'a> LineReporter<'a> {
             graph,
             width,
             github,
+            quiet,
             buffered: vec![Vec::new(); graph.len()],
         }
     }
@@ -45,7 +49,7 @@ impl Reporter for LineReporter<'_> {
 
     fn output(&mut self, id: InstanceId, _stream: Stream, line: &[u8]) {
         let l = self.prefixed(id, line);
-        if self.github {
+        if self.github || self.quiet {
             self.buffered[id.index()].extend_from_slice(&l);
         } else {
             out(&l);
@@ -53,6 +57,10 @@ impl Reporter for LineReporter<'_> {
     }
 
     fn finished(&mut self, id: InstanceId, outcome: &Outcome) {
+        if self.quiet && !outcome.status.is_failure() {
+            self.buffered[id.index()] = Vec::new();
+            return;
+        }
         let name = &self.graph.get(id).name;
         let mut text = Vec::new();
         if outcome.status == Status::Cached {
@@ -80,8 +88,10 @@ impl Reporter for LineReporter<'_> {
             }
             out(&all);
         } else {
-            text.extend(format!("{name:<w$} | {verdict}\n", w = self.width).into_bytes());
-            out(&text);
+            let mut all = std::mem::take(&mut self.buffered[id.index()]);
+            all.extend(text);
+            all.extend(format!("{name:<w$} | {verdict}\n", w = self.width).into_bytes());
+            out(&all);
         }
     }
 }

@@ -189,6 +189,29 @@ impl Summary {
         }
     }
 
+    /// The last line of the summary: the counts, the time, the time saved.
+    /// All that `-q` prints of a run that went well.
+    pub fn counts_line(&self) -> String {
+        let c = &self.counts;
+        let mut s = format!(
+            "{} instances: {} ran, {} cached, {} failed, {} skipped in {}",
+            c.total,
+            c.ran,
+            c.cached,
+            c.failed,
+            c.skipped,
+            human(Duration::from_millis(self.duration_ms))
+        );
+        if self.cache_saved_ms > 0 {
+            s.push_str(&format!(
+                " (the cache saved {})",
+                human(Duration::from_millis(self.cache_saved_ms))
+            ));
+        }
+        s.push('\n');
+        s
+    }
+
     /// The summary as people read it.
     pub fn render(&self, color: bool) -> String {
         let paint = |code: &str, s: &str| {
@@ -256,23 +279,8 @@ impl Summary {
                 ));
             }
         }
-        let c = &self.counts;
-        s.push_str(&format!(
-            "\n{} instances: {} ran, {} cached, {} failed, {} skipped in {}",
-            c.total,
-            c.ran,
-            c.cached,
-            c.failed,
-            c.skipped,
-            human(Duration::from_millis(self.duration_ms))
-        ));
-        if self.cache_saved_ms > 0 {
-            s.push_str(&format!(
-                " (the cache saved {})",
-                human(Duration::from_millis(self.cache_saved_ms))
-            ));
-        }
         s.push('\n');
+        s.push_str(&self.counts_line());
         if self.critical_path.len() > 1 {
             s.push_str(&format!(
                 "critical path: {}\n",

@@ -23,12 +23,14 @@ pub struct TerminalReporter<'a> {
     cached: usize,
     failed: usize,
     color: bool,
+    /// `-q`: only failures are shown.
+    quiet: bool,
     bar: ProgressBar,
 }
 
 impl<'a> TerminalReporter<'a> {
     /// A reporter for `graph`; `color` enables ANSI colours.
-    pub fn new(graph: &'a InstanceGraph, color: bool) -> Self {
+    pub fn new(graph: &'a InstanceGraph, color: bool, quiet: bool) -> Self {
         let bar = ProgressBar::with_draw_target(
             Some(graph.len() as u64),
             ProgressDrawTarget::stderr_with_hz(10),
@@ -44,6 +46,7 @@ impl<'a> TerminalReporter<'a> {
             cached: 0,
             failed: 0,
             color,
+            quiet,
             bar,
         }
     }
@@ -143,7 +146,9 @@ impl Reporter for TerminalReporter<'_> {
         for l in &lines[hidden..] {
             text.extend_from_slice(l);
         }
-        self.bar.suspend(|| out(&text));
+        if !self.quiet || outcome.status.is_failure() {
+            self.bar.suspend(|| out(&text));
+        }
         self.bar.inc(1);
         self.redraw();
         if Some(self.bar.position()) == self.bar.length() {

@@ -254,3 +254,22 @@ fn inputs_lists_what_the_key_covers() {
     assert_has(&text.stdout, "src/*.txt: 2 files");
     assert_has(&text.stdout, "none/*: matches no file");
 }
+
+/// `-q` prints the final line only when everything passes, and a failure's
+/// output and verdict when something fails.
+#[test]
+fn quiet_prints_failures_and_the_last_line() {
+    let p = Project::new(
+        "[tasks.good]\nrun = \"echo good-output\"\n[tasks.bad]\nrun = \"echo bad-output; exit 3\"\n",
+    );
+    let r = p.run(&["-q", "run", "good"]);
+    r.code(0);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert_has(&r.stdout, "1 instances: 1 ran");
+    let r = p.run(&["-q", "run", "--keep-going"]);
+    r.code(1);
+    assert!(!r.stdout.contains("good-output"), "{}", r.stdout);
+    assert_has(&r.stdout, "bad  | bad-output");
+    assert_has(&r.stdout, "failed (exit 3)");
+    assert_has(&r.stdout, "2 instances: 2 ran, 0 cached, 1 failed");
+}
