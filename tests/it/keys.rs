@@ -273,3 +273,42 @@ fn quiet_prints_failures_and_the_last_line() {
     assert_has(&r.stdout, "failed (exit 3)");
     assert_has(&r.stdout, "2 instances: 2 ran, 0 cached, 1 failed");
 }
+
+/// `-v` says, per instance, its key, how many files each glob matched, and
+/// whether it hit or why it runs.
+#[test]
+fn verbose_names_keys_matches_and_reasons() {
+    let p =
+        Project::new("[gates.lint]\nrun = \"true\"\ninputs = [\"src/*.py\", \"pyproject.toml\"]\n");
+    p.write("src/a.py", "a\n");
+    p.write("src/b.py", "b\n");
+    p.write("pyproject.toml", "\n");
+    let r = p.run(&["-v", "run"]);
+    r.code(0);
+    assert_has(
+        &r.stderr,
+        "gate:lint: 3 input files (src/*.py: 2, pyproject.toml: 1)",
+    );
+    assert_has(&r.stderr, "gate:lint: key ");
+    assert_has(&r.stderr, "gate:lint: runs (no-entry)");
+    let r = p.run(&["-v", "run"]);
+    assert_has(&r.stderr, "gate:lint: cached");
+}
+
+/// A partitioned instance whose glob matches nothing (a day without raw
+/// files) is a warning naming the instance, even under --strict.
+#[test]
+fn an_empty_partition_warns_but_is_not_a_strict_error() {
+    let p = Project::new(
+        "[tasks.ingest]\nrun = \"cat raw/{partition}/*.csv > /dev/null || true\"\n\
+         inputs = [\"raw/{partition}/*.csv\"]\npartitions = { daily = { start = \"2025-01-01\" } }\n",
+    );
+    p.write("raw/2025-01-01/a.csv", "x\n");
+    let r = p.run(&["run", "--strict", "--backfill", "2025-01-01..2025-01-02"]);
+    r.code(0);
+    assert_has(
+        &r.stderr,
+        "ingest@2025-01-02: input glob `raw/2025-01-02/*.csv`",
+    );
+    assert!(!r.stderr.contains("ingest@2025-01-01:"), "{}", r.stderr);
+}
