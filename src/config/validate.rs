@@ -281,6 +281,9 @@ fn check_globs(list: &Option<Vec<Spanned<String>>>, src: &SourceFile, problems: 
     }
 }
 
+/// A timeout longer than this is a mistake (and would overflow a deadline).
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 fn task(
     id: TaskId,
     def: &Def,
@@ -289,140 +292,10 @@ fn task(
     problems: &mut Vec<Problem>,
 ) -> (Task, Vec<(TaskId, std::ops::Range<usize>)>) {
     let raw = def.raw.get_ref();
-    let mut deps = Vec::new();
-    let mut dep_spans = Vec::new();
-    for dep in raw.deps.iter().flatten() {
-        let name = dep.get_ref();
-        match by_name.get(name) {
-            Some(&d) => {
-                if !deps.contains(&d) {
-                    deps.push(d);
-                    dep_spans.push((d, dep.span()));
-                }
-            }
-            None => {
-                let suggestions = suggest(name, by_name.keys().map(String::as_str));
-                let help = did_you_mean(&suggestions)
-                    .unwrap_or_else(|| "run `hotpass list` to see every task and gate".to_owned());
-                problems.push(
-                    Problem::at(
-                        ProblemKind::UnknownDep,
-                        src,
-                        dep.span(),
-                        format!("unknown dependency `{name}` of `{}`", def.name),
-                        "no task or gate has this name",
-                    )
-                    .with_help(help),
-                );
-            }
-        }
-    }
+    let (deps, dep_spans) = deps(raw, def, src, by_name, problems);
     check_globs(&raw.inputs, src, problems);
     check_globs(&raw.outputs, src, problems);
-    for pass in raw.pass_env.iter().flatten() {
-        if let Err(e) = globset::Glob::new(pass.get_ref()) {
-            problems.push(
-                Problem::at(
-                    ProblemKind::InvalidValue,
-                    src,
-                    pass.span(),
-                    format!(
-                        "`{}` is not a valid pattern of variable names",
-                        pass.get_ref()
-                    ),
-                    e.kind().to_string(),
-                )
-                .with_help("write names or globs of names, e.g. pass_env = [\"CARGO_*\", \"CI\"]"),
-            );
-        }
-    }
-    if let Some(RawTools::Add(list)) = raw.tools.as_ref().map(Spanned::get_ref) {
-        for t in list.iter().filter(|t| t.get_ref().trim().is_empty()) {
-            problems.push(
-                Problem::at(ProblemKind::InvalidValue, src, t.span(), "an empty tool name", "empty")
-                    .with_help("name a program on PATH (\"ruff\") or a path from the task's cwd (\".venv/bin/mypy\")"),
-            );
-        }
-    }
-
-    let cwd = match &raw.cwd {
-        Some(c) => {
-            let v = c.get_ref().trim_end_matches('/');
-            if Path::new(v).is_absolute() {
-                problems.push(
-                    Problem::at(
-                        ProblemKind::InvalidValue,
-                        src,
-                        c.span(),
-                        "cwd must be relative to the project root",
-                        "absolute path",
-                    )
-                    .with_help("write the folder relative to the folder holding hotpass.toml"),
-                );
-            }
-            if v.is_empty() {
-                ".".to_owned()
-            } else {
-                v.to_owned()
-            }
-        }
-        None => ".".to_owned(),
-    };
-
-    let timeout = raw.timeout.as_ref().and_then(|t| {
-        let parsed = match t.get_ref() {
-            Timeout::Seconds(n) if *n > 0 => Ok(std::time::Duration::from_secs(*n as u64)),
-            Timeout::Seconds(_) => Err("timeout must be longer than zero".to_owned()),
-            Timeout::Text(text) => match humantime::parse_duration(text) {
-                Ok(d) if !d.is_zero() => Ok(d),
-                Ok(_) => Err("timeout must be longer than zero".to_owned()),
-                Err(err) => Err(format!("invalid timeout `{text}`: {err}")),
-            },
-        };
-        parsed
-            .map_err(|message| {
-                problems.push(
-                    Problem::at(ProblemKind::BadTimeout, src, t.span(), message, "not a duration")
-                        .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\", or a number of seconds"),
-                );
-            })
-            .ok()
-    });
-
-    let max_parallel = raw.max_parallel.as_ref().and_then(|m| {
-        if *m.get_ref() < 1 {
-            problems.push(
-                Problem::at(
-                    ProblemKind::InvalidValue,
-                    src,
-                    m.span(),
-                    "max_parallel must be at least 1",
-                    "too small",
-                )
-                .with_help("set a positive number, or leave it out for no limit"),
-            );
-            None
-        } else {
-            Some(*m.get_ref() as usize)
-        }
-    });
-
-    let partitions = raw
-        .partitions
-        .as_ref()
-        .and_then(|p| partitions(p, src, problems));
-    let partition_map = raw.partition_map.as_ref().and_then(|m| match m.get_ref().as_str() {
-        "calendar" => Some(PartitionMap::Calendar),
-        "all" => Some(PartitionMap::All),
-        other => {
-            problems.push(
-                Problem::at(ProblemKind::Partitions, src, m.span(), format!("unknown partition_map `{other}`"), "not a mapping")
-                    .with_help("use \"calendar\" (days ↔ months) or \"all\" (every instance of the dependency in the run)"),
-            );
-            None
-        }
-    });
-
+    check_pass_env_and_tools(raw, src, problems);
     let inputs: Vec<Input> = raw
         .inputs
         .iter()
@@ -463,18 +336,182 @@ fn task(
             .flatten()
             .map(|(k, v)| (k.clone(), v.get_ref().0.clone()))
             .collect::<BTreeMap<_, _>>(),
-        cwd,
-        timeout,
+        cwd: cwd(raw, src, problems),
+        timeout: timeout(raw, src, problems),
         cache,
-        max_parallel,
-        partitions,
-        partition_map,
+        max_parallel: max_parallel(raw, src, problems),
+        partitions: raw
+            .partitions
+            .as_ref()
+            .and_then(|p| partitions(p, src, problems)),
+        partition_map: partition_map(raw, src, problems),
         origin: Origin {
             file: def.file,
             span: def.name_span.clone(),
         },
     };
     (task, dep_spans)
+}
+
+/// The task's dependencies (each once) with where each is written; unknown
+/// names are problems with the closest names suggested.
+fn deps(
+    raw: &RawTask,
+    def: &Def,
+    src: &SourceFile,
+    by_name: &HashMap<String, TaskId>,
+    problems: &mut Vec<Problem>,
+) -> (Vec<TaskId>, Vec<(TaskId, std::ops::Range<usize>)>) {
+    let mut deps = Vec::new();
+    let mut dep_spans = Vec::new();
+    for dep in raw.deps.iter().flatten() {
+        let name = dep.get_ref();
+        match by_name.get(name) {
+            Some(&d) => {
+                if !deps.contains(&d) {
+                    deps.push(d);
+                    dep_spans.push((d, dep.span()));
+                }
+            }
+            None => {
+                let suggestions = suggest(name, by_name.keys().map(String::as_str));
+                let help = did_you_mean(&suggestions)
+                    .unwrap_or_else(|| "run `hotpass list` to see every task and gate".to_owned());
+                problems.push(
+                    Problem::at(
+                        ProblemKind::UnknownDep,
+                        src,
+                        dep.span(),
+                        format!("unknown dependency `{name}` of `{}`", def.name),
+                        "no task or gate has this name",
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+    }
+    (deps, dep_spans)
+}
+
+fn check_pass_env_and_tools(raw: &RawTask, src: &SourceFile, problems: &mut Vec<Problem>) {
+    for pass in raw.pass_env.iter().flatten() {
+        if let Err(e) = globset::Glob::new(pass.get_ref()) {
+            problems.push(
+                Problem::at(
+                    ProblemKind::InvalidValue,
+                    src,
+                    pass.span(),
+                    format!(
+                        "`{}` is not a valid pattern of variable names",
+                        pass.get_ref()
+                    ),
+                    e.kind().to_string(),
+                )
+                .with_help("write names or globs of names, e.g. pass_env = [\"CARGO_*\", \"CI\"]"),
+            );
+        }
+    }
+    if let Some(RawTools::Add(list)) = raw.tools.as_ref().map(Spanned::get_ref) {
+        for t in list.iter().filter(|t| t.get_ref().trim().is_empty()) {
+            problems.push(
+                Problem::at(ProblemKind::InvalidValue, src, t.span(), "an empty tool name", "empty")
+                    .with_help("name a program on PATH (\"ruff\") or a path from the task's cwd (\".venv/bin/mypy\")"),
+            );
+        }
+    }
+}
+
+fn cwd(raw: &RawTask, src: &SourceFile, problems: &mut Vec<Problem>) -> String {
+    let Some(c) = &raw.cwd else {
+        return ".".to_owned();
+    };
+    let v = c.get_ref().trim_end_matches('/');
+    if Path::new(v).is_absolute() {
+        problems.push(
+            Problem::at(
+                ProblemKind::InvalidValue,
+                src,
+                c.span(),
+                "cwd must be relative to the project root",
+                "absolute path",
+            )
+            .with_help("write the folder relative to the folder holding hotpass.toml"),
+        );
+    }
+    if v.is_empty() {
+        ".".to_owned()
+    } else {
+        v.to_owned()
+    }
+}
+
+fn timeout(
+    raw: &RawTask,
+    src: &SourceFile,
+    problems: &mut Vec<Problem>,
+) -> Option<std::time::Duration> {
+    let t = raw.timeout.as_ref()?;
+    let parsed = match t.get_ref() {
+        Timeout::Seconds(n) if *n > 0 => Ok(std::time::Duration::from_secs(*n as u64)),
+        Timeout::Seconds(_) => Err("timeout must be longer than zero".to_owned()),
+        Timeout::Text(text) => match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err("timeout must be longer than zero".to_owned()),
+            Err(err) => Err(format!("invalid timeout `{text}`: {err}")),
+        },
+    };
+    let parsed = parsed.and_then(|d| {
+        if d > MAX_TIMEOUT {
+            Err("timeout is longer than the most hotpass accepts, 7 days".to_owned())
+        } else {
+            Ok(d)
+        }
+    });
+    parsed
+        .map_err(|message| {
+            problems.push(
+                Problem::at(ProblemKind::BadTimeout, src, t.span(), message, "not a duration")
+                    .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\", or a number of seconds, up to 7 days; leave it out for no limit"),
+            );
+        })
+        .ok()
+}
+
+fn max_parallel(raw: &RawTask, src: &SourceFile, problems: &mut Vec<Problem>) -> Option<usize> {
+    let m = raw.max_parallel.as_ref()?;
+    if *m.get_ref() >= 1 {
+        return Some(*m.get_ref() as usize);
+    }
+    problems.push(
+        Problem::at(
+            ProblemKind::InvalidValue,
+            src,
+            m.span(),
+            "max_parallel must be at least 1",
+            "too small",
+        )
+        .with_help("set a positive number, or leave it out for no limit"),
+    );
+    None
+}
+
+fn partition_map(
+    raw: &RawTask,
+    src: &SourceFile,
+    problems: &mut Vec<Problem>,
+) -> Option<PartitionMap> {
+    let m = raw.partition_map.as_ref()?;
+    match m.get_ref().as_str() {
+        "calendar" => Some(PartitionMap::Calendar),
+        "all" => Some(PartitionMap::All),
+        other => {
+            problems.push(
+                Problem::at(ProblemKind::Partitions, src, m.span(), format!("unknown partition_map `{other}`"), "not a mapping")
+                    .with_help("use \"calendar\" (days ↔ months) or \"all\" (every instance of the dependency in the run)"),
+            );
+            None
+        }
+    }
 }
 
 fn partitions(

@@ -138,3 +138,14 @@ fn config_is_found_upwards_and_overridable() {
     let r = p.run(&["-C", "other", "--config", "alt.toml", "list"]);
     assert!(r.stdout.contains("alt task"), "{r:?}");
 }
+
+/// A timeout too large to be meant (once a panic and a hang, adding it to
+/// the clock) is a located config error.
+#[test]
+fn huge_timeout_is_refused() {
+    let p = Project::new("[tasks.t]\nrun = \"true\"\ntimeout = 9223372036854775807\n");
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert!(r.stderr.contains("longer than the most hotpass accepts"), "{}", r.stderr);
+    assert!(r.stderr.contains("hotpass.toml:3"), "{}", r.stderr);
+}
