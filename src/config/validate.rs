@@ -460,21 +460,29 @@ fn timeout(
             Err(err) => Err(format!("invalid timeout `{text}`: {err}")),
         },
     };
-    let parsed = parsed.and_then(|d| {
-        if d > MAX_TIMEOUT {
-            Err("timeout is longer than the most hotpass accepts, 7 days".to_owned())
-        } else {
-            Ok(d)
+    match parsed {
+        Ok(d) if d > MAX_TIMEOUT => {
+            problems.push(
+                Problem::at(
+                    ProblemKind::BadTimeout,
+                    src,
+                    t.span(),
+                    "timeout is longer than the most hotpass accepts, 7 days",
+                    "too long",
+                )
+                .with_help("leave timeout out for no limit"),
+            );
+            None
         }
-    });
-    parsed
-        .map_err(|message| {
+        Ok(d) => Some(d),
+        Err(message) => {
             problems.push(
                 Problem::at(ProblemKind::BadTimeout, src, t.span(), message, "not a duration")
-                    .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\", or a number of seconds, up to 7 days; leave it out for no limit"),
+                    .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\", or a number of seconds"),
             );
-        })
-        .ok()
+            None
+        }
+    }
 }
 
 fn max_parallel(raw: &RawTask, src: &SourceFile, problems: &mut Vec<Problem>) -> Option<usize> {

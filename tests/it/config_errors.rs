@@ -146,6 +146,10 @@ fn huge_timeout_is_refused() {
     let p = Project::new("[tasks.t]\nrun = \"true\"\ntimeout = 9223372036854775807\n");
     let r = p.run(&["run"]);
     r.code(2);
-    assert!(r.stderr.contains("longer than the most hotpass accepts"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("longer than the most hotpass accepts"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("hotpass.toml:3"), "{}", r.stderr);
 }
