@@ -36,6 +36,14 @@ pub fn render(project: &Project, graph: &InstanceGraph, result: &RunResult) -> S
                 s.set_message(reason.clone());
                 s
             }
+            Status::Interrupted => {
+                // Not the gate's verdict: the run was stopped under it.
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                s.set_message("interrupted");
+                s.set_type("interrupted");
+                s.set_description(output_text(o));
+                s
+            }
             other => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_message(match other {

@@ -56,6 +56,8 @@ pub struct Counts {
     pub ran: usize,
     pub cached: usize,
     pub failed: usize,
+    /// Stopped by Ctrl-C (or SIGTERM) or cancelled: not failures.
+    pub interrupted: usize,
     pub skipped: usize,
 }
 
@@ -118,9 +120,13 @@ impl Summary {
             match &o.status {
                 Status::Ok => counts.ran += 1,
                 Status::Cached => counts.cached += 1,
-                Status::Failed { .. } | Status::TimedOut | Status::Interrupted => {
+                Status::Failed { .. } | Status::TimedOut => {
                     counts.ran += 1;
                     counts.failed += 1
+                }
+                Status::Interrupted => {
+                    counts.ran += 1;
+                    counts.interrupted += 1
                 }
                 Status::Skipped { .. } => counts.skipped += 1,
             }
@@ -131,7 +137,8 @@ impl Summary {
                     verdict: match o.status {
                         Status::Ok | Status::Cached => "passed",
                         Status::Skipped { .. } => "skipped",
-                        _ => "failed",
+                        Status::Interrupted => "interrupted",
+                        Status::Failed { .. } | Status::TimedOut => "failed",
                     },
                     duration_ms: ms(o.duration),
                 });
@@ -193,8 +200,13 @@ impl Summary {
     /// All that `-q` prints of a run that went well.
     pub fn counts_line(&self) -> String {
         let c = &self.counts;
+        let interrupted = if c.interrupted > 0 {
+            format!(", {} interrupted", c.interrupted)
+        } else {
+            String::new()
+        };
         let mut s = format!(
-            "{} instances: {} ran, {} cached, {} failed, {} skipped in {}",
+            "{} instances: {} ran, {} cached, {} failed{interrupted}, {} skipped in {}",
             c.total,
             c.ran,
             c.cached,
@@ -291,12 +303,23 @@ impl Summary {
     }
 }
 
-/// The chain of instances with the longest total duration.
+/// The chain of instances that ran with the longest total duration; empty
+/// when nothing ran (instances from the cache took no time of their own).
 fn critical_path(graph: &InstanceGraph, order: &[InstanceId], outcomes: &[Outcome]) -> Vec<String> {
     let n = graph.len();
     let mut best: Vec<(Duration, Option<InstanceId>)> = vec![(Duration::ZERO, None); n];
+    let ran = |id: InstanceId| {
+        matches!(
+            outcomes[id.index()].status,
+            Status::Ok | Status::Failed { .. } | Status::TimedOut | Status::Interrupted
+        )
+    };
     for &id in order {
-        let own = outcomes[id.index()].duration;
+        let own = if ran(id) {
+            outcomes[id.index()].duration
+        } else {
+            Duration::ZERO
+        };
         let (mut total, mut prev) = (own, None);
         for d in &graph.get(id).deps {
             let cand = best[d.index()].0 + own;
@@ -307,12 +330,19 @@ fn critical_path(graph: &InstanceGraph, order: &[InstanceId], outcomes: &[Outcom
         }
         best[id.index()] = (total, prev);
     }
-    let Some(mut cur) = order.iter().copied().max_by_key(|id| best[id.index()].0) else {
+    let Some(mut cur) = order
+        .iter()
+        .copied()
+        .filter(|id| ran(*id))
+        .max_by_key(|id| best[id.index()].0)
+    else {
         return Vec::new();
     };
     let mut path = vec![graph.get(cur).name.clone()];
     while let Some(p) = best[cur.index()].1 {
-        path.push(graph.get(p).name.clone());
+        if ran(p) {
+            path.push(graph.get(p).name.clone());
+        }
         cur = p;
     }
     path.reverse();

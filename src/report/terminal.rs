@@ -116,7 +116,7 @@ impl Reporter for TerminalReporter<'_> {
         };
         match outcome.status {
             Status::Cached => self.cached += 1,
-            Status::Failed { .. } | Status::TimedOut | Status::Interrupted => self.failed += 1,
+            Status::Failed { .. } | Status::TimedOut => self.failed += 1,
             _ => {}
         }
         let verdict = super::summary::verdict_line(outcome);

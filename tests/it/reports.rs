@@ -232,3 +232,49 @@ fn doctor_flags_problems() {
     r.code(1);
     assert_has(&r.stdout, "FAIL cache writable");
 }
+
+/// An interrupted gate is counted as interrupted, never failed: in the
+/// summary text, the summary JSON and the gates table, and in JUnit as an
+/// error of type `interrupted` (not a failure).
+#[test]
+fn interrupted_gates_are_counted_as_interrupted() {
+    let p = Project::new("[gates.slow]\nrun = \"touch started; sleep 30\"\n");
+    let mut child = p.spawn(&["run", "--summary", "s.json", "--junit", "j.xml"]);
+    assert!(
+        crate::support::wait_for(std::time::Duration::from_secs(10), || p.exists("started")),
+        "the gate did not start"
+    );
+    child.signal(libc::SIGINT);
+    assert_eq!(
+        child.wait_code(std::time::Duration::from_secs(10)),
+        Some(130)
+    );
+    let s: serde_json::Value = serde_json::from_str(&p.read("s.json")).unwrap();
+    assert_eq!(s["counts"]["interrupted"], 1);
+    assert_eq!(s["counts"]["failed"], 0);
+    assert_eq!(s["gates"][0]["verdict"], "interrupted");
+    let junit = p.read("j.xml");
+    let doc = roxmltree::Document::parse(&junit).unwrap();
+    let error = doc
+        .descendants()
+        .find(|n| n.has_tag_name("error"))
+        .expect("an <error> element");
+    assert_eq!(error.attribute("type"), Some("interrupted"));
+    assert!(!doc.descendants().any(|n| n.has_tag_name("failure")));
+}
+
+/// A run that comes entirely from the cache has no critical path: nothing
+/// took time of its own.
+#[test]
+fn a_fully_cached_run_has_no_critical_path() {
+    let p = Project::new(
+        "[tasks.a]\nrun = \"echo a > a.txt\"\ninputs = [\"in\"]\noutputs = [\"a.txt\"]\n\
+         [tasks.b]\ndeps = [\"a\"]\nrun = \"cat a.txt > b.txt\"\ninputs = [\"in\"]\noutputs = [\"b.txt\"]\n",
+    );
+    p.write("in", "1\n");
+    let r = p.run(&["run"]);
+    assert_has(&r.stdout, "critical path: a -> b");
+    let (r, s) = p.run_summary(&["run"], &[]);
+    assert!(!r.stdout.contains("critical path"), "{}", r.stdout);
+    assert_eq!(s["critical_path"], serde_json::json!([]));
+}

@@ -244,9 +244,37 @@ fn run_can_be_called_twice() {
         "run",
         "--no-cache",
     ];
-    assert_eq!(hotpass::run(args), std::process::ExitCode::from(0));
-    assert_eq!(hotpass::run(args), std::process::ExitCode::from(0));
+    // hotpass writes to the stdout descriptor itself: capture it in a file
+    // for the two calls, so the suite's own output stays clean.
+    let captured = p.path("stdout.txt");
+    let file = std::fs::File::create(&captured).unwrap();
+    let codes = with_stdout_in(&file, || (hotpass::run(args), hotpass::run(args)));
+    assert_eq!(codes.0, std::process::ExitCode::from(0));
+    assert_eq!(codes.1, std::process::ExitCode::from(0));
     assert_eq!(p.read("count"), "x\nx\n");
+    assert_eq!(
+        p.read("stdout.txt").matches("1 instances: 1 ran").count(),
+        2
+    );
+}
+
+/// Runs `f` with file descriptor 1 pointing at `file`, then puts it back.
+fn with_stdout_in<T>(file: &std::fs::File, f: impl FnOnce() -> T) -> T {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    std::io::stdout().flush().unwrap();
+    // SAFETY: dup and dup2 on valid descriptors; the saved one is restored
+    // and closed below.
+    let saved = unsafe { libc::dup(1) };
+    assert!(saved >= 0);
+    unsafe { libc::dup2(file.as_raw_fd(), 1) };
+    let out = f();
+    std::io::stdout().flush().unwrap();
+    unsafe {
+        libc::dup2(saved, 1);
+        libc::close(saved);
+    }
+    out
 }
 
 /// Completion scripts are generated for the common shells.
