@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     }
 
     let cache = Cache::open_or_uncached(&project.settings.cache_dir, mode);
-    let runner = CachedRunner::new(&project, &graph, cache);
+    let runner = CachedRunner::new(&project, &graph, cache, ctx.color);
     let mut reporters = start::reporters(ctx, &graph);
     let opts = Options {
         jobs,

@@ -342,7 +342,7 @@ fn cycle(
         let opts = &opts;
         let handle = s.spawn(move || {
             let cache = Cache::open_or_uncached(&l.project.settings.cache_dir, Mode::Normal);
-            let runner = CachedRunner::new(&l.project, &l.graph, cache);
+            let runner = CachedRunner::new(&l.project, &l.graph, cache, ctx.color);
             let mut reporters = start::reporters(ctx, &l.graph);
             let r = scheduler::run_with(&l.project, &l.graph, &runner, &mut reporters, opts, |c| {
                 let _ = c_tx.send(c);

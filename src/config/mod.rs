@@ -139,6 +139,8 @@ pub struct Task {
     pub tools: Tools,
     /// With `env_mode = "strict"`: globs of more variables the task sees.
     pub pass_env: Vec<String>,
+    /// Whether the task is asked for colour when hotpass's output is coloured.
+    pub color: bool,
     pub env: BTreeMap<String, String>,
     /// Relative to the root, `/`-separated; "." for the root.
     pub cwd: String,

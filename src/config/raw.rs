@@ -84,6 +84,8 @@ pub struct RawTask {
     pub tools: Option<Spanned<RawTools>>,
     /// With `env_mode = "strict"`: more variables the task may see (globs).
     pub pass_env: Option<Vec<Spanned<String>>>,
+    /// `false`: never ask the task's tools for colour.
+    pub color: Option<Spanned<bool>>,
 }
 
 /// `tools`: `false` (off), `true` (the default), or programs to add.
@@ -251,6 +253,7 @@ pub const TASK_FIELDS: &[&str] = &[
     "partition_map",
     "tools",
     "pass_env",
+    "color",
 ];
 
 /// Every field name `[settings]` accepts.

@@ -330,6 +330,7 @@ fn task(
             }
         },
         pass_env: strings(&raw.pass_env),
+        color: raw.color.as_ref().is_none_or(|c| *c.get_ref()),
         env: raw
             .env
             .iter()

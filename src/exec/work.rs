@@ -48,10 +48,33 @@ fn inherited(inst: &Instance) -> Option<Vec<(OsString, OsString)>> {
     )
 }
 
+/// What tells common tools to colour their output though it goes to a pipe.
+const COLOR_ENV: &[(&str, &str)] = &[
+    ("FORCE_COLOR", "1"),
+    ("CLICOLOR_FORCE", "1"),
+    ("CARGO_TERM_COLOR", "always"),
+    ("PY_COLORS", "1"),
+];
+
 /// Runs an instance's commands in turn, stopping at the first failure.
-pub fn execute(inst: &Instance, ctl: &Control, sink: &(dyn Fn(Stream, &[u8]) + Sync)) -> Outcome {
+/// With `color`, the commands are asked for colour (unless the task says
+/// `color = false`); the task's own `env` still wins.
+pub fn execute(
+    inst: &Instance,
+    color: bool,
+    ctl: &Control,
+    sink: &(dyn Fn(Stream, &[u8]) + Sync),
+) -> Outcome {
     let r = &inst.resolved;
-    let mut env = r.env.clone();
+    let mut env: Vec<(String, String)> = Vec::with_capacity(r.env.len() + 5);
+    if color && r.color {
+        env.extend(
+            COLOR_ENV
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+    }
+    env.extend(r.env.iter().cloned());
     env.push(("HOTPASS_TASK".into(), inst.name.clone()));
     let inherit_only = inherited(inst);
     let captured: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
@@ -105,6 +128,8 @@ pub struct CachedRunner<'a> {
     project: &'a Project,
     graph: &'a InstanceGraph,
     cache: Cache,
+    /// Whether hotpass's own output is coloured: tasks are asked for colour.
+    color: bool,
     hits: AtomicUsize,
     misses: AtomicUsize,
 }
@@ -122,12 +147,14 @@ pub struct Prepared {
 }
 
 impl<'a> CachedRunner<'a> {
-    /// A runner over `graph` using `cache`.
-    pub fn new(project: &'a Project, graph: &'a InstanceGraph, cache: Cache) -> Self {
+    /// A runner over `graph` using `cache`; with `color`, tasks are asked
+    /// for coloured output.
+    pub fn new(project: &'a Project, graph: &'a InstanceGraph, cache: Cache, color: bool) -> Self {
         CachedRunner {
             project,
             graph,
             cache,
+            color,
             hits: AtomicUsize::new(0),
             misses: AtomicUsize::new(0),
         }
@@ -327,7 +354,7 @@ impl Runner for CachedRunner<'_> {
             mut spans,
             dep_keys,
         } = prepared;
-        let mut o = Span::time(&mut spans, "run", || execute(inst, ctl, sink));
+        let mut o = Span::time(&mut spans, "run", || execute(inst, self.color, ctl, sink));
         o.reason = Some(reason);
         if let Some((encoded, digest)) = key {
             self.misses.fetch_add(1, Relaxed);

@@ -59,6 +59,8 @@ pub struct Resolved {
     /// With `env_mode = "strict"`, the `pass_env` globs: the commands see
     /// only the base set, `env`, the `$NAME` inputs and these. `None`: loose.
     pub pass_env: Option<Vec<String>>,
+    /// Whether the commands may be asked for colour (`color`; not in the key).
+    pub color: bool,
 }
 
 /// Substitutes `{partition}` in a config string.
@@ -116,6 +118,7 @@ impl Resolved {
             outputs: task.outputs.iter().map(sub).collect(),
             tools,
             pass_env: (env_mode == EnvMode::Strict).then(|| task.pass_env.clone()),
+            color: task.color,
         }
     }
 }
@@ -153,6 +156,7 @@ mod tests {
             output_spans: vec![std::ops::Range { start: 0, end: 0 }],
             tools: Tools::Auto(vec!["bin/{partition}".into()]),
             pass_env: vec![],
+            color: true,
             env: [("DAY".to_owned(), "{partition}".to_owned())].into(),
             cwd: "work/{partition}".into(),
             timeout: None,

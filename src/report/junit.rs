@@ -14,8 +14,9 @@ fn output_text(o: &Outcome) -> String {
         .iter()
         .flat_map(|c| c.data.iter().copied())
         .collect();
-    // XML 1.0 cannot hold most control characters; keep tabs and newlines.
-    String::from_utf8_lossy(&bytes)
+    // No terminal escapes; and XML 1.0 cannot hold most control characters:
+    // keep tabs and newlines.
+    String::from_utf8_lossy(&super::plain(&bytes))
         .chars()
         .filter(|c| !c.is_control() || matches!(c, '\n' | '\t' | '\r'))
         .collect()

@@ -2,7 +2,7 @@
 //! instance name as it arrives; under GitHub Actions, one collapsible group per
 //! instance and an error annotation per failure.
 
-use super::{Reporter, out, with_newline};
+use super::{Reporter, out, plain, with_newline};
 use crate::capture::Stream;
 use crate::graph::{InstanceGraph, InstanceId};
 use crate::outcome::{Outcome, Status};
@@ -39,7 +39,7 @@ impl<'a> LineReporter<'a> {
     fn prefixed(&self, id: InstanceId, line: &[u8]) -> Vec<u8> {
         let name = &self.graph.get(id).name;
         let mut v = format!("{name:<w$} | ", w = self.width).into_bytes();
-        v.extend_from_slice(&with_newline(line));
+        v.extend_from_slice(&with_newline(&plain(line)));
         v
     }
 }

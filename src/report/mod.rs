@@ -77,6 +77,16 @@ pub fn out(bytes: &[u8]) {
     let _ = s.write_all(bytes);
 }
 
+/// Task output without its terminal escapes (colours, cursor moves), for
+/// prefixed lines, CI logs and JUnit.
+pub(crate) fn plain(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if bytes.contains(&0x1b) {
+        std::borrow::Cow::Owned(strip_ansi_escapes::strip(bytes))
+    } else {
+        std::borrow::Cow::Borrowed(bytes)
+    }
+}
+
 /// A line of task output, with its newline ensured.
 pub(crate) fn with_newline(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if line.ends_with(b"\n") {

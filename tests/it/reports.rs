@@ -278,3 +278,46 @@ fn a_fully_cached_run_has_no_critical_path() {
     assert!(!r.stdout.contains("critical path"), "{}", r.stdout);
     assert_eq!(s["critical_path"], serde_json::json!([]));
 }
+
+/// On a terminal, tasks are asked for colour (FORCE_COLOR and friends);
+/// off a terminal they are not; neither changes the key, `color = false`
+/// opts out, and prefixed output has no escapes.
+#[test]
+fn tasks_see_force_color_only_when_hotpass_is_coloured() {
+    let p = Project::new(
+        "[tasks.paint]\nrun = \"echo FORCE=${FORCE_COLOR:-unset} CARGO=${CARGO_TERM_COLOR:-unset} > seen.txt; printf '\\\\033[31mred\\\\033[0m\\\\n'\"\ninputs = [\"in\"]\n\
+         [tasks.plain]\ncolor = false\nrun = \"echo FORCE=${FORCE_COLOR:-unset} > plain.txt\"\ncache = false\n",
+    );
+    p.write("in", "1\n");
+    let bin = crate::support::bin();
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &format!("{} run", bin.display()), "/dev/null"])
+        .current_dir(p.root())
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("script(1) from util-linux");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(p.read("seen.txt"), "FORCE=1 CARGO=always\n");
+    assert_eq!(
+        p.read("plain.txt"),
+        "FORCE=unset\n",
+        "color = false opts out"
+    );
+    // Off a terminal: the same key (a hit), and when forced to run, no colour.
+    let (_, s) = p.run_summary(&["run", "paint"], &[]);
+    assert_eq!(crate::support::instance(&s, "paint")["status"], "cached");
+    let r = p.run(&["run", "paint", "--force"]);
+    r.code(0);
+    assert_eq!(p.read("seen.txt"), "FORCE=unset CARGO=unset\n");
+    assert!(r.stdout.contains("paint | red\n"), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains('\u{1b}'),
+        "prefixed output keeps no escapes"
+    );
+}
