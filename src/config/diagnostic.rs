@@ -128,6 +128,15 @@ impl Problem {
         self
     }
 
+    /// Adds a line after the help (for example why the file was read).
+    pub fn with_note(mut self, note: &str) -> Problem {
+        self.help = Some(match self.help.take() {
+            Some(h) => format!("{h}\nnote: {note}"),
+            None => format!("note: {note}"),
+        });
+        self
+    }
+
     /// Adds another label in the same file.
     pub fn with_label(mut self, span: Range<usize>, label: impl Into<String>) -> Problem {
         self.labels.push((span, label.into()));

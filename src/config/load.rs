@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::diagnostic::{ConfigErrors, Problem, ProblemKind, SourceFile, did_you_mean, suggest};
-use super::raw::{RawFile, SETTINGS_FIELDS, TASK_FIELDS};
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use toml::de::{DeTable, DeValue};
+
+use super::raw::{RawFile, RawSettings, RawTask, SETTINGS_FIELDS, TASK_FIELDS};
 use super::{Project, validate};
 use crate::fileset::{Ignored, Patterns};
 
@@ -76,7 +80,10 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
     let path = path.canonicalize().unwrap_or(path);
     let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let root_file = read_source(&root, &path)?;
-    let root_raw = parse(&root_file)?;
+    let (root_raw, mut problems) = parse(&root_file);
+    let Some(root_raw) = root_raw else {
+        return Err(ConfigErrors { problems });
+    };
 
     let include: Vec<String> = root_raw
         .settings
@@ -87,11 +94,16 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
 
     let mut files = vec![root_file];
     let mut raws = vec![root_raw];
-    let mut problems = Vec::new();
-    for file in included_files(&root, &path, &include, &files[0])? {
+    for (file, pattern) in included_files(&root, &path, &include, &files[0])? {
         let src = read_source(&root, &file)?;
-        match parse(&src) {
-            Ok(raw) => {
+        let (raw, found) = parse(&src);
+        let note = format!(
+            "{} is read because the include pattern `{pattern}` in {CONFIG_NAME} matches it",
+            src.display
+        );
+        problems.extend(found.into_iter().map(|p| p.with_note(&note)));
+        match raw {
+            Some(raw) => {
                 if let Some(settings) = &raw.settings {
                     problems.push(
                         Problem::at(
@@ -101,25 +113,27 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
                             "[settings] is only allowed in hotpass.toml",
                             "settings in an included file",
                         )
-                        .with_help("move these settings into the root hotpass.toml"),
+                        .with_help("move these settings into the root hotpass.toml")
+                        .with_note(&note),
                     );
                 }
                 files.push(src);
                 raws.push(raw);
             }
-            Err(p) => problems.extend(p.problems),
+            None => {}
         }
     }
     validate::validate(root, files, raws, opts, problems)
 }
 
-/// The included task files, sorted and without duplicates or the root file.
+/// The included task files, sorted and without duplicates or the root file,
+/// each with the include pattern that matched it.
 fn included_files(
     root: &Path,
     config: &Path,
     include: &[String],
     root_src: &SourceFile,
-) -> Result<Vec<PathBuf>, ConfigErrors> {
+) -> Result<Vec<(PathBuf, String)>, ConfigErrors> {
     let patterns = Patterns::new(include).map_err(|(pattern, err)| {
         let at = root_src.text.find(&pattern).unwrap_or(0);
         Problem::at(
@@ -136,11 +150,16 @@ fn included_files(
             format!("could not list included files: {e}"),
         )
     })?;
-    let mut out: Vec<PathBuf> = Vec::new();
+    let mut out: Vec<(PathBuf, String)> = Vec::new();
     for f in found {
+        let pattern = patterns
+            .first_match(&f.rel)
+            .and_then(|n| include.get(n))
+            .cloned()
+            .unwrap_or_default();
         let abs = f.abs.canonicalize().unwrap_or(f.abs);
-        if abs != config && !out.contains(&abs) {
-            out.push(abs);
+        if abs != config && !out.iter().any(|(p, _)| *p == abs) {
+            out.push((abs, pattern));
         }
     }
     Ok(out)
@@ -164,9 +183,121 @@ fn read_source(root: &Path, path: &Path) -> Result<SourceFile, ConfigErrors> {
     })
 }
 
-/// Parses one file, turning a serde/TOML error into a located diagnostic.
-pub fn parse(src: &SourceFile) -> Result<RawFile, ConfigErrors> {
-    toml::from_str::<RawFile>(&src.text).map_err(|err| problem_from_toml(src, &err).into())
+/// The top-level tables of a configuration file.
+const FILE_FIELDS: &[&str] = &["settings", "tasks", "gates"];
+
+/// Parses one file. A syntax error stops it; an unknown field or a value of
+/// the wrong type is a located problem, and is left out so the rest of the
+/// file is still read and validated: every mistake is reported in one run.
+pub fn parse(src: &SourceFile) -> (Option<RawFile>, Vec<Problem>) {
+    // A correct file (the usual case) is deserialized once.
+    if let Ok(raw) = toml::from_str::<RawFile>(&src.text) {
+        return (Some(raw), Vec::new());
+    }
+    let mut doc = match DeTable::parse(&src.text) {
+        Ok(d) => d,
+        Err(e) => return (None, vec![problem_from_toml(src, &e)]),
+    };
+    let mut problems = Vec::new();
+    let root = doc.get_mut();
+    prune_unknown(src, root, FILE_FIELDS, &mut problems);
+    for (key, value) in root.iter_mut() {
+        let span = value.span();
+        let DeValue::Table(table) = value.get_mut() else {
+            continue; // the wrong type of a whole section: reported below
+        };
+        match key.get_ref().as_ref() {
+            "settings" => {
+                prune_unknown(src, table, SETTINGS_FIELDS, &mut problems);
+                prune_mistyped::<RawSettings>(src, table, span, &mut problems);
+            }
+            "tasks" | "gates" => {
+                for (_, task) in table.iter_mut() {
+                    let span = task.span();
+                    if let DeValue::Table(fields) = task.get_mut() {
+                        prune_unknown(src, fields, TASK_FIELDS, &mut problems);
+                        prune_mistyped::<RawTask>(src, fields, span, &mut problems);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match RawFile::deserialize(doc.into_deserializer()) {
+        Ok(raw) => (Some(raw), problems),
+        Err(e) => {
+            problems.push(problem_from_toml(src, &e));
+            (None, problems)
+        }
+    }
+}
+
+/// Keeps the entries of `table` for which `keep` holds, in their order.
+fn keep_only<'i>(
+    table: &mut DeTable<'i>,
+    mut keep: impl FnMut(&toml::Spanned<toml::de::DeString<'i>>, &toml::Spanned<DeValue<'i>>) -> bool,
+) {
+    let old = std::mem::take(table);
+    for (k, v) in old {
+        if keep(&k, &v) {
+            table.insert(k, v);
+        }
+    }
+}
+
+/// Reports and removes the keys of `table` that are not `known`.
+fn prune_unknown(
+    src: &SourceFile,
+    table: &mut DeTable,
+    known: &[&str],
+    problems: &mut Vec<Problem>,
+) {
+    keep_only(table, |key, _| {
+        let name: &str = key.get_ref().as_ref();
+        if known.contains(&name) {
+            return true;
+        }
+        let help = did_you_mean(&suggest(name, known.iter().copied()))
+            .unwrap_or_else(|| format!("known fields here: {}", known.join(", ")));
+        problems.push(
+            Problem::at(
+                ProblemKind::UnknownField,
+                src,
+                key.span(),
+                format!("unknown field `{name}`"),
+                "not a field hotpass knows",
+            )
+            .with_help(help),
+        );
+        false
+    });
+}
+
+/// Reports and removes, one at a time, the fields of `table` whose values
+/// do not fit `T`, until the rest deserializes.
+fn prune_mistyped<T: serde::de::DeserializeOwned>(
+    src: &SourceFile,
+    table: &mut DeTable,
+    span: std::ops::Range<usize>,
+    problems: &mut Vec<Problem>,
+) {
+    for _ in 0..=table.len() {
+        let whole = toml::Spanned::new(span.clone(), table.clone());
+        let Err(e) = T::deserialize(whole.into_deserializer()) else {
+            return;
+        };
+        problems.push(problem_from_toml(src, &e));
+        let at = e.span().unwrap_or(0..0);
+        let before = table.len();
+        keep_only(table, |k, v| {
+            let (ks, vs) = (k.span(), v.span());
+            let inside = |s: &std::ops::Range<usize>| s.start <= at.start && at.end <= s.end;
+            !(inside(&ks) || inside(&vs))
+        });
+        if table.len() == before {
+            return; // the mistake is not in one field: reported once
+        }
+    }
 }
 
 fn problem_from_toml(src: &SourceFile, err: &toml::de::Error) -> Problem {

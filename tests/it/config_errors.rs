@@ -153,3 +153,31 @@ fn huge_timeout_is_refused() {
     );
     assert!(r.stderr.contains("hotpass.toml:3"), "{}", r.stderr);
 }
+
+/// Every mistake in one run: an unknown field in hotpass.toml, a wrong type
+/// in an included file (which says what included it) and an unknown
+/// dependency behind the typo'd field are all reported together.
+#[test]
+fn every_problem_across_files_is_reported_in_one_run() {
+    let p = Project::new(
+        "[tasks.build]\nrun = \"touch ran\"\ninptus = [\"src\"]\ndeps = [\"codegne\"]\n\n[tasks.codegen]\nrun = \"true\"\n",
+    );
+    p.write(
+        "tasks/deploy.toml",
+        "[tasks.deploy]\nrun = \"true\"\ntimeout = [1]\n",
+    );
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert!(!p.exists("ran"));
+    let err = r.stderr.clone();
+    assert!(err.contains("found 3 problems"), "{err}");
+    assert!(err.contains("unknown field `inptus`"), "{err}");
+    assert!(err.contains("did you mean `inputs`?"), "{err}");
+    assert!(err.contains("tasks/deploy.toml:3:11"), "{err}");
+    assert!(
+        err.contains("note: tasks/deploy.toml is read because the include pattern `tasks/*.toml`"),
+        "{err}"
+    );
+    assert!(err.contains("unknown dependency `codegne`"), "{err}");
+    insta::assert_snapshot!(err);
+}
