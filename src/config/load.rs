@@ -102,25 +102,22 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
             src.display
         );
         problems.extend(found.into_iter().map(|p| p.with_note(&note)));
-        match raw {
-            Some(raw) => {
-                if let Some(settings) = &raw.settings {
-                    problems.push(
-                        Problem::at(
-                            ProblemKind::InvalidValue,
-                            &src,
-                            settings.span(),
-                            "[settings] is only allowed in hotpass.toml",
-                            "settings in an included file",
-                        )
-                        .with_help("move these settings into the root hotpass.toml")
-                        .with_note(&note),
-                    );
-                }
-                files.push(src);
-                raws.push(raw);
+        if let Some(raw) = raw {
+            if let Some(settings) = &raw.settings {
+                problems.push(
+                    Problem::at(
+                        ProblemKind::InvalidValue,
+                        &src,
+                        settings.span(),
+                        "[settings] is only allowed in hotpass.toml",
+                        "settings in an included file",
+                    )
+                    .with_help("move these settings into the root hotpass.toml")
+                    .with_note(&note),
+                );
             }
-            None => {}
+            files.push(src);
+            raws.push(raw);
         }
     }
     validate::validate(root, files, raws, opts, problems)
