@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::report::OutputMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// hotpass: a declarative task runner that works like a build system.
@@ -35,9 +36,14 @@ pub struct Global {
     /// More engine logs on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
     pub verbose: u8,
-    /// Only errors from the engine, and no summary when everything passed.
+    /// Only what failed (its output and verdict) and the summary's last line.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// How task output is shown on a terminal: grouped under each verdict
+    /// (streaming while only one instance runs), streamed, or prefixed lines
+    /// as off a terminal.
+    #[arg(long, value_enum, default_value_t = OutputMode::Grouped, global = true, value_name = "MODE")]
+    pub output: OutputMode,
     /// When to use colours.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
     pub color: ColorChoice,

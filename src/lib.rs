@@ -56,6 +56,8 @@ pub struct Context {
     pub terminal: bool,
     /// `-q`.
     pub quiet: bool,
+    /// `--output`.
+    pub output: report::OutputMode,
     /// Running under GitHub Actions.
     pub github: bool,
     /// Options for finding the configuration.
@@ -109,6 +111,7 @@ where
         color,
         terminal: std::io::stdout().is_terminal() && cli.global.color != ColorChoice::Never,
         quiet: cli.global.quiet,
+        output: cli.global.output,
         github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
         load: config::LoadOptions {
             cwd,

@@ -10,7 +10,7 @@ use crate::graph::{InstanceGraph, InstanceId, PartitionArgs, Shard, parse_select
 use crate::partition;
 use crate::report::lines::LineReporter;
 use crate::report::terminal::TerminalReporter;
-use crate::report::{Fanout, Reporter};
+use crate::report::{Fanout, OutputMode, Reporter};
 use crate::warning::Warning;
 
 /// A loaded project and the instances one command covers.
@@ -144,8 +144,11 @@ pub fn warn_unsupported(project: &Project) {
 /// The reporters for this context: the live view on a terminal, prefixed
 /// lines otherwise.
 pub fn reporters<'a>(ctx: &Context, graph: &'a InstanceGraph) -> Fanout<'a> {
-    let view: Box<dyn Reporter + Send + 'a> = if ctx.terminal && !ctx.github {
-        Box::new(TerminalReporter::new(graph, ctx.color, ctx.quiet))
+    let on_terminal = ctx.terminal && !ctx.github && ctx.output != OutputMode::Prefixed;
+    let view: Box<dyn Reporter + Send + 'a> = if on_terminal {
+        Box::new(TerminalReporter::new(
+            graph, ctx.color, ctx.quiet, ctx.output,
+        ))
     } else {
         Box::new(LineReporter::new(graph, ctx.github, ctx.quiet))
     };

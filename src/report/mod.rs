@@ -27,6 +27,20 @@ pub trait Reporter {
     fn tick(&mut self) {}
 }
 
+/// How task output is shown (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputMode {
+    /// Each instance's output under its verdict when it ends; while only one
+    /// instance runs, its output streams as it is produced.
+    #[default]
+    Grouped,
+    /// Every line as it arrives, prefixed with its instance when several run.
+    Stream,
+    /// Every line as it arrives, prefixed with its instance: the format off a
+    /// terminal, also on one.
+    Prefixed,
+}
+
 /// Every reporter of a run, told each event in turn: the scheduler reports
 /// to this, so a run can show itself on the terminal and feed other
 /// consumers at once.

@@ -1,13 +1,15 @@
 //! Output for a person at a terminal: a live progress view on stderr (a bar,
 //! counts of done, cached, failed and remaining, and the running instances
 //! with their elapsed time), and each instance's output grouped under a
-//! header when it ends — failures in full, successes up to a limit.
+//! header when it ends — failures in full, successes up to a limit — or
+//! streamed as it comes while the instance runs alone (`--output stream`:
+//! always).
 
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Reporter, out, with_newline};
+use super::{OutputMode, Reporter, out, with_newline};
 use crate::capture::Stream;
 use crate::graph::{InstanceGraph, InstanceId};
 use crate::outcome::{Outcome, Status};
@@ -25,12 +27,15 @@ pub struct TerminalReporter<'a> {
     color: bool,
     /// `-q`: only failures are shown.
     quiet: bool,
+    mode: OutputMode,
+    /// Per instance: whether its output has begun streaming live.
+    streaming: Vec<bool>,
     bar: ProgressBar,
 }
 
 impl<'a> TerminalReporter<'a> {
     /// A reporter for `graph`; `color` enables ANSI colours.
-    pub fn new(graph: &'a InstanceGraph, color: bool, quiet: bool) -> Self {
+    pub fn new(graph: &'a InstanceGraph, color: bool, quiet: bool, mode: OutputMode) -> Self {
         let bar = ProgressBar::with_draw_target(
             Some(graph.len() as u64),
             ProgressDrawTarget::stderr_with_hz(10),
@@ -47,6 +52,8 @@ impl<'a> TerminalReporter<'a> {
             failed: 0,
             color,
             quiet,
+            mode,
+            streaming: vec![false; graph.len()],
             bar,
         }
     }
@@ -102,7 +109,35 @@ impl Reporter for TerminalReporter<'_> {
     }
 
     fn output(&mut self, id: InstanceId, _stream: Stream, line: &[u8]) {
-        self.buffered[id.index()].push(with_newline(line).into_owned());
+        let line = with_newline(line);
+        // -q shows only what failed, so nothing streams before the verdict.
+        let alone = self.running.len() == 1 && self.running[0].0 == id;
+        let live = !self.quiet
+            && match self.mode {
+                OutputMode::Stream | OutputMode::Prefixed => true,
+                // Streams while it runs alone; once lines are held back
+                // (another instance started), the rest waits for the verdict
+                // so that its lines stay in order.
+                OutputMode::Grouped => alone && self.buffered[id.index()].is_empty(),
+            };
+        if !live {
+            self.buffered[id.index()].push(line.into_owned());
+            return;
+        }
+        let name = &self.graph.get(id).name;
+        let mut text = Vec::new();
+        if self.mode == OutputMode::Grouped {
+            if !self.streaming[id.index()] {
+                text.extend(
+                    format!("{} {}\n", self.paint("36", "▶"), self.paint("1", name)).into_bytes(),
+                );
+            }
+        } else if !alone {
+            text.extend(format!("{} | ", self.paint("2", name)).into_bytes());
+        }
+        self.streaming[id.index()] = true;
+        text.extend_from_slice(&line);
+        self.bar.suspend(|| out(&text));
     }
 
     fn finished(&mut self, id: InstanceId, outcome: &Outcome) {

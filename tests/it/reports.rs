@@ -321,3 +321,75 @@ fn tasks_see_force_color_only_when_hotpass_is_coloured() {
         "prefixed output keeps no escapes"
     );
 }
+
+/// On a terminal, the output of an instance that runs alone streams while it
+/// runs: the task waits for a file that the test writes only after seeing
+/// the task's first line on the screen.
+#[test]
+fn a_lone_instance_streams_its_output_on_a_terminal() {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    let p = Project::new(
+        "[tasks.suite]\nrun = \"echo tick1; i=0; while [ ! -f go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo tick2\"\n",
+    );
+    let bin = crate::support::bin();
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &format!("{} run", bin.display()), "/dev/null"])
+        .current_dir(p.root())
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("script(1) from util-linux");
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut pipe = child.stdout.take().unwrap();
+    let sink = screen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let seen = |s: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(s);
+    let streamed = crate::support::wait_for(Duration::from_secs(10), || seen("tick1"));
+    p.write("go", "");
+    let done = crate::support::wait_for(Duration::from_secs(15), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !done {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    reader.join().unwrap();
+    assert!(streamed, "tick1 was not shown while the task ran");
+    assert!(
+        seen("tick2"),
+        "{}",
+        String::from_utf8_lossy(&screen.lock().unwrap())
+    );
+}
+
+/// `--output prefixed` gives prefixed lines on a terminal too, as off one.
+#[test]
+fn output_prefixed_works_on_a_terminal() {
+    let p = Project::new("[tasks.hello]\nrun = \"echo out-line\"\n");
+    let bin = crate::support::bin();
+    let out = std::process::Command::new("script")
+        .args([
+            "-qfec",
+            &format!("{} --output prefixed run", bin.display()),
+            "/dev/null",
+        ])
+        .current_dir(p.root())
+        .env("TERM", "xterm")
+        .output()
+        .expect("script(1) from util-linux");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("hello | out-line"), "{screen}");
+}
