@@ -82,6 +82,8 @@ pub struct Restored {
     pub output: Vec<Chunk>,
     /// How long the original run took.
     pub saved: Duration,
+    /// Output files written (those already in place are left alone), and their bytes.
+    pub written: (usize, u64),
 }
 
 impl Cache {
@@ -187,11 +189,12 @@ impl Cache {
                 .map_err(RestoreError::Log)?,
             None => Vec::new(),
         };
-        outputs::restore(store, entry, root, &self.memo)?;
+        let written = outputs::restore(store, entry, root, &self.memo)?;
         store.touch(&entry.key);
         Ok(Restored {
             output,
             saved: Duration::from_millis(entry.duration_ms),
+            written,
         })
     }
 

@@ -75,13 +75,14 @@ pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
 
 /// Puts an entry's outputs in place under `root`. Files already exactly
 /// right are left alone; every other blob is checked first, so on any
-/// failure nothing in the tree has been touched. Returns how many were written.
+/// failure nothing in the tree has been touched. Returns how many files
+/// were written, and their bytes.
 pub fn restore(
     store: &dyn Store,
     entry: &Entry,
     root: &Path,
     memo: &Memo,
-) -> Result<usize, RestoreError> {
+) -> Result<(usize, u64), RestoreError> {
     let mut plan = Vec::new();
     for o in &entry.outputs {
         // A file already in place needs only the lexical checks: nothing is written.
@@ -104,7 +105,7 @@ pub fn restore(
             })?;
         plan.push((o, target));
     }
-    let restored = plan.len();
+    let restored = (plan.len(), plan.iter().map(|(o, _)| o.size).sum());
     for (o, target) in plan {
         let write = |source| RestoreError::Write {
             path: o.path.clone(),
@@ -235,7 +236,7 @@ mod tests {
             dep_keys: Default::default(),
         };
         std::fs::remove_dir_all(root.join("out")).unwrap();
-        assert_eq!(restore(&store, &entry, &root, &memo).unwrap(), 2);
+        assert_eq!(restore(&store, &entry, &root, &memo).unwrap(), (2, 2));
         assert_eq!(
             std::fs::read_to_string(root.join("out/b.txt")).unwrap(),
             "B"

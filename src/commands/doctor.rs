@@ -101,6 +101,30 @@ fn globs(ctx: &Context, project: &config::Project, verdict: &mut impl FnMut(bool
     }
 }
 
+/// Where a program missing from PATH is in the project itself, and how to
+/// reach it: a virtualenv's `bin`, or `node_modules/.bin`.
+fn project_local(root: &Path, cwd: &Path, program: &str) -> Option<String> {
+    if program.contains('/') {
+        return None;
+    }
+    for base in [cwd, root] {
+        for venv in [".venv", "venv"] {
+            if base.join(venv).join("bin").join(program).is_file() {
+                return Some(format!(
+                    "found in {venv}/bin: activate the virtualenv before hotpass, \
+                     write `{venv}/bin/{program}`, or run it through `uv run {program}`"
+                ));
+            }
+        }
+        if base.join("node_modules/.bin").join(program).exists() {
+            return Some(format!(
+                "found in node_modules/.bin: write `npx {program}` or call it from a package.json script"
+            ));
+        }
+    }
+    None
+}
+
 /// Runs the checks.
 pub fn run(ctx: &Context) -> Result<u8, Error> {
     let mut bad = 0;
@@ -141,7 +165,10 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
                 continue;
             }
             if !on_path(program, &cwd) {
-                missing.push(format!("`{program}` (used by {})", t.name));
+                let hint = project_local(&project.root, &cwd, program)
+                    .map(|h| format!(" — {h}"))
+                    .unwrap_or_default();
+                missing.push(format!("`{program}` (used by {}){hint}", t.name));
             }
         }
     }

@@ -395,12 +395,17 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             for (id, began, check) in self.check_batch(runner, &batch) {
                 match check {
                     Check::Done(mut outcome) => {
+                        tracing::debug!("{}: finished by its check", self.graph.get(id).name);
                         outcome.lane = Some((0, began, Instant::now()));
                         // Consumers see every instance begin and end, hits too.
                         self.reporters.started(id);
                         self.complete(id, *outcome);
                     }
                     Check::Run(p) => {
+                        tracing::debug!(
+                            "{}: prepared, waiting for a slot",
+                            self.graph.get(id).name
+                        );
                         self.states[id.index()] = State::Prepared;
                         self.prepared.push_back((id, p));
                     }
@@ -496,6 +501,12 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             deadline,
             ctl: ctl.clone(),
         };
+        tracing::debug!(
+            "{}: started ({} running of -j {})",
+            self.graph.get(id).name,
+            self.running,
+            self.jobs
+        );
         self.reporters.started(id);
         pool.submit(Job {
             id,
@@ -614,6 +625,11 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     /// dependency order) or skips them.
     fn complete(&mut self, id: InstanceId, outcome: Outcome) {
         let success = outcome.status.is_success();
+        tracing::debug!(
+            "{}: done, {}",
+            self.graph.get(id).name,
+            outcome.status.word()
+        );
         self.reporters.finished(id, &outcome);
         self.states[id.index()] = State::Done(outcome);
         if success {
@@ -640,6 +656,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
 
     /// Marks `id` skipped (it never started), and everything behind it.
     fn skip(&mut self, id: InstanceId, reason: &str) {
+        tracing::debug!("{}: skipped, {reason}", self.graph.get(id).name);
         let o = Outcome::skipped(reason);
         self.reporters.finished(id, &o);
         self.states[id.index()] = State::Done(o);

@@ -171,6 +171,11 @@ impl<'a> CachedRunner<'a> {
         let start = Instant::now();
         match self.cache.restore(entry, &self.project.root) {
             Ok(restored) => {
+                let (files, bytes) = restored.written;
+                tracing::info!(
+                    "{}: cached; restored {files} files ({bytes} bytes)",
+                    inst.name
+                );
                 let mut o = Outcome::new(Status::Cached);
                 o.duration = start.elapsed();
                 o.saved = Some(restored.saved);
@@ -266,6 +271,14 @@ impl CachedRunner<'_> {
         };
         match collected {
             Ok(c) => {
+                if task.cache {
+                    let bytes: u64 = c.outputs.iter().map(|o| o.size).sum();
+                    tracing::info!(
+                        "{}: stored {} output files ({bytes} bytes)",
+                        inst.name,
+                        c.outputs.len()
+                    );
+                }
                 for n in c.unmatched {
                     Warning::EmptyOutputGlob {
                         instance: inst.name.clone(),
@@ -317,7 +330,6 @@ impl Runner for CachedRunner<'_> {
                     Some(mut o) => {
                         let (_, encoded, digest) = key.expect("a hit has a key");
                         self.hits.fetch_add(1, Relaxed);
-                        tracing::info!("{}: cached", inst.name);
                         self.cache.record_run(&inst.name, &encoded);
                         if !self.graph.dependents(id).is_empty() {
                             o.result = Some(result_of(inst, &digest, &entry.outputs));

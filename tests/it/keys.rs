@@ -312,3 +312,20 @@ fn an_empty_partition_warns_but_is_not_a_strict_error() {
     );
     assert!(!r.stderr.contains("ingest@2025-01-01:"), "{}", r.stderr);
 }
+
+/// `-v` gives the sizes of what is stored and restored; `-vv` the
+/// scheduler's story.
+#[test]
+fn verbose_gives_store_and_restore_sizes() {
+    let p = Project::new(
+        "[tasks.t]\nrun = \"printf 12345 > out.txt\"\ninputs = [\"in\"]\noutputs = [\"out.txt\"]\n",
+    );
+    p.write("in", "1\n");
+    let r = p.run(&["-v", "run"]);
+    assert_has(&r.stderr, "t: stored 1 output files (5 bytes)");
+    std::fs::remove_file(p.path("out.txt")).unwrap();
+    let r = p.run(&["-vv", "run"]);
+    assert_has(&r.stderr, "t: cached; restored 1 files (5 bytes)");
+    assert_has(&r.stderr, "t: finished by its check");
+    assert_has(&r.stderr, "t: done, cached");
+}

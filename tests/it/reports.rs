@@ -393,3 +393,25 @@ fn output_prefixed_works_on_a_terminal() {
     assert_eq!(out.status.code(), Some(0), "{screen}");
     assert!(screen.contains("hello | out-line"), "{screen}");
 }
+
+/// doctor says where a program missing from PATH is in the project, and
+/// how to reach it.
+#[test]
+fn doctor_points_at_project_local_tools() {
+    let p = Project::new(
+        "[gates.types]\nrun = \"mypy-xyz src\"\n[gates.lint]\nrun = \"eslint-xyz .\"\n",
+    );
+    p.write(".venv/bin/mypy-xyz", "#!/bin/sh\n");
+    p.write("node_modules/.bin/eslint-xyz", "#!/bin/sh\n");
+    let r = p.run(&["doctor"]);
+    r.code(1);
+    assert_has(
+        &r.stdout,
+        "`mypy-xyz` (used by gate:types) — found in .venv/bin",
+    );
+    assert_has(&r.stdout, "uv run mypy-xyz");
+    assert_has(
+        &r.stdout,
+        "`eslint-xyz` (used by gate:lint) — found in node_modules/.bin: write `npx eslint-xyz`",
+    );
+}
