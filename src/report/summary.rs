@@ -280,9 +280,10 @@ impl Summary {
                 let v = match g.verdict {
                     "passed" => paint("32", "passed"),
                     "skipped" => paint("33", "skipped"),
+                    "interrupted" => paint("33", "interrupted"),
                     _ => paint("31", "FAILED"),
                 };
-                let pad = 8usize.saturating_sub(g.verdict.len());
+                let pad = 11usize.saturating_sub(g.verdict.len());
                 s.push_str(&format!(
                     "  {:<gw$}  {v}{:pad$} {:>8}\n",
                     g.name,

@@ -245,10 +245,16 @@ fn interrupted_gates_are_counted_as_interrupted() {
         "the gate did not start"
     );
     child.signal(libc::SIGINT);
-    assert_eq!(
-        child.wait_code(std::time::Duration::from_secs(10)),
-        Some(130)
+    let (code, text) = child
+        .wait_output(std::time::Duration::from_secs(10))
+        .expect("hotpass exits after Ctrl-C");
+    assert_eq!(code, Some(130));
+    assert_has(
+        &text,
+        "1 instances: 1 ran, 0 cached, 0 failed, 1 interrupted, 0 skipped",
     );
+    assert_has(&text, "gate:slow  interrupted");
+    assert!(!text.contains("FAILED"), "{text}");
     let s: serde_json::Value = serde_json::from_str(&p.read("s.json")).unwrap();
     assert_eq!(s["counts"]["interrupted"], 1);
     assert_eq!(s["counts"]["failed"], 0);

@@ -221,6 +221,25 @@ impl ChildGuard {
         }
     }
 
+    /// Waits for exit up to `limit`, returning the exit code and what the
+    /// child printed on stdout (or None on timeout).
+    pub fn wait_output(&mut self, limit: Duration) -> Option<(Option<i32>, String)> {
+        use std::io::Read;
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.0.as_mut().unwrap().try_wait().unwrap() {
+                let mut child = self.0.take().unwrap();
+                let mut out = String::new();
+                if let Some(mut pipe) = child.stdout.take() {
+                    let _ = pipe.read_to_string(&mut out);
+                }
+                return Some((status.code(), out));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Waits for exit up to `limit`, returning the exit code (or None on timeout).
     pub fn wait_code(&mut self, limit: Duration) -> Option<i32> {
         let start = Instant::now();
