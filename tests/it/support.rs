@@ -233,6 +233,7 @@ impl ChildGuard {
                 if let Some(mut pipe) = child.stdout.take() {
                     let _ = pipe.read_to_string(&mut out);
                 }
+                let _ = child.wait(); // already exited: reaps it
                 return Some((status.code(), out));
             }
             std::thread::sleep(Duration::from_millis(20));
