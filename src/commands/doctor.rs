@@ -5,11 +5,16 @@
 use std::path::Path;
 
 use super::{start, strict};
+use std::collections::BTreeMap;
+
 use crate::Context;
 use crate::cache::local::LocalStore;
+use crate::cache::{Cache, Mode};
 use crate::cli::PartitionFlags;
 use crate::config;
 use crate::error::Error;
+use crate::exec::plan::{Keys, plan};
+use crate::graph::InstanceGraph;
 
 use crate::graph::resolve::{SHELL_WORDS, first_program};
 
@@ -30,20 +35,11 @@ fn on_path(program: &str, cwd: &Path) -> bool {
 
 /// Lists input globs that match no file, and output globs that matched
 /// nothing since their task last ran: both leave a task wrongly cached.
-fn globs(ctx: &Context, project: &config::Project, verdict: &mut impl FnMut(bool, &str, String)) {
-    let selection = start::Selection {
-        selectors: &[],
-        partitions: &PartitionFlags::default(),
-        shard: None,
-        guardrail: false,
-    };
-    let graph = match start::select(ctx, project, &selection) {
-        Ok(g) => g,
-        Err(e) => {
-            verdict(false, "globs", format!("the tasks cannot be planned: {e}"));
-            return;
-        }
-    };
+fn globs(
+    project: &config::Project,
+    graph: &InstanceGraph,
+    verdict: &mut impl FnMut(bool, &str, String),
+) {
     let name = |id, n, outputs: bool| {
         let inst = graph.get(id);
         let task = project.task(inst.task);
@@ -60,7 +56,7 @@ fn globs(ctx: &Context, project: &config::Project, verdict: &mut impl FnMut(bool
         };
         format!("`{glob}` of {} ({at})", inst.name)
     };
-    let empty: Vec<String> = strict::empty_inputs(project, &graph)
+    let empty: Vec<String> = strict::empty_inputs(project, graph)
         .into_iter()
         .map(|(id, n)| name(id, n, false))
         .collect();
@@ -78,11 +74,10 @@ fn globs(ctx: &Context, project: &config::Project, verdict: &mut impl FnMut(bool
         );
     }
     let store = LocalStore::at(&project.settings.cache_dir);
-    let empty: Vec<String> =
-        strict::empty_outputs(project, &graph, |i| store.last_run(i).is_some())
-            .into_iter()
-            .map(|(id, n)| name(id, n, true))
-            .collect();
+    let empty: Vec<String> = strict::empty_outputs(project, graph, |i| store.last_run(i).is_some())
+        .into_iter()
+        .map(|(id, n)| name(id, n, true))
+        .collect();
     if empty.is_empty() {
         verdict(
             true,
@@ -123,6 +118,51 @@ fn project_local(root: &Path, cwd: &Path, program: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// What a run would do now, by the same decision a run makes: how many
+/// instances would come from the cache, and the commonest reasons the
+/// others would run. Informational: running is not a fault.
+fn would_hit(
+    project: &config::Project,
+    graph: &InstanceGraph,
+    verdict: &mut impl FnMut(bool, &str, String),
+) {
+    let planned = Cache::open(&project.settings.cache_dir, Mode::Normal)
+        .and_then(|cache| plan(project, graph, &cache, Keys::Digests));
+    let planned = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            verdict(
+                false,
+                "cache plan",
+                format!("the inputs cannot be hashed: {e}"),
+            );
+            return;
+        }
+    };
+    let cached = planned.instances.iter().filter(|i| i.cached).count();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for r in planned.instances.iter().filter_map(|i| i.reason.as_ref()) {
+        *reasons.entry(r.to_string()).or_default() += 1;
+    }
+    let mut common: Vec<(String, usize)> = reasons.into_iter().collect();
+    common.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let why: Vec<String> = common
+        .iter()
+        .take(3)
+        .map(|(r, n)| format!("{r} ×{n}"))
+        .collect();
+    let total = planned.instances.len();
+    let detail = if cached == total {
+        format!("all {total} instances would come from the cache")
+    } else {
+        format!(
+            "{cached} of {total} instances would come from the cache; the others would run ({})",
+            why.join(", ")
+        )
+    };
+    verdict(true, "cache plan", detail);
 }
 
 /// Runs the checks.
@@ -185,7 +225,17 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
     }
 
     let dir = &project.settings.cache_dir;
-    globs(ctx, &project, &mut verdict);
+    let selection = start::Selection {
+        selectors: &[],
+        partitions: &PartitionFlags::default(),
+        shard: None,
+        guardrail: false,
+    };
+    let graph = start::select(ctx, &project, &selection);
+    match &graph {
+        Ok(g) => globs(&project, g, &mut verdict),
+        Err(e) => verdict(false, "globs", format!("the tasks cannot be planned: {e}")),
+    }
     match LocalStore::open(dir).and_then(|store| store.probe().map(|()| store)) {
         Ok(store) => {
             verdict(true, "cache writable", dir.display().to_string());
@@ -207,6 +257,9 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
             );
         }
         Err(e) => verdict(false, "cache writable", format!("{}: {e}", dir.display())),
+    }
+    if let Ok(g) = &graph {
+        would_hit(&project, g, &mut verdict);
     }
     println!(
         "{}",

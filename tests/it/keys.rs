@@ -27,6 +27,17 @@ fn input_glob_matching_nothing_warns_and_strict_refuses() {
         &r.stdout,
         "FAIL input globs: matching no file: `scr/**/*.py` of gate:lint (hotpass.toml:3:11)",
     );
+    // The same decision as a run: cached now, and a changed input would run.
+    assert_has(
+        &r.stdout,
+        "ok   cache plan: all 1 instances would come from the cache",
+    );
+    p.write("pyproject.toml", "[project]\nname = \"x\"\n");
+    let r = p.run(&["doctor"]);
+    assert_has(
+        &r.stdout,
+        "0 of 1 instances would come from the cache; the others would run (file:pyproject.toml ×1)",
+    );
 
     let r = p.run(&["run", "--strict"]);
     r.code(2);
