@@ -3,22 +3,22 @@
 
 use super::start;
 use crate::Context;
+use crate::cache::Cache;
 use crate::cache::key::{Change, diff};
 use crate::cache::policy::Reason;
-use crate::cache::{Cache, Mode};
 use crate::error::Error;
-use crate::exec::plan::{Keys, Plan, plan};
+use crate::exec::plan::Plan;
 use crate::graph::{InstanceGraph, InstanceId};
 
 /// Prints the explanation; exit 0 either way.
 pub fn run(ctx: &Context, instance: &str) -> Result<u8, Error> {
-    let (start::Session { project, graph }, target) = start::one_instance(ctx, instance)?;
-    // The same cache and salt as a run, so `$NAME` inputs compare with recorded runs.
-    let dir = &project.settings.cache_dir;
-    let cache = Cache::open(dir, Mode::Normal)
-        .map_err(|e| Error::io(format!("opening the cache at {}", dir.display()), e))?;
-    let plan = plan(&project, &graph, &cache, Keys::Whole)
-        .map_err(|e| Error::io(format!("hashing the inputs of {instance}"), e))?;
+    let start::Planned {
+        project,
+        graph,
+        target,
+        cache,
+        plan,
+    } = start::planned(ctx, instance)?;
     let item = plan.item(target).expect("the target is planned");
     let task = project.task(graph.get(target).task);
     println!("{}", item.name);

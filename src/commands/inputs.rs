@@ -6,9 +6,7 @@ use serde::Serialize;
 
 use super::start;
 use crate::Context;
-use crate::cache::{Cache, Mode};
 use crate::error::Error;
-use crate::exec::plan::{Keys, plan};
 use crate::report::out;
 
 /// The JSON of `hotpass inputs --json`.
@@ -60,12 +58,13 @@ struct DepInput {
 
 /// Prints what the key of `instance` covers.
 pub fn run(ctx: &Context, instance: &str, json: bool) -> Result<u8, Error> {
-    let (start::Session { project, graph }, target) = start::one_instance(ctx, instance)?;
-    let dir = &project.settings.cache_dir;
-    let cache = Cache::open(dir, Mode::Normal)
-        .map_err(|e| Error::io(format!("opening the cache at {}", dir.display()), e))?;
-    let planned = plan(&project, &graph, &cache, Keys::Whole)
-        .map_err(|e| Error::io(format!("hashing the inputs of {instance}"), e))?;
+    let start::Planned {
+        graph,
+        target,
+        cache,
+        plan: planned,
+        ..
+    } = start::planned(ctx, instance)?;
     let item = planned.item(target).expect("the target is planned");
     let inst = graph.get(target);
     let scan = cache

@@ -3,9 +3,11 @@
 //! reporters for this terminal.
 
 use crate::Context;
+use crate::cache::{Cache, Mode};
 use crate::cli::PartitionFlags;
 use crate::config::{self, Project};
 use crate::error::{Error, UsageError};
+use crate::exec::plan::{Keys, Plan, plan};
 use crate::graph::{InstanceGraph, InstanceId, PartitionArgs, Shard, parse_selectors};
 use crate::partition;
 use crate::report::lines::LineReporter;
@@ -97,6 +99,35 @@ pub fn one_instance(ctx: &Context, instance: &str) -> Result<(Session, InstanceI
         )
         .into()),
     }
+}
+
+/// One instance planned against the cache with whole keys: what `explain`
+/// and `inputs` look at.
+pub struct Planned {
+    pub project: Project,
+    pub graph: InstanceGraph,
+    pub target: InstanceId,
+    pub cache: Cache,
+    pub plan: Plan,
+}
+
+/// Selects one instance and plans the graph up to it with the same cache
+/// and salt as a run, so that keys and `$NAME` digests compare with
+/// recorded runs.
+pub fn planned(ctx: &Context, instance: &str) -> Result<Planned, Error> {
+    let (Session { project, graph }, target) = one_instance(ctx, instance)?;
+    let dir = &project.settings.cache_dir;
+    let cache = Cache::open(dir, Mode::Normal)
+        .map_err(|e| Error::io(format!("opening the cache at {}", dir.display()), e))?;
+    let plan = plan(&project, &graph, &cache, Keys::Whole)
+        .map_err(|e| Error::io(format!("hashing the inputs of {instance}"), e))?;
+    Ok(Planned {
+        project,
+        graph,
+        target,
+        cache,
+        plan,
+    })
 }
 
 /// `-j`: at least 1, or the configured default.

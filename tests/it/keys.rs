@@ -85,6 +85,19 @@ fn output_glob_matching_nothing_after_a_run_warns() {
     assert_has(&r.stdout, "`out.txt` of t (hotpass.toml:4:12)");
 }
 
+/// A project whose `bin/mytool` prints `text`, and a PATH that finds it first.
+fn with_tool(config: &str, text: &str) -> (Project, String) {
+    let p = Project::new(config);
+    p.write("in.txt", "1\n");
+    tool(&p, text);
+    let path = format!(
+        "{}:{}",
+        p.path("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    (p, path)
+}
+
 fn tool(p: &Project, text: &str) {
     let path = p.path("bin/mytool");
     p.write("bin/mytool", &format!("#!/bin/sh\necho {text}\n"));
@@ -95,15 +108,9 @@ fn tool(p: &Project, text: &str) {
 /// next run hits again.
 #[test]
 fn replacing_a_tool_is_a_miss_naming_it() {
-    let p = Project::new(
+    let (p, path) = with_tool(
         "[tasks.t]\nrun = \"mytool > out.txt\"\ninputs = [\"in.txt\"]\noutputs = [\"out.txt\"]\n",
-    );
-    p.write("in.txt", "1\n");
-    tool(&p, "one");
-    let path = format!(
-        "{}:{}",
-        p.path("bin").display(),
-        std::env::var("PATH").unwrap()
+        "one",
     );
     let env = [("PATH", path.as_str())];
     let (r, s) = p.run_summary(&["run"], &env);
@@ -125,15 +132,9 @@ fn replacing_a_tool_is_a_miss_naming_it() {
 /// `tools = false` leaves programs out of the key.
 #[test]
 fn tools_false_leaves_programs_out() {
-    let p = Project::new(
+    let (p, path) = with_tool(
         "[tasks.t]\nrun = \"mytool > out.txt\"\ninputs = [\"in.txt\"]\noutputs = [\"out.txt\"]\ntools = false\n",
-    );
-    p.write("in.txt", "1\n");
-    tool(&p, "one");
-    let path = format!(
-        "{}:{}",
-        p.path("bin").display(),
-        std::env::var("PATH").unwrap()
+        "one",
     );
     let env = [("PATH", path.as_str())];
     p.run_env(&["run"], &env).code(0);
