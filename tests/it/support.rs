@@ -85,6 +85,10 @@ impl Project {
             .env_remove("HOTPASS_LOG")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("SECRET")
+            .env_remove("FORCE_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("CARGO_TERM_COLOR")
+            .env_remove("PY_COLORS")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         c
