@@ -48,6 +48,12 @@ pub enum Ignored {
     Include,
 }
 
+/// Whether `rel` is `path` or under it (`/`-separated, without allocating).
+fn is_at_or_under(rel: &str, path: &str) -> bool {
+    rel.strip_prefix(path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 fn has_meta(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
@@ -146,7 +152,7 @@ impl Patterns {
                 }
             }
             for (i, e) in self.exact.iter().enumerate() {
-                if !exact_seen[i] && (f.rel == *e || f.rel.starts_with(&format!("{e}/"))) {
+                if !exact_seen[i] && is_at_or_under(&f.rel, e) {
                     exact_seen[i] = true;
                     left -= 1;
                 }
@@ -173,7 +179,7 @@ impl Patterns {
             .exact
             .iter()
             .zip(&self.exact_at)
-            .filter(|(e, _)| rel == e.as_str() || rel.starts_with(&format!("{e}/")))
+            .filter(|(e, _)| is_at_or_under(rel, e))
             .map(|(_, at)| *at);
         globs.chain(exact).min()
     }
@@ -193,9 +199,7 @@ impl Patterns {
         if self.include.is_match(rel) {
             return true;
         }
-        self.exact
-            .iter()
-            .any(|e| rel == e || rel.starts_with(&format!("{e}/")))
+        self.exact.iter().any(|e| is_at_or_under(rel, e))
     }
 
     /// Whether `rel` is named exactly by a pattern (so git-ignore rules do not apply).

@@ -39,11 +39,11 @@ pub struct CacheKey {
     /// Dependency instance → the digest of its result: its outputs'
     /// content, or its key when it declares no outputs (early cutoff).
     pub deps: BTreeMap<String, String>,
-    /// Tool name → content hash (or `not-found`).
-    #[serde(default)]
+    /// Tool name → content hash, 128 bits (or `not-found`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tools: BTreeMap<String, String>,
     /// With `env_mode = "strict"`: the `pass_env` globs (absent when loose).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_env: Option<Vec<String>>,
 }
 
@@ -184,6 +184,12 @@ pub fn dep_digests<'a>(
         .collect()
 }
 
+/// What an entry keeps of each dependency's key: enough to tell that the
+/// dependency re-ran since (early cutoff), no more.
+pub fn dep_key_tag(key_digest: &str) -> &str {
+    &key_digest[..16.min(key_digest.len())]
+}
+
 /// The digest of an instance's result: its outputs' content when it
 /// declares outputs, else its key.
 pub fn result_of(inst: &Instance, key_digest: &str, outputs: &[OutputFile]) -> String {
@@ -214,7 +220,7 @@ pub fn compute(
         .tools
         .into_iter()
         .map(|(name, t)| {
-            let hash = t.map_or_else(|| NOT_FOUND.to_owned(), |t| t.hash.clone());
+            let hash = t.map_or_else(|| NOT_FOUND.to_owned(), |t| t.hash[..32].to_owned());
             (name, hash)
         })
         .collect();

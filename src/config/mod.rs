@@ -75,8 +75,13 @@ pub enum EnvMode {
 /// Which programs' identity is part of a task's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tools {
-    /// The program of each command, plus these.
-    Auto(Vec<String>),
+    /// The programs the commands start (found once, in validation: the
+    /// same for every partition), plus the `tools` listed (which may hold
+    /// `{partition}`).
+    Auto {
+        commands: Vec<String>,
+        extra: Vec<String>,
+    },
     /// `tools = false`: none.
     Off,
 }

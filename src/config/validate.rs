@@ -323,11 +323,14 @@ fn task(
         outputs: strings(&raw.outputs),
         output_spans: spans(&raw.outputs),
         tools: match raw.tools.as_ref().map(Spanned::get_ref) {
-            None | Some(RawTools::Enabled(true)) => Tools::Auto(Vec::new()),
             Some(RawTools::Enabled(false)) => Tools::Off,
-            Some(RawTools::Add(list)) => {
-                Tools::Auto(list.iter().map(|t| t.get_ref().clone()).collect())
-            }
+            other => Tools::Auto {
+                commands: command_tools(raw),
+                extra: match other {
+                    Some(RawTools::Add(list)) => list.iter().map(|t| t.get_ref().clone()).collect(),
+                    _ => Vec::new(),
+                },
+            },
         },
         pass_env: strings(&raw.pass_env),
         color: raw.color.as_ref().is_none_or(|c| *c.get_ref()),
@@ -352,6 +355,23 @@ fn task(
         },
     };
     (task, dep_spans)
+}
+
+/// The programs the task's commands start, sorted, without repeats. The
+/// same for every partition: a first word with `{partition}` is not plain.
+fn command_tools(raw: &RawTask) -> Vec<String> {
+    let run = raw
+        .run
+        .as_ref()
+        .map(|r| r.get_ref().commands())
+        .unwrap_or_default();
+    let mut t: Vec<String> = run
+        .iter()
+        .filter_map(|c| crate::graph::resolve::command_tool(c).map(str::to_owned))
+        .collect();
+    t.sort();
+    t.dedup();
+    t
 }
 
 /// The task's dependencies (each once) with where each is written; unknown

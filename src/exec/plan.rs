@@ -7,7 +7,7 @@ use std::io;
 use serde::Serialize;
 
 use crate::cache::Cache;
-use crate::cache::key::{CacheKey, dep_digests, result_of};
+use crate::cache::key::{CacheKey, dep_digests, dep_key_tag, result_of};
 use crate::cache::policy::{Blobs, Decision, Reason};
 use crate::config::{Project, TaskKind};
 use crate::graph::{InstanceGraph, InstanceId};
@@ -97,7 +97,8 @@ pub fn plan(
                     .filter(|(name, stored)| {
                         inst.deps.iter().any(|d| {
                             graph.get(*d).name == **name
-                                && digests[d.index()].as_deref() != Some(stored.as_str())
+                                && digests[d.index()].as_deref().map(dep_key_tag)
+                                    != Some(stored.as_str())
                         })
                     })
                     .map(|(name, _)| name.clone())
@@ -106,10 +107,12 @@ pub fn plan(
             }
             Decision::Run(r) => (Some(r.clone()), None, Vec::new()),
         };
-        results[id.index()] = match (&decision, &digest) {
-            (Decision::Hit(entry), Some(d)) => Some(result_of(inst, d, &entry.outputs)),
-            _ => digest.clone(),
-        };
+        if !graph.dependents(id).is_empty() {
+            results[id.index()] = match (&decision, &digest) {
+                (Decision::Hit(entry), Some(d)) => Some(result_of(inst, d, &entry.outputs)),
+                _ => digest.clone(),
+            };
+        }
         digests[id.index()] = digest.clone();
         let cached = reason.is_none();
         instances.push(PlanItem {

@@ -10,7 +10,7 @@ use super::scheduler::{Check, Runner};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 
-use crate::cache::key::{CacheKey, dep_digests, result_of};
+use crate::cache::key::{CacheKey, dep_digests, dep_key_tag, result_of};
 use crate::cache::policy::{Blobs, Decision, Reason};
 use crate::cache::{Cache, Success};
 use crate::capture::{Chunk, Stream};
@@ -315,7 +315,10 @@ impl Runner for CachedRunner<'_> {
         let mut spans = Vec::new();
         let dep_keys: BTreeMap<String, String> = deps
             .iter()
-            .filter_map(|(d, o)| Some((self.graph.get(*d).name.clone(), o.key.clone()?)))
+            .filter_map(|(d, o)| {
+                let key = o.key.as_deref()?;
+                Some((self.graph.get(*d).name.clone(), dep_key_tag(key).to_owned()))
+            })
             .collect();
         let key = self.key(inst, deps, &mut spans);
         let decision = self.cache.decide(

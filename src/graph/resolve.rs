@@ -97,12 +97,10 @@ impl Resolved {
         let commands: Vec<String> = task.run.iter().map(sub).collect();
         let tools = match &task.tools {
             Tools::Off => Vec::new(),
-            Tools::Auto(extra) => {
-                let mut t: Vec<String> = commands
-                    .iter()
-                    .filter_map(|c| command_tool(c).map(str::to_owned))
-                    .chain(extra.iter().map(sub))
-                    .collect();
+            Tools::Auto { commands, extra } if extra.is_empty() => commands.clone(),
+            Tools::Auto { commands, extra } => {
+                let mut t = commands.clone();
+                t.extend(extra.iter().map(sub));
                 t.sort();
                 t.dedup();
                 t
@@ -154,7 +152,10 @@ mod tests {
             input_spans: vec![0..0, 0..0],
             outputs: vec!["out/{partition}.csv".into()],
             output_spans: vec![std::ops::Range { start: 0, end: 0 }],
-            tools: Tools::Auto(vec!["bin/{partition}".into()]),
+            tools: Tools::Auto {
+                commands: vec!["ingest".into()],
+                extra: vec!["bin/{partition}".into()],
+            },
             pass_env: vec![],
             color: true,
             env: [("DAY".to_owned(), "{partition}".to_owned())].into(),
