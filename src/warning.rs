@@ -61,6 +61,12 @@ pub enum Warning {
         glob: String,
         at: String,
     },
+    /// An input changed while its task ran: the result may reflect either
+    /// version, so it is not stored.
+    #[error(
+        "{instance}: input {file} changed while the task ran; its result is not stored, and the next run runs it again"
+    )]
+    InputChangedDuringRun { instance: String, file: String },
     /// The stat memo could not be saved: the next run hashes more.
     #[error("could not save the stat memo: {0}")]
     MemoNotSaved(#[source] std::io::Error),

@@ -138,6 +138,9 @@ pub struct CachedRunner<'a> {
 pub struct Prepared {
     /// The encoded key and its digest, when the inputs could be hashed.
     key: Option<(Vec<u8>, String)>,
+    /// The input files (and hashes) the key was made from: checked again
+    /// after the run.
+    files: BTreeMap<String, String>,
     /// Why it runs instead of hitting the cache.
     reason: Reason,
     /// Phases so far (hashing).
@@ -239,6 +242,34 @@ impl CachedRunner<'_> {
                 }
                 .emit();
                 None
+            }
+        }
+    }
+
+    /// The first input file that differs now from what the key was made
+    /// of (added, removed or changed): a run that saw another version of
+    /// its inputs than its key says must not be stored. Costs stats, not
+    /// reads, for files that did not change (the stat memo).
+    fn changed_input(&self, inst: &Instance, before: &BTreeMap<String, String>) -> Option<String> {
+        let scan = match self.cache.scan(inst, false) {
+            Ok(s) => s,
+            Err(e) => return Some(format!("(the inputs cannot be read again: {e})")),
+        };
+        let mut now = scan.files.iter().zip(&scan.hashes);
+        let mut then = before.iter();
+        loop {
+            match (now.next(), then.next()) {
+                (None, None) => return None,
+                (Some((f, h)), Some((path, hash))) => {
+                    if f.rel != *path {
+                        return Some(f.rel.clone().min(path.clone()));
+                    }
+                    if crate::hash::hex(h) != *hash {
+                        return Some(path.clone());
+                    }
+                }
+                (Some((f, _)), None) => return Some(f.rel.clone()),
+                (None, Some((path, _))) => return Some(path.clone()),
             }
         }
     }
@@ -347,7 +378,12 @@ impl Runner for CachedRunner<'_> {
             Decision::Run(reason) => reason,
         };
         tracing::info!("{}: runs ({reason})", inst.name);
+        let files = key
+            .as_ref()
+            .map(|(k, _, _)| k.files.clone())
+            .unwrap_or_default();
         Check::Run(Prepared {
+            files,
             key: key.map(|(_, encoded, digest)| (encoded, digest)),
             reason,
             spans,
@@ -365,6 +401,7 @@ impl Runner for CachedRunner<'_> {
         let inst = self.graph.get(id);
         let Prepared {
             key,
+            files,
             reason,
             mut spans,
             dep_keys,
@@ -374,9 +411,18 @@ impl Runner for CachedRunner<'_> {
         if let Some((encoded, digest)) = key {
             self.misses.fetch_add(1, Relaxed);
             if o.status == Status::Ok && !ctl.is_cancelled() {
-                o.result = Span::time(&mut spans, "store", || {
-                    self.keep(id, &digest, &o, &dep_keys)
-                });
+                match self.changed_input(inst, &files) {
+                    Some(file) => Warning::InputChangedDuringRun {
+                        instance: inst.name.clone(),
+                        file,
+                    }
+                    .emit(),
+                    None => {
+                        o.result = Span::time(&mut spans, "store", || {
+                            self.keep(id, &digest, &o, &dep_keys)
+                        })
+                    }
+                }
             }
             self.cache.record_run(&inst.name, &encoded);
             o.key = Some(digest);
