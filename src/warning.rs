@@ -67,6 +67,10 @@ pub enum Warning {
         "{instance}: input {file} changed while the task ran; its result is not stored, and the next run runs it again"
     )]
     InputChangedDuringRun { instance: String, file: String },
+    /// Another hotpass process is running the same instance: this one waits,
+    /// then takes its result.
+    #[error("{instance}: another hotpass is running it with the same key; waiting for its result")]
+    WaitingForAnotherRun { instance: String },
     /// The stat memo could not be saved: the next run hashes more.
     #[error("could not save the stat memo: {0}")]
     MemoNotSaved(#[source] std::io::Error),

@@ -10,6 +10,7 @@
 //!   salt              the salt for `$NAME` digests
 //!   history           hits and misses per run (for stats)
 //!   tmp/              temporary files on their way to blobs/
+//!   locks/KEY.lock    held (flock) while an instance with that key runs
 //! ```
 
 use std::io::{self, Read, Write};
@@ -74,6 +75,14 @@ pub struct Collected {
     pub entries: usize,
     pub blobs: usize,
     pub bytes_after: u64,
+}
+
+/// An exclusive hold on one key: another hotpass process that wants to run
+/// the same instance waits for it. Released when dropped (or when the
+/// process dies: the kernel drops `flock` locks with the descriptor).
+#[derive(Debug)]
+pub struct KeyLock {
+    _file: std::fs::File,
 }
 
 /// Seconds since the epoch.
@@ -176,6 +185,30 @@ impl LocalStore {
             .append(true)
             .open(self.dir.join("history"))?;
         f.write_all(line.as_bytes())
+    }
+
+    /// Tries to take the lock of `key` without waiting: `Ok(None)` when
+    /// another process holds it.
+    pub fn try_lock(&self, key: &str) -> io::Result<Option<KeyLock>> {
+        use std::os::fd::AsRawFd;
+        let dir = self.dir.join("locks");
+        std::fs::create_dir_all(&dir)?;
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(child(&dir, &[&key[..32.min(key.len())], ".lock"]))?;
+        // SAFETY: flock on a descriptor we own; LOCK_NB never blocks.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(KeyLock { _file: file }));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(err)
+        }
     }
 
     /// Writes, reads back and removes a probe file: whether the folder works.
@@ -470,6 +503,19 @@ impl Store for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_lock_is_exclusive_until_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let a = LocalStore::open(t.path()).unwrap();
+        let b = LocalStore::open(t.path()).unwrap();
+        let key = "0123456789abcdef0123456789abcdef0123";
+        let held = a.try_lock(key).unwrap().expect("free at first");
+        // flock locks belong to the open file: a second open conflicts.
+        assert!(b.try_lock(key).unwrap().is_none());
+        drop(held);
+        assert!(b.try_lock(key).unwrap().is_some());
+    }
 
     #[test]
     fn paths_keep_the_layout() {

@@ -239,6 +239,45 @@ impl Cache {
         Ok(collected)
     }
 
+    /// Takes the lock of `digest`, so that no other hotpass process runs the
+    /// same instance meanwhile; waits (saying so once) while another holds
+    /// it, until `cancelled` says to stop. The lock is `None` without a
+    /// cache, when cancelled, or when locking is not possible here (then the
+    /// instance simply runs, as before locks existed); the flag says whether
+    /// it waited (so another process may have stored the result meanwhile).
+    pub fn lock(
+        &self,
+        instance: &str,
+        digest: &str,
+        cancelled: &dyn Fn() -> bool,
+    ) -> (Option<local::KeyLock>, bool) {
+        let Some(local) = self.local.as_ref() else {
+            return (None, false);
+        };
+        let mut said = false;
+        loop {
+            match local.try_lock(digest) {
+                Ok(Some(lock)) => return (Some(lock), said),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!("{instance}: cannot lock its key ({e}); running it anyway");
+                    return (None, said);
+                }
+            }
+            if !said {
+                Warning::WaitingForAnotherRun {
+                    instance: instance.to_owned(),
+                }
+                .emit();
+                said = true;
+            }
+            if cancelled() {
+                return (None, said);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Records the key of an instance's latest run (for reasons and explain).
     pub fn record_run(&self, instance: &str, encoded_key: &[u8]) {
         if let Some(local) = &self.local

@@ -136,11 +136,9 @@ pub struct CachedRunner<'a> {
 
 /// What a cache check learned about an instance that must run.
 pub struct Prepared {
-    /// The encoded key and its digest, when the inputs could be hashed.
-    key: Option<(Vec<u8>, String)>,
-    /// The input files (and hashes) the key was made from: checked again
-    /// after the run.
-    files: BTreeMap<String, String>,
+    /// The key, encoded and its digest, when the inputs could be hashed.
+    /// Its files are checked again after the run.
+    key: Option<(CacheKey, Vec<u8>, String)>,
     /// Why it runs instead of hitting the cache.
     reason: Reason,
     /// Phases so far (hashing).
@@ -378,13 +376,8 @@ impl Runner for CachedRunner<'_> {
             Decision::Run(reason) => reason,
         };
         tracing::info!("{}: runs ({reason})", inst.name);
-        let files = key
-            .as_ref()
-            .map(|(k, _, _)| k.files.clone())
-            .unwrap_or_default();
         Check::Run(Prepared {
-            files,
-            key: key.map(|(_, encoded, digest)| (encoded, digest)),
+            key,
             reason,
             spans,
             dep_keys,
@@ -401,14 +394,38 @@ impl Runner for CachedRunner<'_> {
         let inst = self.graph.get(id);
         let Prepared {
             key,
-            files,
             reason,
             mut spans,
             dep_keys,
         } = prepared;
+        // One process at a time runs an instance with a given key; one that
+        // waited takes the other's result when it was stored meanwhile.
+        let _lock = match &key {
+            Some((k, _, digest)) if self.project.task(inst.task).cache => {
+                let (lock, waited) = self.cache.lock(&inst.name, digest, &|| ctl.is_cancelled());
+                if waited
+                    && self.cache.mode() == crate::cache::Mode::Normal
+                    && let Decision::Hit(entry) =
+                        self.cache
+                            .decide(&inst.name, true, Some((k, digest)), Blobs::OnRestore)
+                    && let Some(mut o) = self.restore(inst, &entry)
+                {
+                    self.hits.fetch_add(1, Relaxed);
+                    if !self.graph.dependents(id).is_empty() {
+                        o.result = Some(result_of(inst, digest, &entry.outputs));
+                    }
+                    o.key = Some(digest.clone());
+                    o.spans = spans;
+                    return o;
+                }
+                lock
+            }
+            _ => None,
+        };
         let mut o = Span::time(&mut spans, "run", || execute(inst, self.color, ctl, sink));
         o.reason = Some(reason);
-        if let Some((encoded, digest)) = key {
+        if let Some((k, encoded, digest)) = key {
+            let files = k.files;
             self.misses.fetch_add(1, Relaxed);
             if o.status == Status::Ok && !ctl.is_cancelled() {
                 match self.changed_input(inst, &files) {

@@ -468,3 +468,42 @@ fn an_input_changed_during_the_run_is_not_stored() {
     assert_eq!(instance(&s, "t")["status"], "ok", "{s}");
     assert_eq!(p.read("out.txt"), "A\n");
 }
+
+/// Two hotpass processes never run the same instance at once: the second
+/// says it waits, and then takes the first one's result (issue 17).
+#[test]
+fn a_second_process_waits_for_the_same_instance_and_takes_its_result() {
+    use std::time::Duration;
+    let p = Project::new(
+        "[tasks.t]\nrun = \"echo x >> runs.log; while [ ! -f go ]; do sleep 0.05; done; cp in.txt out.txt\"\ninputs = [\"in.txt\"]\noutputs = [\"out.txt\"]\n",
+    );
+    p.write("in.txt", "1\n");
+    let mut first = p.spawn(&["run"]);
+    assert!(
+        crate::support::wait_for(Duration::from_secs(10), || p.exists("runs.log")),
+        "the first run did not start its task"
+    );
+    let err = std::fs::File::create(p.path("second.err")).unwrap();
+    let summary = p.path("second.json");
+    let mut second = crate::support::ChildGuard(Some(
+        p.command(&["run", "--summary", summary.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap(),
+    ));
+    let waited = crate::support::wait_for(Duration::from_secs(10), || {
+        p.read("second.err").contains("waiting for its result")
+    });
+    p.write("go", "");
+    assert_eq!(first.wait_code(Duration::from_secs(20)), Some(0));
+    assert_eq!(second.wait_code(Duration::from_secs(20)), Some(0));
+    assert!(
+        waited,
+        "the second run did not say it waits: {}",
+        p.read("second.err")
+    );
+    assert_eq!(p.read("runs.log"), "x\n", "the task ran once");
+    let s: serde_json::Value = serde_json::from_str(&p.read("second.json")).unwrap();
+    assert_eq!(instance(&s, "t")["status"], "cached");
+}
