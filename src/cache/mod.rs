@@ -179,8 +179,15 @@ impl Cache {
         Ok((key::compute(scan, task, inst, deps), unmatched))
     }
 
-    /// Puts a hit in place under `root`: its outputs, then its captured output.
-    pub fn restore(&self, entry: &Entry, root: &Path) -> Result<Restored, RestoreError> {
+    /// Puts a hit of `inst` in place under `root`: its outputs (only files
+    /// it declares as outputs, outside the cache and `.git`, with safe
+    /// modes), then its captured output.
+    pub fn restore(
+        &self,
+        entry: &Entry,
+        root: &Path,
+        inst: &Instance,
+    ) -> Result<Restored, RestoreError> {
         let store = self
             .store()
             .ok_or_else(|| RestoreError::Log(io::Error::other("the cache is disabled")))?;
@@ -189,7 +196,14 @@ impl Cache {
                 .map_err(RestoreError::Log)?,
             None => Vec::new(),
         };
-        let written = outputs::restore(store, entry, root, &self.memo)?;
+        let globs = crate::fileset::Patterns::new(&inst.resolved.outputs)
+            .map_err(|(g, e)| RestoreError::NotAnOutput(format!("{g} ({e})")))?;
+        let allowed = outputs::Allowed {
+            cwd: &inst.resolved.cwd,
+            outputs: &globs,
+            never: &self.skip,
+        };
+        let written = outputs::restore(store, entry, root, &allowed, &self.memo)?;
         store.touch(&entry.key);
         Ok(Restored {
             output,

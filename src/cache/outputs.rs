@@ -20,6 +20,10 @@ pub enum RestoreError {
     /// The entry names a path with `..` in it.
     #[error("refusing path {0} that leaves the project")]
     Escapes(String),
+    /// The entry names a file the task does not declare as an output, or one
+    /// inside the cache or `.git`: an entry that was tampered with.
+    #[error("refusing {0}: not a declared output of this task")]
+    NotAnOutput(String),
     /// A folder on the way to the output is a symlink.
     #[error("refusing to write through symlink {}", .0.display())]
     Symlink(PathBuf),
@@ -73,24 +77,56 @@ pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
     Ok(cur)
 }
 
+/// The permission bits a restored file may have: no setuid, setgid or
+/// sticky bit, and not world-writable, whatever an entry says.
+pub const RESTORE_MODE_MASK: u32 = 0o775;
+
+/// Where a restore may write: the files one task declares as outputs.
+pub struct Allowed<'a> {
+    /// The task's cwd (absolute) and its output globs, relative to it.
+    pub cwd: &'a Path,
+    pub outputs: &'a Patterns,
+    /// Never written into, whatever the globs say (the cache folder).
+    pub never: &'a [PathBuf],
+}
+
+impl Allowed<'_> {
+    fn admits(&self, root: &Path, rel: &str) -> bool {
+        let abs = root.join(rel);
+        if Path::new(rel).components().any(|c| c.as_os_str() == ".git")
+            || self.never.iter().any(|n| abs.starts_with(n))
+        {
+            return false;
+        }
+        abs.strip_prefix(self.cwd)
+            .is_ok_and(|r| self.outputs.matches(&rel_string(r)))
+    }
+}
+
 /// Puts an entry's outputs in place under `root`. Files already exactly
 /// right are left alone; every other blob is checked first, so on any
-/// failure nothing in the tree has been touched. Returns how many files
+/// failure nothing in the tree has been touched. Only files `allowed`
+/// admits are written, with their modes masked. Returns how many files
 /// were written, and their bytes.
 pub fn restore(
     store: &dyn Store,
     entry: &Entry,
     root: &Path,
+    allowed: &Allowed,
     memo: &Memo,
 ) -> Result<(usize, u64), RestoreError> {
     let mut plan = Vec::new();
     for o in &entry.outputs {
+        if !allowed.admits(root, &o.path) {
+            return Err(RestoreError::NotAnOutput(o.path.clone()));
+        }
+        let mode = o.mode & RESTORE_MODE_MASK;
         // A file already in place needs only the lexical checks: nothing is written.
         let in_place = lexical_target(root, &o.path)?;
         if let Ok(meta) = std::fs::metadata(&in_place)
             && meta.is_file()
             && meta.len() == o.size
-            && meta.permissions().mode() & 0o7777 == o.mode
+            && meta.permissions().mode() & 0o7777 == mode
             && let Ok(h) = memo.hash_files(&[(&in_place, &meta)])
             && hex(&h[0]) == o.hash
         {
@@ -103,10 +139,10 @@ pub fn restore(
                 path: o.path.clone(),
                 source,
             })?;
-        plan.push((o, target));
+        plan.push((o, target, mode));
     }
-    let restored = (plan.len(), plan.iter().map(|(o, _)| o.size).sum());
-    for (o, target) in plan {
+    let restored = (plan.len(), plan.iter().map(|(o, _, _)| o.size).sum());
+    for (o, target, mode) in plan {
         let write = |source| RestoreError::Write {
             path: o.path.clone(),
             source,
@@ -115,7 +151,7 @@ pub fn restore(
         std::fs::create_dir_all(dir).map_err(write)?;
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(write)?;
         store.copy_blob(&o.hash, tmp.path()).map_err(write)?;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(o.mode))
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
             .map_err(write)?;
         tmp.persist(&target).map_err(|e| write(e.error))?;
         if let (Ok(meta), Ok(h)) = (std::fs::metadata(&target), blake3::Hash::from_hex(&o.hash)) {
@@ -236,7 +272,17 @@ mod tests {
             dep_keys: Default::default(),
         };
         std::fs::remove_dir_all(root.join("out")).unwrap();
-        assert_eq!(restore(&store, &entry, &root, &memo).unwrap(), (2, 2));
+        let globs = Patterns::new(&["out/*.txt"]).unwrap();
+        let never = [t.path().join("cache")];
+        let allowed = Allowed {
+            cwd: &root,
+            outputs: &globs,
+            never: &never,
+        };
+        assert_eq!(
+            restore(&store, &entry, &root, &allowed, &memo).unwrap(),
+            (2, 2)
+        );
         assert_eq!(
             std::fs::read_to_string(root.join("out/b.txt")).unwrap(),
             "B"
@@ -246,7 +292,7 @@ mod tests {
         let b = &entry.outputs[1].hash;
         std::fs::write(t.path().join("cache/blobs").join(&b[..2]).join(b), "not B").unwrap();
         assert!(matches!(
-            restore(&store, &entry, &root, &memo),
+            restore(&store, &entry, &root, &allowed, &memo),
             Err(RestoreError::Blob { .. })
         ));
         assert!(!root.join("out").exists(), "the tree is untouched");

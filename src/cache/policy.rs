@@ -220,7 +220,11 @@ mod tests {
         let Decision::Hit(entry) = d else {
             panic!("expected a hit to restore, got {d:?}")
         };
-        assert!(normal.restore(&entry, t.path()).is_err());
+        let log = entry.log.as_deref().unwrap();
+        assert!(
+            store.read_blob(log).is_err(),
+            "the restore fails reading it"
+        );
         let path = t
             .path()
             .join("entries")

@@ -170,7 +170,7 @@ impl<'a> CachedRunner<'a> {
     /// Tries to answer `inst` from a hit; `None` when it could not be restored.
     fn restore(&self, inst: &Instance, entry: &crate::cache::store::Entry) -> Option<Outcome> {
         let start = Instant::now();
-        match self.cache.restore(entry, &self.project.root) {
+        match self.cache.restore(entry, &self.project.root, inst) {
             Ok(restored) => {
                 let (files, bytes) = restored.written;
                 tracing::info!(

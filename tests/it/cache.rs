@@ -507,3 +507,58 @@ fn a_second_process_waits_for_the_same_instance_and_takes_its_result() {
     let s: serde_json::Value = serde_json::from_str(&p.read("second.json")).unwrap();
     assert_eq!(instance(&s, "t")["status"], "cached");
 }
+
+/// Rewrites the only entry in the cache with `edit`, keeping its checksum
+/// valid: what a tampered (or hostile remote) entry looks like.
+fn tamper(p: &Project, edit: impl Fn(&mut serde_json::Value)) {
+    let dir = p.path("cache/entries");
+    let entry = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&entry).unwrap();
+    let (_, body) = text.split_once('\n').unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(body).unwrap();
+    edit(&mut v);
+    let body = serde_json::to_string(&v).unwrap();
+    let sum = blake3::hash(body.as_bytes()).to_hex().to_string();
+    std::fs::write(&entry, format!("{sum}\n{body}")).unwrap();
+}
+
+/// A tampered entry cannot do harm: modes are masked (no setuid, setgid,
+/// sticky or world-writable bit), and a file outside the task's declared
+/// outputs (`.git/hooks`, the cache's own salt) is never written; such an
+/// entry is a restore failure and the task runs (issue 17).
+#[test]
+fn tampered_entries_cannot_write_modes_or_places_they_should_not() {
+    let p = Project::new(
+        "[tasks.t]\nrun = \"mkdir -p out && cp in.txt out/a.txt\"\ninputs = [\"in.txt\"]\noutputs = [\"out/**\"]\n",
+    );
+    p.write("in.txt", "1\n");
+    p.run(&["run"]).code(0);
+    tamper(&p, |v| v["outputs"][0]["mode"] = serde_json::json!(0o6777));
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(instance(&s, "t")["status"], "cached");
+    let mode = std::fs::metadata(p.path("out/a.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7002, 0, "restored with mode {mode:o}");
+
+    for target in [".git/hooks/pre-commit", "cache/salt", "elsewhere.txt"] {
+        tamper(&p, |v| v["outputs"][0]["path"] = serde_json::json!(target));
+        std::fs::remove_dir_all(p.path("out")).unwrap();
+        let salt = p.read("cache/salt");
+        let (r, s) = p.run_summary(&["run"], &[]);
+        assert_eq!(instance(&s, "t")["status"], "ok", "{target}: {s}");
+        assert_eq!(instance(&s, "t")["reason"], "restore-failed");
+        assert_has(&r.stderr, "not a declared output");
+        assert!(!p.exists(".git/hooks/pre-commit") && !p.exists("elsewhere.txt"));
+        assert_eq!(p.read("cache/salt"), salt, "the salt is untouched");
+        // The run stored a good entry again; tamper with that one next.
+        assert!(p.exists("out/a.txt"));
+    }
+}
