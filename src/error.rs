@@ -15,6 +15,20 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: interrupted by SIGINT or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code: the terminal closed (SIGHUP); the tasks were stopped as on Ctrl-C.
+pub const EXIT_HANGUP: u8 = 129;
+
+/// The signals that stop a run, as a Ctrl-C does.
+pub const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// The exit code after a run was stopped by `signal`.
+pub fn exit_for_signal(signal: Option<i32>) -> u8 {
+    if signal == Some(libc::SIGHUP) {
+        EXIT_HANGUP
+    } else {
+        EXIT_INTERRUPTED
+    }
+}
 
 /// A mistake on the command line (unknown selector, bad range, ...).
 #[derive(Debug)]

@@ -126,8 +126,10 @@ impl Span {
 pub struct RunResult {
     /// One outcome per instance, by `InstanceId::index`.
     pub outcomes: Vec<Outcome>,
-    /// Whether Ctrl-C (or SIGTERM) stopped the run.
+    /// Whether Ctrl-C (or SIGTERM, or SIGHUP) stopped the run.
     pub interrupted: bool,
+    /// The signal that stopped it.
+    pub signal: Option<i32>,
     /// When the run started.
     pub begin: Instant,
     /// Wall time of the whole run.

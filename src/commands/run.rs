@@ -4,7 +4,7 @@ use super::start::{self, Selection};
 use crate::Context;
 use crate::cache::{Cache, Mode};
 use crate::cli::{DryRunFormat, RunArgs};
-use crate::error::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Error};
+use crate::error::{EXIT_FAILED, EXIT_OK, Error};
 use crate::exec::scheduler::{self, Options};
 use crate::exec::work::CachedRunner;
 use crate::report::out;
@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     runner.finish();
 
     let code = if result.interrupted {
-        EXIT_INTERRUPTED
+        crate::error::exit_for_signal(result.signal)
     } else if result.any_failed() {
         EXIT_FAILED
     } else {

@@ -15,7 +15,7 @@ use crate::Context;
 use crate::cache::{Cache, Mode};
 use crate::cli::WatchArgs;
 use crate::config::{self, Project};
-use crate::error::{EXIT_INTERRUPTED, Error};
+use crate::error::{EXIT_INTERRUPTED, Error, exit_for_signal};
 use crate::exec::scheduler::{self, Canceller, Options};
 use crate::exec::work::CachedRunner;
 use crate::graph::{InstanceGraph, InstanceId};
@@ -26,7 +26,7 @@ use crate::watch::WatchSet;
 
 enum Event {
     Files(Vec<PathBuf>),
-    Signal,
+    Signal(i32),
 }
 
 /// A watcher error as a warning, with what to do about the usual ones.
@@ -148,14 +148,14 @@ impl Watches {
     }
 }
 
-/// Sends [`Event::Signal`] on SIGINT and SIGTERM until the handle is closed.
+/// Sends [`Event::Signal`] on SIGINT, SIGTERM and SIGHUP until the handle is closed.
 fn forward_signals(tx: mpsc::Sender<Event>) -> Result<signal_hook::iterator::Handle, Error> {
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
+    let mut signals = signal_hook::iterator::Signals::new(crate::error::STOP_SIGNALS)
         .map_err(|e| Error::io("installing signal handlers", e))?;
     let handle = signals.handle();
     std::thread::spawn(move || {
-        for _ in signals.forever() {
-            if tx.send(Event::Signal).is_err() {
+        for signal in signals.forever() {
+            if tx.send(Event::Signal(signal)).is_err() {
                 return;
             }
         }
@@ -274,14 +274,14 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
             remember(&mut last, l, &names, &outcome);
             print_cycle_summary(l, &names, &outcome);
             match stop {
-                Stop::Interrupted => break EXIT_INTERRUPTED,
+                Stop::Interrupted(signal) => break exit_for_signal(signal),
                 Stop::Again(more, paths) => {
                     why = format!("changed: {}", summarize(&paths));
                     // A reload re-plans everything; otherwise re-run what changed.
                     pending = Some(more);
                     continue;
                 }
-                Stop::Done if outcome.interrupted => break EXIT_INTERRUPTED,
+                Stop::Done if outcome.interrupted => break exit_for_signal(outcome.signal),
                 Stop::Done => {}
             }
         }
@@ -292,7 +292,8 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
                 Next::Reload(w) => (reloading, why) = (true, w),
                 Next::Run(names, w) => (pending, why) = (Some(names), w),
             },
-            Ok(Event::Signal) | Err(_) => break EXIT_INTERRUPTED,
+            Ok(Event::Signal(signal)) => break exit_for_signal(Some(signal)),
+            Err(_) => break EXIT_INTERRUPTED,
         }
     };
     signal_handle.close();
@@ -303,8 +304,8 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
 enum Stop {
     /// The cycle finished and nothing else is pending.
     Done,
-    /// Ctrl-C.
-    Interrupted,
+    /// Ctrl-C, SIGTERM or SIGHUP (which, when known).
+    Interrupted(Option<i32>),
     /// Changes arrived during the cycle: run these next.
     Again(BTreeSet<String>, Vec<String>),
 }
@@ -335,7 +336,7 @@ fn cycle(
     };
     let mut again: BTreeSet<String> = BTreeSet::new();
     let mut again_paths: Vec<String> = Vec::new();
-    let mut interrupted = false;
+    let mut interrupted: Option<i32> = None;
     let started = Instant::now();
     let result = std::thread::scope(|s| {
         let (c_tx, c_rx) = mpsc::channel::<Canceller>();
@@ -371,7 +372,9 @@ fn cycle(
                         c.cancel(ids);
                     }
                 }
-                Ok(Event::Signal) => interrupted = true,
+                Ok(Event::Signal(signal)) => {
+                    interrupted.get_or_insert(signal);
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -379,8 +382,8 @@ fn cycle(
         handle.join().expect("the cycle thread does not panic")
     });
     tracing::debug!("cycle took {:?}", started.elapsed());
-    let stop = if interrupted || result.interrupted {
-        Stop::Interrupted
+    let stop = if interrupted.is_some() || result.interrupted {
+        Stop::Interrupted(interrupted.or(result.signal))
     } else if !again.is_empty() {
         Stop::Again(again, again_paths)
     } else {

@@ -117,7 +117,7 @@ struct Job<P> {
 enum Event {
     Output(InstanceId, Stream, Vec<u8>),
     Finished(InstanceId, Outcome),
-    Signal,
+    Signal(i32),
     Cancel(Vec<InstanceId>),
 }
 
@@ -145,7 +145,7 @@ pub fn run_with<R: Runner>(
     let (tx, rx) = mpsc::channel::<Event>();
     on_start(Canceller(tx.clone()));
     let mut s = Scheduler::new(project, graph, reporters, opts);
-    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]).ok();
+    let signals = signal_hook::iterator::Signals::new(crate::error::STOP_SIGNALS).ok();
     let signal_handle = signals.as_ref().map(|s| s.handle());
     let (job_tx, job_rx) = mpsc::channel();
     let job_rx = Mutex::new(job_rx);
@@ -153,8 +153,8 @@ pub fn run_with<R: Runner>(
         if let Some(mut signals) = signals {
             let tx = tx.clone();
             scope.spawn(move || {
-                for _ in signals.forever() {
-                    if tx.send(Event::Signal).is_err() {
+                for signal in signals.forever() {
+                    if tx.send(Event::Signal(signal)).is_err() {
                         return;
                     }
                 }
@@ -270,6 +270,8 @@ struct Scheduler<'a, 'r, P> {
     per_task: HashMap<TaskId, usize>,
     failed: bool,
     interrupted: bool,
+    /// The first signal that stopped the run.
+    signal: Option<i32>,
     interrupt_at: Option<Instant>,
     killed_hard: bool,
     dispatch: tracing::Dispatch,
@@ -304,6 +306,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             per_task: HashMap::new(),
             failed: false,
             interrupted: false,
+            signal: None,
             interrupt_at: None,
             killed_hard: false,
             dispatch: tracing::dispatcher::get_default(|d| d.clone()),
@@ -541,7 +544,10 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         match event {
             Event::Output(id, stream, line) => self.reporters.output(id, stream, &line),
             Event::Finished(id, outcome) => self.finished(id, outcome),
-            Event::Signal => self.interrupt(),
+            Event::Signal(signal) => {
+                self.signal.get_or_insert(signal);
+                self.interrupt();
+            }
             Event::Cancel(ids) => ids.into_iter().for_each(|id| self.cancel(id)),
         }
     }
@@ -704,6 +710,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         RunResult {
             outcomes,
             interrupted: self.interrupted,
+            signal: self.signal,
             begin,
             elapsed: begin.elapsed(),
         }

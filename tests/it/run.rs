@@ -344,3 +344,25 @@ fn env_numbers_and_timeout_seconds_are_accepted() {
     r.code(2);
     assert_has(&r.stderr, "longer than zero");
 }
+
+/// A closed terminal (SIGHUP) stops a run as Ctrl-C does: every task's
+/// processes are stopped, and hotpass exits 129 (issue 17).
+#[test]
+fn sighup_stops_the_run_and_its_children_with_129() {
+    let p = Project::new("[tasks.a]\nrun = \"sleep 60 & echo $! > a.pid; wait\"\n");
+    let mut child = p.spawn(&["run"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || !p
+            .read("a.pid")
+            .trim()
+            .is_empty()),
+        "the task did not start"
+    );
+    child.signal(libc::SIGHUP);
+    assert_eq!(child.wait_code(Duration::from_secs(10)), Some(129));
+    let pid: i32 = p.read("a.pid").trim().parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || !alive(pid)),
+        "child {pid} survived SIGHUP"
+    );
+}

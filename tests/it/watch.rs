@@ -182,3 +182,24 @@ fn ignored_files_and_the_cache_do_not_trigger() {
     assert_eq!(lines(&p, "a.log"), 1, "{}", w.output());
     assert_eq!(lines(&p, "c.log"), 2);
 }
+
+/// A closed terminal (SIGHUP) stops watch as Ctrl-C does, leaving no task
+/// behind, and exits 129 (issue 17).
+#[test]
+fn sighup_stops_watch_and_children() {
+    let p = Project::new(
+        "[tasks.bg]\nrun = \"sleep 60 & echo $! > child.pid; wait\"\ninputs = [\"x.txt\"]\n",
+    );
+    p.write("x.txt", "1");
+    let mut w = p.watch(&["watch"]);
+    w.wait("the task to start", || {
+        !p.read("child.pid").trim().is_empty()
+    });
+    let pid: i32 = p.read("child.pid").trim().parse().unwrap();
+    w.child.signal(libc::SIGHUP);
+    assert_eq!(w.child.wait_code(Duration::from_secs(10)), Some(129));
+    assert!(
+        crate::support::wait_for(Duration::from_secs(10), || !alive(pid)),
+        "child {pid} survived"
+    );
+}
