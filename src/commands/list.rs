@@ -51,7 +51,14 @@ pub fn run(ctx: &Context, json: bool) -> Result<u8, Error> {
         );
         return Ok(0);
     }
-    let width = entries.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    // Capped: a column as wide as the longest name is unreadable past this,
+    // and a format width must stay small.
+    let width = entries
+        .iter()
+        .map(|e| e.name.len())
+        .max()
+        .unwrap_or(0)
+        .min(60);
     for e in &entries {
         let mut line = format!("{:<width$}  {}", e.name, e.description.unwrap_or(""));
         if let Some(p) = &e.partitions {

@@ -64,7 +64,25 @@ pub struct SourceFile {
     pub text: Arc<String>,
 }
 
+/// Lines longer than this are not drawn in a diagnostic.
+const MAX_SNIPPET_LINE: usize = 2000;
+
 impl SourceFile {
+    /// The length of the line holding byte `offset`.
+    fn line_len(&self, offset: usize) -> usize {
+        let text = self.text.as_bytes();
+        let at = offset.min(text.len());
+        let start = text[..at]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let end = text[at..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(text.len(), |i| at + i);
+        end - start
+    }
+
     /// `file:line:column` of a byte offset, for messages outside diagnostics.
     pub fn location(&self, offset: usize) -> String {
         let before = self.text.get(..offset.min(self.text.len())).unwrap_or("");
@@ -92,7 +110,9 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem at `span` of `file`, labelled with `label`.
+    /// A problem at `span` of `file`, labelled with `label`. On a very long
+    /// line the snippet would be unreadable (and costly to draw): the
+    /// problem then names its place in the message instead.
     pub fn at(
         kind: ProblemKind,
         file: &SourceFile,
@@ -100,6 +120,22 @@ impl Problem {
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> Problem {
+        if file.line_len(span.start) > MAX_SNIPPET_LINE || span.len() > MAX_SNIPPET_LINE {
+            let message = message.into();
+            let shown: String = message.chars().take(200).collect();
+            let more = if shown.len() < message.len() {
+                "…"
+            } else {
+                ""
+            };
+            return Problem::bare(
+                kind,
+                format!(
+                    "{shown}{more} (at {}; the line is too long to show)",
+                    file.location(span.start)
+                ),
+            );
+        }
         Problem {
             kind,
             message: message.into(),
@@ -245,8 +281,18 @@ impl From<Problem> for ConfigErrors {
 
 /// The closest candidates to `name`, best first, for "did you mean" help.
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    // Bounded work: no name that long is a typo of a real one, and a
+    // candidate of a very different length is no suggestion.
+    const LONGEST: usize = 200;
+    if name.len() > LONGEST {
+        return Vec::new();
+    }
+    let close_in_length = |c: &str| {
+        c.len() <= LONGEST && c.len() <= 3 * name.len() + 3 && name.len() <= 3 * c.len() + 3
+    };
     let mut scored: Vec<(f64, &str)> = candidates
         .into_iter()
+        .filter(|c| close_in_length(c))
         .map(|c| (strsim::jaro_winkler(name, c), c))
         .filter(|(score, _)| *score >= 0.75)
         .collect();

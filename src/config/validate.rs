@@ -683,6 +683,64 @@ fn check_partition_deps(
     }
 }
 
+/// How many steps of a long cycle are shown at each end.
+const CYCLE_ENDS: usize = 4;
+
+/// The shortest cycle from `first` back to it, inside its strongly connected
+/// component (breadth first, without recursion: a cycle may be 100,000 tasks
+/// long). Starts with `first`.
+fn shortest_cycle(
+    tasks: &[Task],
+    first: usize,
+    members: std::collections::HashSet<usize>,
+) -> Vec<usize> {
+    let mut parent: HashMap<usize, usize> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([first]);
+    while let Some(cur) = queue.pop_front() {
+        for d in &tasks[cur].deps {
+            let d = d.index();
+            if d == first {
+                let mut path = vec![cur];
+                while let Some(&p) = parent.get(path.last().expect("not empty")) {
+                    path.push(p);
+                }
+                path.reverse();
+                if path[0] != first {
+                    path.insert(0, first);
+                }
+                return path;
+            }
+            if members.contains(&d) && d != first && !parent.contains_key(&d) {
+                parent.insert(d, cur);
+                queue.push_back(d);
+            }
+        }
+    }
+    vec![first]
+}
+
+/// `a -> b -> c -> a`, with the middle of a long cycle left out.
+fn cycle_chain(tasks: &[Task], path: &[usize], first: usize) -> String {
+    let name = |i: usize| tasks[i].name.as_str();
+    if path.len() <= 2 * CYCLE_ENDS + 1 {
+        let mut names: Vec<&str> = path.iter().map(|&i| name(i)).collect();
+        names.push(name(first));
+        return names.join(" -> ");
+    }
+    let head: Vec<&str> = path[..CYCLE_ENDS].iter().map(|&i| name(i)).collect();
+    let tail: Vec<&str> = path[path.len() - CYCLE_ENDS..]
+        .iter()
+        .map(|&i| name(i))
+        .chain([name(first)])
+        .collect();
+    format!(
+        "{} -> … {} more … -> {}",
+        head.join(" -> "),
+        path.len() - 2 * CYCLE_ENDS,
+        tail.join(" -> ")
+    )
+}
+
 fn check_cycles(
     tasks: &[Task],
     defs: &[Def],
@@ -703,42 +761,15 @@ fn check_cycles(
         if scc.len() < 2 && !self_loop {
             continue;
         }
-        // Walk the cycle from the smallest task, staying inside the component.
-        let members: Vec<usize> = scc.iter().map(|n| n.index()).collect();
-        let mut path = vec![first];
-        let mut seen = vec![false; tasks.len()];
-        seen[first] = true;
-        fn dfs(
-            cur: usize,
-            start: usize,
-            tasks: &[Task],
-            members: &[usize],
-            path: &mut Vec<usize>,
-            seen: &mut [bool],
-        ) -> bool {
-            for d in &tasks[cur].deps {
-                let d = d.index();
-                if d == start {
-                    return true;
-                }
-                if members.contains(&d) && !seen[d] {
-                    seen[d] = true;
-                    path.push(d);
-                    if dfs(d, start, tasks, members, path, seen) {
-                        return true;
-                    }
-                    path.pop();
-                }
-            }
-            false
-        }
-        dfs(first, first, tasks, &members, &mut path, &mut seen);
-        let mut names: Vec<&str> = path.iter().map(|&i| tasks[i].name.as_str()).collect();
-        names.push(&tasks[first].name);
-        let chain = names.join(" -> ");
+        let path = shortest_cycle(tasks, first, scc.iter().map(|n| n.index()).collect());
+        let chain = cycle_chain(tasks, &path, first);
         let mut problem: Option<Problem> = None;
         let mut notes = Vec::new();
         for (k, &from) in path.iter().enumerate() {
+            // A long cycle is labelled at its ends only.
+            if path.len() > 2 * CYCLE_ENDS && (CYCLE_ENDS..path.len() - CYCLE_ENDS).contains(&k) {
+                continue;
+            }
             let to = path.get(k + 1).copied().unwrap_or(first);
             let Some((_, span)) = dep_spans[from].iter().find(|(d, _)| d.index() == to) else {
                 continue;

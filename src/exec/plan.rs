@@ -158,7 +158,8 @@ impl Plan {
             .iter()
             .map(|i| i.name.len())
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .min(60);
         let mut s = String::new();
         for i in &self.instances {
             let key = i

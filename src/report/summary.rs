@@ -275,7 +275,13 @@ impl Summary {
         }
         if !self.gates.is_empty() {
             s.push_str("\nGates\n");
-            let gw = self.gates.iter().map(|g| g.name.len()).max().unwrap_or(4);
+            let gw = self
+                .gates
+                .iter()
+                .map(|g| g.name.len())
+                .max()
+                .unwrap_or(4)
+                .min(48);
             for g in &self.gates {
                 let v = match g.verdict {
                     "passed" => paint("32", "passed"),

@@ -181,3 +181,67 @@ fn every_problem_across_files_is_reported_in_one_run() {
     assert!(err.contains("unknown dependency `codegne`"), "{err}");
     insta::assert_snapshot!(err);
 }
+
+/// Pathological configs end with a clear answer, never a panic, and their
+/// diagnostics stay short (issue 17): a 65,536-character task name in
+/// `list` and the dry run; a dependency name of 1 MB among 5,000 tasks; a
+/// cycle through 10,000 tasks; a 70,000-character line with a mistake on it.
+#[test]
+fn pathological_configs_end_cleanly_with_short_diagnostics() {
+    let long = "a".repeat(65_536);
+    let p = Project::new(&format!("[tasks.{long}]\nrun = \"true\"\n"));
+    p.run(&["list"]).code(0);
+    p.run(&["run", "--dry-run"]).code(0);
+
+    let mut toml = String::new();
+    for i in 0..5000 {
+        toml.push_str(&format!("[tasks.t{i}]\nrun = \"true\"\n"));
+    }
+    toml.push_str(&format!(
+        "[tasks.x]\nrun = \"true\"\ndeps = [\"{}\"]\n",
+        "b".repeat(1 << 20)
+    ));
+    let p = Project::new(&toml);
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert!(
+        r.stderr.len() < 4_000,
+        "{} bytes of diagnostics",
+        r.stderr.len()
+    );
+    assert!(
+        r.stderr.contains("unknown dependency"),
+        "{}",
+        &r.stderr[..500.min(r.stderr.len())]
+    );
+
+    let mut toml = String::new();
+    for i in 0..10_000 {
+        toml.push_str(&format!(
+            "[tasks.c{i}]\nrun = \"true\"\ndeps = [\"c{}\"]\n",
+            (i + 1) % 10_000
+        ));
+    }
+    let p = Project::new(&toml);
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert!(
+        r.stderr.len() < 8_000,
+        "{} bytes of diagnostics",
+        r.stderr.len()
+    );
+    assert!(r.stderr.contains("9992 more"), "{}", r.stderr);
+
+    let p = Project::new(&format!(
+        "[tasks.a]\nrun = \"true\"\ndeps = [\"{}\"]\n",
+        "q".repeat(70_000)
+    ));
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert!(
+        r.stderr.len() < 4_000,
+        "{} bytes of diagnostics",
+        r.stderr.len()
+    );
+    assert!(r.stderr.contains("hotpass.toml:3:9"), "{}", r.stderr);
+}
