@@ -257,7 +257,7 @@ impl Patterns {
                 }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) if err.kind() == io::ErrorKind::NotADirectory => {}
-                Err(err) => return Err(err),
+                Err(err) => return Err(crate::hash::with_path(&abs, err)),
             }
         }
         for root in &self.roots {

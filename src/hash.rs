@@ -92,7 +92,12 @@ impl Memo {
         if !todo.is_empty() {
             let hashed: Vec<(usize, io::Result<[u8; 32]>)> = todo
                 .par_iter()
-                .map(|&i| (i, hash_file(files[i].0)))
+                .map(|&i| {
+                    (
+                        i,
+                        hash_file(files[i].0).map_err(|e| with_path(files[i].0, e)),
+                    )
+                })
                 .collect();
             let mut guard = self.entries.lock().expect("memo lock");
             for (i, h) in hashed {
@@ -142,6 +147,11 @@ impl Memo {
         .map_err(io::Error::other)?;
         crate::atomic::write_atomic(path, &bytes)
     }
+}
+
+/// `e`, saying which file it is about.
+pub fn with_path(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// The blake3 hash of a file's contents.

@@ -61,6 +61,14 @@ pub fn find_config(opts: &LoadOptions) -> Result<PathBuf, ConfigErrors> {
         if candidate.is_file() {
             return Ok(candidate);
         }
+        if candidate.is_dir() {
+            return Err(Problem::bare(
+                ProblemKind::InvalidValue,
+                format!("{} is a folder, not a file", candidate.display()),
+            )
+            .with_help(format!("{CONFIG_NAME} must be a file: move the folder away, or point at the config with --config FILE"))
+            .into());
+        }
         dir = d.parent();
     }
     Err(Problem::bare(
@@ -163,7 +171,7 @@ fn included_files(
 }
 
 fn read_source(root: &Path, path: &Path) -> Result<SourceFile, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         Problem::bare(
             ProblemKind::InvalidValue,
             format!("could not read {}: {e}", path.display()),
@@ -173,6 +181,27 @@ fn read_source(root: &Path, path: &Path) -> Result<SourceFile, ConfigErrors> {
         .strip_prefix(root)
         .map(crate::fileset::rel_string)
         .unwrap_or_else(|_| path.display().to_string());
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            // Shown with the bad bytes replaced, pointing at the first one.
+            let at = e.utf8_error().valid_up_to();
+            let file = SourceFile {
+                path: path.to_path_buf(),
+                display,
+                text: Arc::new(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            };
+            return Err(Problem::at(
+                ProblemKind::Syntax,
+                &file,
+                at..at + 1,
+                "the file is not valid UTF-8",
+                "invalid bytes",
+            )
+            .with_help("TOML files are UTF-8: save the file as UTF-8")
+            .into());
+        }
+    };
     Ok(SourceFile {
         path: path.to_path_buf(),
         display,

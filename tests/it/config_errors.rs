@@ -245,3 +245,32 @@ fn pathological_configs_end_cleanly_with_short_diagnostics() {
     );
     assert!(r.stderr.contains("hotpass.toml:3:9"), "{}", r.stderr);
 }
+
+/// Errors name the file they are about (issue 17): an input that cannot be
+/// read (a symlink loop: unreadable even for root), a hotpass.toml that is
+/// a folder, and a config that is not UTF-8 (located at its first bad byte).
+#[test]
+fn errors_name_the_file_they_are_about() {
+    let p = Project::new("[tasks.t]\nrun = \"true\"\ninputs = [\"loop\"]\n");
+    std::os::unix::fs::symlink("loop", p.path("loop")).unwrap();
+    let r = p.run(&["run"]);
+    assert_has(&r.stderr, "could not hash its inputs");
+    assert_has(&r.stderr, &format!("{}", p.path("loop").display()));
+    let r = p.run(&["run", "--dry-run"]);
+    r.code(1);
+    assert_has(&r.stderr, &format!("{}", p.path("loop").display()));
+
+    let p = Project::new("");
+    std::fs::remove_file(p.path("hotpass.toml")).unwrap();
+    std::fs::create_dir(p.path("hotpass.toml")).unwrap();
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert_has(&r.stderr, "is a folder, not a file");
+
+    let p = Project::new("");
+    std::fs::write(p.path("hotpass.toml"), b"[tasks.a]\nrun = \"\xff\"\n").unwrap();
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert_has(&r.stderr, "not valid UTF-8");
+    assert_has(&r.stderr, "hotpass.toml:2:8");
+}
