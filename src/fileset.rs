@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
+use crate::warning::Warning;
+
 /// A compiled set of include and exclude patterns.
 #[derive(Debug, Clone)]
 pub struct Patterns {
@@ -245,6 +247,7 @@ impl Patterns {
                         }
                     })?;
                 }
+                Ok(meta) if !meta.is_file() => Warning::NotAFile { path: abs }.emit(),
                 Ok(meta) => {
                     found.insert(
                         e.clone(),
@@ -285,9 +288,13 @@ fn walk(
     };
     match std::fs::metadata(&start) {
         Ok(m) if m.is_dir() => {}
-        Ok(m) => {
+        Ok(m) if m.is_file() => {
             // A prefix that is a file: the glob may still match it.
             visit(root.to_owned(), start, m);
+            return Ok(());
+        }
+        Ok(_) => {
+            Warning::NotAFile { path: start }.emit();
             return Ok(());
         }
         Err(_) => return Ok(()),
@@ -330,7 +337,14 @@ fn walk(
             }
         } else {
             match entry.metadata() {
-                Ok(m) => m,
+                Ok(m) if m.is_file() => m,
+                Ok(_) => {
+                    Warning::NotAFile {
+                        path: entry.path().to_path_buf(),
+                    }
+                    .emit();
+                    continue;
+                }
                 Err(_) => continue,
             }
         };

@@ -71,6 +71,10 @@ pub enum Warning {
     /// then takes its result.
     #[error("{instance}: another hotpass is running it with the same key; waiting for its result")]
     WaitingForAnotherRun { instance: String },
+    /// A FIFO, socket or device under a glob: never hashed, stored or
+    /// restored (reading one could block forever or never end).
+    #[error("skipping {}: not a regular file", path.display())]
+    NotAFile { path: PathBuf },
     /// The stat memo could not be saved: the next run hashes more.
     #[error("could not save the stat memo: {0}")]
     MemoNotSaved(#[source] std::io::Error),

@@ -295,6 +295,7 @@ fn task(
     let (deps, dep_spans) = deps(raw, def, src, by_name, problems);
     check_globs(&raw.inputs, src, problems);
     check_globs(&raw.outputs, src, problems);
+    check_outputs_stay_inside(raw, src, problems);
     check_pass_env_and_tools(raw, src, problems);
     let inputs: Vec<Input> = raw
         .inputs
@@ -412,6 +413,42 @@ fn deps(
         }
     }
     (deps, dep_spans)
+}
+
+/// Output globs may not be absolute or climb out of the project: what a
+/// task writes there could never be restored.
+fn check_outputs_stay_inside(raw: &RawTask, src: &SourceFile, problems: &mut Vec<Problem>) {
+    let cwd_depth = raw.cwd.as_ref().map_or(0, |c| {
+        Path::new(c.get_ref())
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .count() as i64
+    });
+    for out in raw.outputs.iter().flatten() {
+        let pattern = out.get_ref().trim_start_matches('!');
+        let mut depth = cwd_depth;
+        let mut escapes = Path::new(pattern).is_absolute();
+        for c in Path::new(pattern).components() {
+            match c {
+                std::path::Component::ParentDir => depth -= 1,
+                std::path::Component::Normal(_) => depth += 1,
+                _ => {}
+            }
+            escapes |= depth < 0;
+        }
+        if escapes {
+            problems.push(
+                Problem::at(
+                    ProblemKind::InvalidValue,
+                    src,
+                    out.span(),
+                    format!("output `{pattern}` is outside the project"),
+                    "outside the project",
+                )
+                .with_help("outputs are stored and restored under the project root: write them inside it (relative to the task's cwd)"),
+            );
+        }
+    }
 }
 
 fn check_pass_env_and_tools(raw: &RawTask, src: &SourceFile, problems: &mut Vec<Problem>) {

@@ -562,3 +562,37 @@ fn tampered_entries_cannot_write_modes_or_places_they_should_not() {
         assert!(p.exists("out/a.txt"));
     }
 }
+
+/// A FIFO, or a symlink to a device, under an input or output glob is
+/// skipped with a warning naming it, never read: run, the dry run and
+/// explain all finish (issue 17).
+#[test]
+fn fifos_and_devices_under_globs_are_skipped_not_read() {
+    use std::time::Duration;
+    let p = Project::new(
+        "[tasks.t]\nrun = \"mkdir -p out && cp data/a.txt out/a.txt\"\ninputs = [\"data/*\"]\noutputs = [\"out/**\"]\n",
+    );
+    p.write("data/a.txt", "a\n");
+    std::fs::create_dir_all(p.path("out")).unwrap();
+    for fifo in ["data/pipe", "out/pipe"] {
+        let path = std::ffi::CString::new(p.path(fifo).to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+    }
+    std::os::unix::fs::symlink("/dev/zero", p.path("data/zero")).unwrap();
+    for args in [&["run"][..], &["run", "--dry-run"], &["explain", "t"]] {
+        let mut child = p.spawn(args);
+        let (code, _) = child
+            .wait_output(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{args:?} hung on a FIFO"));
+        assert_eq!(code, Some(0), "{args:?}");
+    }
+    let r = p.run(&["run", "--force"]);
+    r.code(0);
+    assert_has(&r.stderr, "data/pipe: not a regular file");
+    assert_has(&r.stderr, "out/pipe: not a regular file");
+    assert!(
+        !r.stderr.contains("zero"),
+        "a link to a device is left out quietly: {}",
+        r.stderr
+    );
+}

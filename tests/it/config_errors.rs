@@ -274,3 +274,25 @@ fn errors_name_the_file_they_are_about() {
     assert_has(&r.stderr, "not valid UTF-8");
     assert_has(&r.stderr, "hotpass.toml:2:8");
 }
+
+/// Outputs outside the project are config errors, located: absolute, or
+/// climbing out with `..` (also from a task's cwd) (issue 17).
+#[test]
+fn outputs_outside_the_project_are_refused() {
+    for (cwd, output) in [
+        ("", "/tmp/out.txt"),
+        ("", "../escaped.txt"),
+        ("cwd = \"sub\"\n", "../../x"),
+    ] {
+        let err = check(&format!(
+            "[tasks.a]\nrun = \"touch ran\"\n{cwd}outputs = [\"{output}\"]\n"
+        ));
+        assert!(
+            err.contains(&format!("output `{output}` is outside the project")),
+            "{err}"
+        );
+    }
+    // Inside, even through `..` from a sub-folder cwd, is fine.
+    let p = Project::new("[tasks.a]\nrun = \"true\"\ncwd = \"sub\"\noutputs = [\"../ok.txt\"]\n");
+    p.run(&["list"]).code(0);
+}
