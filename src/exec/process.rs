@@ -1,11 +1,13 @@
 //! Spawning one shell command in its own process group, streaming its output
 //! line by line, and killing the whole group on timeout, cancel or exit.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::capture::Stream;
 
@@ -103,13 +105,15 @@ pub fn run(
     }
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
+    let leader_gone = AtomicBool::new(false);
     let status = std::thread::scope(|s| {
-        s.spawn(|| pump(stdout, Stream::Stdout, on_output));
-        s.spawn(|| pump(stderr, Stream::Stderr, on_output));
+        s.spawn(|| pump(stdout, Stream::Stdout, on_output, &leader_gone));
+        s.spawn(|| pump(stderr, Stream::Stderr, on_output, &leader_gone));
         // Wait for the leader to exit without reaping it, so its pid (the
         // group id) cannot be reused while we kill what it left behind.
         wait_exited_no_reap(pid);
         unsafe { libc::killpg(pid, libc::SIGKILL) };
+        leader_gone.store(true, Ordering::SeqCst);
         child.wait()
     });
     ctl.pgid.store(0, Ordering::SeqCst);
@@ -137,16 +141,64 @@ fn wait_exited_no_reap(pid: i32) {
     }
 }
 
-fn pump(reader: impl Read, stream: Stream, on_output: &(dyn Fn(Stream, &[u8]) + Sync)) {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let mut line = Vec::new();
+/// How long output is still read after the task's shell has exited and its
+/// group was stopped: a process it left behind outside its group (a daemon
+/// that called setsid) may hold the pipe open for ever, and is not waited for.
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+/// Reads `reader` line by line into `on_output` until end of file, or until
+/// [`DRAIN_GRACE`] after `leader_gone` is set.
+fn pump(
+    mut reader: impl Read + AsRawFd,
+    stream: Stream,
+    on_output: &(dyn Fn(Stream, &[u8]) + Sync),
+    leader_gone: &AtomicBool,
+) {
+    let fd = reader.as_raw_fd();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    let mut gone_at: Option<Instant> = None;
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) => on_output(stream, &line),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
+        let wait_ms = if leader_gone.load(Ordering::SeqCst) {
+            let at = *gone_at.get_or_insert_with(Instant::now);
+            let left = DRAIN_GRACE.saturating_sub(at.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            left.as_millis().min(100) as i32
+        } else {
+            100
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for a descriptor we own.
+        let rc = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+        if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
         }
+        if rc <= 0 {
+            continue;
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let mut rest = &buf[..n];
+                while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+                    line.extend_from_slice(&rest[..=nl]);
+                    on_output(stream, &line);
+                    line.clear();
+                    rest = &rest[nl + 1..];
+                }
+                line.extend_from_slice(rest);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if !line.is_empty() {
+        on_output(stream, &line);
     }
 }

@@ -366,3 +366,21 @@ fn sighup_stops_the_run_and_its_children_with_129() {
         "child {pid} survived SIGHUP"
     );
 }
+
+/// A daemon the task detaches (its own session) and that holds the output
+/// pipe does not keep the run waiting: once the task's shell has exited,
+/// hotpass reads what is left for a short grace and goes on (issue 17).
+#[test]
+fn a_detached_daemon_does_not_hold_the_run() {
+    let p = Project::new(
+        "[tasks.t]\nrun = \"setsid sh -c 'echo $$ > daemon.pid; exec sleep 25' & sleep 0.2; echo started\"\ntimeout = \"20s\"\n",
+    );
+    let mut child = p.spawn(&["run"]);
+    let ended = child.wait_output(Duration::from_secs(15));
+    if let Ok(pid) = p.read("daemon.pid").trim().parse::<i32>() {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let (code, out) = ended.expect("the run waited for the daemon");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("t | started"), "{out}");
+}
