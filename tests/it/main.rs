@@ -3,6 +3,7 @@
 mod cache;
 mod config_errors;
 mod examples;
+mod fuzz;
 mod init;
 mod keys;
 mod partitions;
