@@ -260,6 +260,8 @@ impl Patterns {
                 }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) if err.kind() == io::ErrorKind::NotADirectory => {}
+                // A name longer than the file system allows names no file.
+                Err(err) if err.raw_os_error() == Some(libc::ENAMETOOLONG) => {}
                 Err(err) => return Err(crate::hash::with_path(&abs, err)),
             }
         }

@@ -296,3 +296,18 @@ fn outputs_outside_the_project_are_refused() {
     let p = Project::new("[tasks.a]\nrun = \"true\"\ncwd = \"sub\"\noutputs = [\"../ok.txt\"]\n");
     p.run(&["list"]).code(0);
 }
+
+/// An input named longer than the file system allows matches nothing (a
+/// warning), like a missing file: the dry run does not fail on it. Found by
+/// the fuzz test (case 561 of its seed).
+#[test]
+fn an_impossibly_long_input_name_matches_nothing() {
+    let long = "x".repeat(5_000);
+    let p = Project::new(&format!(
+        "[tasks.t]\nrun = \"true\"\ninputs = [\"data/{long}\"]\n"
+    ));
+    p.run(&["run", "--dry-run"]).code(0);
+    let r = p.run(&["run"]);
+    r.code(0);
+    assert_has(&r.stderr, "matches no file");
+}
