@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::exec::plan::{Keys, plan};
 use crate::graph::InstanceGraph;
 
-use crate::graph::resolve::{SHELL_WORDS, first_program};
+use crate::config::program::{SHELL_WORDS, first_program};
 
 fn on_path(program: &str, cwd: &Path) -> bool {
     if program.contains('/') {

@@ -3,6 +3,7 @@
 
 pub mod diagnostic;
 pub mod load;
+pub mod program;
 pub mod raw;
 mod validate;
 

@@ -368,7 +368,7 @@ fn command_tools(raw: &RawTask) -> Vec<String> {
         .unwrap_or_default();
     let mut t: Vec<String> = run
         .iter()
-        .filter_map(|c| crate::graph::resolve::command_tool(c).map(str::to_owned))
+        .filter_map(|c| super::program::command_tool(c).map(str::to_owned))
         .collect();
     t.sort();
     t.dedup();

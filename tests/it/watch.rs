@@ -150,6 +150,12 @@ fn broken_config_is_reported_and_fix_resumes() {
 /// Ctrl-C stops the watcher and every child, and exits 130.
 #[test]
 fn sigint_stops_watch_and_children() {
+    stops_watch_and_children(libc::SIGINT, 130);
+}
+
+/// Starts watch on a task with a background child, sends `signal`, and
+/// checks the exit code and that the child is gone.
+fn stops_watch_and_children(signal: i32, code: i32) {
     let p = Project::new(
         "[tasks.bg]\nrun = \"sleep 60 & echo $! > child.pid; wait\"\ninputs = [\"x.txt\"]\n",
     );
@@ -159,8 +165,8 @@ fn sigint_stops_watch_and_children() {
         !p.read("child.pid").trim().is_empty()
     });
     let pid: i32 = p.read("child.pid").trim().parse().unwrap();
-    w.child.signal(libc::SIGINT);
-    assert_eq!(w.child.wait_code(Duration::from_secs(10)), Some(130));
+    w.child.signal(signal);
+    assert_eq!(w.child.wait_code(Duration::from_secs(10)), Some(code));
     assert!(
         crate::support::wait_for(Duration::from_secs(10), || !alive(pid)),
         "child {pid} survived"
@@ -187,19 +193,5 @@ fn ignored_files_and_the_cache_do_not_trigger() {
 /// behind, and exits 129 (issue 17).
 #[test]
 fn sighup_stops_watch_and_children() {
-    let p = Project::new(
-        "[tasks.bg]\nrun = \"sleep 60 & echo $! > child.pid; wait\"\ninputs = [\"x.txt\"]\n",
-    );
-    p.write("x.txt", "1");
-    let mut w = p.watch(&["watch"]);
-    w.wait("the task to start", || {
-        !p.read("child.pid").trim().is_empty()
-    });
-    let pid: i32 = p.read("child.pid").trim().parse().unwrap();
-    w.child.signal(libc::SIGHUP);
-    assert_eq!(w.child.wait_code(Duration::from_secs(10)), Some(129));
-    assert!(
-        crate::support::wait_for(Duration::from_secs(10), || !alive(pid)),
-        "child {pid} survived"
-    );
+    stops_watch_and_children(libc::SIGHUP, 129);
 }
