@@ -29,9 +29,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     let mode = Mode::from_flags(args.force, args.no_cache);
 
     if let Some(format) = args.dry_run {
-        // The same cache (and salt) as a run, so the keys shown are the run's.
-        let cache = Cache::open(&project.settings.cache_dir, mode)
-            .map_err(|e| Error::io("opening the cache", e))?;
+        // The same cache (and salt) as a run, so the keys shown are the
+        // run's; a cache that cannot be opened plans uncached, as a run runs.
+        let cache = Cache::open_or_uncached(&project.settings.cache_dir, mode);
         let plan =
             crate::exec::plan::plan(&project, &graph, &cache, crate::exec::plan::Keys::Digests)
                 .map_err(|e| Error::io("planning the run", e))?;

@@ -596,3 +596,21 @@ fn fifos_and_devices_under_globs_are_skipped_not_read() {
         r.stderr
     );
 }
+
+/// A cache folder that cannot be opened (here: a name too long for the
+/// file system) plans uncached with a warning naming it, as a run runs
+/// uncached; found by the fuzz test (case 8949 of its seed).
+#[test]
+fn a_cache_that_cannot_be_opened_plans_and_runs_uncached() {
+    let long = "c".repeat(300);
+    let p = Project::new(&format!(
+        "[settings]\ncache_dir = \"{long}\"\n[tasks.t]\nrun = \"true\"\ninputs = [\"in\"]\n"
+    ));
+    p.write("in", "1\n");
+    let r = p.run(&["run", "--dry-run"]);
+    r.code(0);
+    assert_has(&r.stderr, "running without the cache");
+    assert_has(&r.stderr, &long[..50]);
+    assert_has(&r.stdout, "cache-disabled");
+    p.run(&["run"]).code(0);
+}
