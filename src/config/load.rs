@@ -93,12 +93,32 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
         return Err(ConfigErrors { problems });
     };
 
-    let include: Vec<String> = root_raw
+    let mut include: Vec<String> = vec!["tasks/*.toml".to_owned()];
+    if let Some(list) = root_raw
         .settings
         .as_ref()
         .and_then(|s| s.get_ref().include.as_ref())
-        .map(|v| v.iter().map(|s| s.get_ref().clone()).collect())
-        .unwrap_or_else(|| vec!["tasks/*.toml".to_owned()]);
+    {
+        include.clear();
+        for pattern in list {
+            // No path is longer than 4096 bytes; compiling such a glob
+            // would take minutes.
+            if pattern.get_ref().len() > 4096 {
+                problems.push(
+                    Problem::at(
+                        ProblemKind::InvalidValue,
+                        &root_file,
+                        pattern.span(),
+                        "an include pattern longer than any path (4096)",
+                        "too long",
+                    )
+                    .with_help("shorten the pattern: no file can match it"),
+                );
+            } else {
+                include.push(pattern.get_ref().clone());
+            }
+        }
+    }
 
     let mut files = vec![root_file];
     let mut raws = vec![root_raw];

@@ -248,9 +248,29 @@ fn spans(v: &Option<Vec<Spanned<String>>>) -> Vec<std::ops::Range<usize>> {
     v.iter().flatten().map(Spanned::span).collect()
 }
 
+/// The longest path Linux accepts: a longer glob can never match a file
+/// (and compiling one costs minutes).
+const MAX_PATTERN: usize = 4096;
+
 fn check_globs(list: &Option<Vec<Spanned<String>>>, src: &SourceFile, problems: &mut Vec<Problem>) {
     for item in list.iter().flatten() {
         let pattern = item.get_ref();
+        if pattern.len() > MAX_PATTERN {
+            problems.push(
+                Problem::at(
+                    ProblemKind::InvalidValue,
+                    src,
+                    item.span(),
+                    format!(
+                        "a pattern of {} characters is longer than any path ({MAX_PATTERN})",
+                        pattern.len()
+                    ),
+                    "too long",
+                )
+                .with_help("shorten the pattern: no file can match it"),
+            );
+            continue;
+        }
         if let Some(name) = pattern.strip_prefix('$') {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 problems.push(

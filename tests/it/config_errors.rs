@@ -311,3 +311,16 @@ fn an_impossibly_long_input_name_matches_nothing() {
     r.code(0);
     assert_has(&r.stderr, "matches no file");
 }
+
+/// A glob longer than any path is a located config error, not minutes of
+/// compiling it; found by the fuzz test.
+#[test]
+fn a_glob_longer_than_any_path_is_refused() {
+    let long = format!("{}source/**", "x".repeat(60_000));
+    let p = Project::new(&format!(
+        "[settings]\nstrict = true\n[tasks.t]\nrun = \"touch ran\"\ninputs = [\"{long}\"]\n"
+    ));
+    let r = p.run(&["run", "--dry-run"]);
+    r.code(2);
+    assert_has(&r.stderr, "is longer than any path (4096)");
+}
