@@ -302,7 +302,8 @@ fn outputs_outside_the_project_are_refused() {
 /// the fuzz test (case 561 of its seed).
 #[test]
 fn an_impossibly_long_input_name_matches_nothing() {
-    let long = "x".repeat(5_000);
+    // Longer than a file name may be (255), shorter than a path may be.
+    let long = "x".repeat(1_000);
     let p = Project::new(&format!(
         "[tasks.t]\nrun = \"true\"\ninputs = [\"data/{long}\"]\n"
     ));
