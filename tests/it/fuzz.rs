@@ -4,8 +4,9 @@
 //! `list` and `run --dry-run`. Every case ends with exit 0 or 2, never a
 //! panic, and a refusal is a hotpass diagnostic (issue 17).
 //!
-//! `HOTPASS_FUZZ_CASES=N` runs N cases instead of the default; the seed is
-//! fixed, so a failure names the case that reproduces it.
+//! `HOTPASS_FUZZ_CASES=N` runs N cases instead of the default, and
+//! `HOTPASS_FUZZ_SEED=S` another sequence; the default seed is fixed, so a
+//! failure names the case that reproduces it.
 
 use std::path::PathBuf;
 
@@ -117,7 +118,11 @@ fn mutated_configs_never_crash_list_or_the_dry_run() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(150);
     let seeds = seeds();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let seed: u64 = std::env::var("HOTPASS_FUZZ_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng(seed.max(1));
     let p = Project::new("");
     let (mut accepted, mut refused) = (0, 0);
     for case in 0..cases {
@@ -145,7 +150,7 @@ fn mutated_configs_never_crash_list_or_the_dry_run() {
             }
         }
     }
-    eprintln!("fuzz: {cases} cases, {accepted} accepted, {refused} refused");
+    eprintln!("fuzz: seed {seed}, {cases} cases, {accepted} accepted, {refused} refused");
     assert!(
         accepted > 0 && refused > 0,
         "the mutations exercise both paths"
