@@ -350,6 +350,13 @@ fn walk(
                 Err(_) => continue,
             }
         };
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(crate::atomic::is_temp)
+        {
+            continue; // a file hotpass is writing (or was, when killed)
+        }
         let Ok(rel) = entry.path().strip_prefix(base) else {
             continue;
         };

@@ -103,6 +103,8 @@ impl LocalStore {
         if !gi.exists() {
             write_atomic(&gi, b"*\n")?;
         }
+        // Partial blobs of a run that was killed while storing.
+        crate::atomic::remove_stale_temps(&dir.join("tmp"));
         Ok(LocalStore::at(dir))
     }
 
@@ -468,7 +470,7 @@ impl Store for LocalStore {
             return Ok(());
         }
         std::fs::create_dir_all(dest.parent().expect("blob parent"))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(self.dir.join("tmp"))?;
+        let mut tmp = crate::atomic::temp_in(&self.dir.join("tmp"))?;
         let mut file = std::fs::File::open(src)?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 256 * 1024];

@@ -142,6 +142,9 @@ pub fn restore(
         plan.push((o, target, mode));
     }
     let restored = (plan.len(), plan.iter().map(|(o, _, _)| o.size).sum());
+    // Stage every file first: a failure here drops (deletes) what was staged
+    // and leaves the outputs as they were. Only then rename them into place.
+    let mut staged = Vec::with_capacity(plan.len());
     for (o, target, mode) in plan {
         let write = |source| RestoreError::Write {
             path: o.path.clone(),
@@ -149,10 +152,18 @@ pub fn restore(
         };
         let dir = target.parent().expect("target has a parent");
         std::fs::create_dir_all(dir).map_err(write)?;
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(write)?;
+        crate::atomic::remove_stale_temps(dir);
+        let tmp = crate::atomic::temp_in(dir).map_err(write)?;
         store.copy_blob(&o.hash, tmp.path()).map_err(write)?;
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
             .map_err(write)?;
+        staged.push((o, target, tmp));
+    }
+    for (o, target, tmp) in staged {
+        let write = |source| RestoreError::Write {
+            path: o.path.clone(),
+            source,
+        };
         tmp.persist(&target).map_err(|e| write(e.error))?;
         if let (Ok(meta), Ok(h)) = (std::fs::metadata(&target), blake3::Hash::from_hex(&o.hash)) {
             memo.remember(&target, &meta, *h.as_bytes());

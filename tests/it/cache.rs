@@ -614,3 +614,39 @@ fn a_cache_that_cannot_be_opened_plans_and_runs_uncached() {
     assert_has(&r.stdout, "cache-disabled");
     p.run(&["run"]).code(0);
 }
+
+/// What a killed run leaves behind — a partial file being restored into an
+/// output folder, a partial blob in the cache's temp folder — is never
+/// stored or taken for an output, and is removed by the next run (issue 17).
+#[test]
+fn partial_files_of_a_killed_run_are_neither_stored_nor_kept() {
+    let p = Project::new(
+        "[tasks.t]\nrun = \"mkdir -p out && cp in.txt out/a.txt\"\ninputs = [\"in.txt\"]\noutputs = [\"out/**\"]\n",
+    );
+    p.write("in.txt", "1\n");
+    p.run(&["run"]).code(0);
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let partial = format!("out/.hotpass-{dead}-x1");
+    let blob = format!("cache/tmp/.hotpass-{dead}-x2");
+    p.write(&partial, "half a file");
+    p.write(&blob, "half a blob");
+    // A miss: the task runs, and its outputs do not include the partial file.
+    p.write("in.txt", "2\n");
+    p.run(&["run"]).code(0);
+    assert!(!p.exists(&blob), "a dead run's partial blob is removed");
+    for e in std::fs::read_dir(p.path("cache/entries")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        assert!(
+            !text.contains(".hotpass-"),
+            "a partial file was stored: {text}"
+        );
+    }
+    // A hit that restores into the folder clears what a killed restore left.
+    std::fs::remove_file(p.path("out/a.txt")).unwrap();
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(instance(&s, "t")["status"], "cached");
+    assert!(!p.exists(&partial), "the partial restore is removed");
+    assert_eq!(p.read("out/a.txt"), "2\n");
+}
