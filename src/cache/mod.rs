@@ -196,13 +196,7 @@ impl Cache {
                 .map_err(RestoreError::Log)?,
             None => Vec::new(),
         };
-        let globs = crate::fileset::Patterns::new(&inst.resolved.outputs)
-            .map_err(|(g, e)| RestoreError::NotAnOutput(format!("{g} ({e})")))?;
-        let allowed = outputs::Allowed {
-            cwd: &inst.resolved.cwd,
-            outputs: &globs,
-            never: &self.skip,
-        };
+        let allowed = outputs::Allowed::new(&inst.resolved.cwd, &inst.resolved.outputs, &self.skip);
         let written = outputs::restore(store, entry, root, &allowed, &self.memo)?;
         store.touch(&entry.key);
         Ok(Restored {

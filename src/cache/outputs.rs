@@ -85,13 +85,29 @@ pub const RESTORE_MODE_MASK: u32 = 0o775;
 pub struct Allowed<'a> {
     /// The task's cwd (absolute) and its output globs, relative to it.
     pub cwd: &'a Path,
-    pub outputs: &'a Patterns,
+    pub globs: &'a [String],
     /// Never written into, whatever the globs say (the cache folder).
     pub never: &'a [PathBuf],
+    /// The globs compiled, the first time a file must be written (a hit
+    /// whose files are all in place writes nothing and compiles nothing).
+    compiled: std::cell::OnceCell<Option<Patterns>>,
 }
 
-impl Allowed<'_> {
+impl<'a> Allowed<'a> {
+    /// The files `globs` (relative to `cwd`) name, outside `never`.
+    pub fn new(cwd: &'a Path, globs: &'a [String], never: &'a [PathBuf]) -> Self {
+        Allowed {
+            cwd,
+            globs,
+            never,
+            compiled: std::cell::OnceCell::new(),
+        }
+    }
+
     fn admits(&self, root: &Path, rel: &str) -> bool {
+        let Some(outputs) = self.compiled.get_or_init(|| Patterns::new(self.globs).ok()) else {
+            return false;
+        };
         let abs = root.join(rel);
         if Path::new(rel).components().any(|c| c.as_os_str() == ".git")
             || self.never.iter().any(|n| abs.starts_with(n))
@@ -99,7 +115,7 @@ impl Allowed<'_> {
             return false;
         }
         abs.strip_prefix(self.cwd)
-            .is_ok_and(|r| self.outputs.matches(&rel_string(r)))
+            .is_ok_and(|r| outputs.matches(&rel_string(r)))
     }
 }
 
@@ -117,9 +133,6 @@ pub fn restore(
 ) -> Result<(usize, u64), RestoreError> {
     let mut plan = Vec::new();
     for o in &entry.outputs {
-        if !allowed.admits(root, &o.path) {
-            return Err(RestoreError::NotAnOutput(o.path.clone()));
-        }
         let mode = o.mode & RESTORE_MODE_MASK;
         // A file already in place needs only the lexical checks: nothing is written.
         let in_place = lexical_target(root, &o.path)?;
@@ -131,6 +144,10 @@ pub fn restore(
             && hex(&h[0]) == o.hash
         {
             continue;
+        }
+        // Only a file about to be written needs to be one the task declares.
+        if !allowed.admits(root, &o.path) {
+            return Err(RestoreError::NotAnOutput(o.path.clone()));
         }
         let target = safe_target(root, &o.path)?;
         store
@@ -283,13 +300,9 @@ mod tests {
             dep_keys: Default::default(),
         };
         std::fs::remove_dir_all(root.join("out")).unwrap();
-        let globs = Patterns::new(&["out/*.txt"]).unwrap();
+        let globs = ["out/*.txt".to_owned()];
         let never = [t.path().join("cache")];
-        let allowed = Allowed {
-            cwd: &root,
-            outputs: &globs,
-            never: &never,
-        };
+        let allowed = Allowed::new(&root, &globs, &never);
         assert_eq!(
             restore(&store, &entry, &root, &allowed, &memo).unwrap(),
             (2, 2)
