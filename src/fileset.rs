@@ -146,7 +146,7 @@ impl Patterns {
                 break;
             }
             if glob_seen.iter().any(|s| !s) {
-                for i in self.include.matches(&f.rel) {
+                for i in self.include.matches(&*rel_path(&f.rel)) {
                     if !glob_seen[i] {
                         glob_seen[i] = true;
                         left -= 1;
@@ -174,7 +174,7 @@ impl Patterns {
     pub fn first_match(&self, rel: &str) -> Option<usize> {
         let globs = self
             .include
-            .matches(rel)
+            .matches(&*rel_path(rel))
             .into_iter()
             .map(|i| self.include_at[i]);
         let exact = self
@@ -195,10 +195,11 @@ impl Patterns {
     /// Whether `rel` (relative to the base, `/`-separated) is in the set,
     /// leaving git-ignore rules aside.
     pub fn matches(&self, rel: &str) -> bool {
-        if self.exclude.is_match(rel) {
+        let path = rel_path(rel);
+        if self.exclude.is_match(&*path) {
             return false;
         }
-        if self.include.is_match(rel) {
+        if self.include.is_match(&*path) {
             return true;
         }
         self.exact.iter().any(|e| is_at_or_under(rel, e))
@@ -242,7 +243,7 @@ impl Patterns {
             match std::fs::metadata(&abs) {
                 Ok(meta) if meta.is_dir() => {
                     walk(base, e, ignored, skip, &mut |rel, abs, meta| {
-                        if !self.exclude.is_match(&rel) {
+                        if !self.exclude.is_match(&*rel_path(&rel)) {
                             found.insert(rel.clone(), FoundFile { rel, abs, meta });
                         }
                     })?;
@@ -267,7 +268,8 @@ impl Patterns {
         }
         for root in &self.roots {
             walk(base, root, ignored, skip, &mut |rel, abs, meta| {
-                if self.include.is_match(&rel) && !self.exclude.is_match(&rel) {
+                let path = rel_path(&rel);
+                if self.include.is_match(&*path) && !self.exclude.is_match(&*path) {
                     found.insert(rel.clone(), FoundFile { rel, abs, meta });
                 }
             })?;
@@ -367,15 +369,53 @@ fn walk(
 }
 
 /// A relative path as a `/`-separated string.
+///
+/// A path that is valid UTF-8 is kept as it reads. Any other (file names
+/// are bytes) is written `\0` and the hex of its bytes: no Unix path
+/// contains NUL, so no two paths share a string, and [`rel_path`] gives the
+/// bytes back. Keys and manifests hold these strings.
 pub fn rel_string(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
     let mut s = String::new();
     for (i, c) in p.components().enumerate() {
         if i > 0 {
             s.push('/');
         }
-        s.push_str(&c.as_os_str().to_string_lossy());
+        match c.as_os_str().to_str() {
+            Some(text) => s.push_str(text),
+            None => {
+                let mut bytes = Vec::new();
+                for (i, c) in p.components().enumerate() {
+                    if i > 0 {
+                        bytes.push(b'/');
+                    }
+                    bytes.extend_from_slice(c.as_os_str().as_bytes());
+                }
+                let mut hex = String::with_capacity(1 + 2 * bytes.len());
+                hex.push('\0');
+                for b in bytes {
+                    hex.push_str(&format!("{b:02x}"));
+                }
+                return hex;
+            }
+        }
     }
     s
+}
+
+/// The path a [`rel_string`] stands for.
+pub fn rel_path(s: &str) -> std::borrow::Cow<'_, Path> {
+    use std::os::unix::ffi::OsStringExt;
+    let Some(hex) = s.strip_prefix('\0') else {
+        return std::borrow::Cow::Borrowed(Path::new(s));
+    };
+    let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    match bytes {
+        Some(b) => std::borrow::Cow::Owned(PathBuf::from(std::ffi::OsString::from_vec(b))),
+        None => std::borrow::Cow::Borrowed(Path::new(s)),
+    }
 }
 
 #[cfg(test)]
@@ -465,6 +505,27 @@ mod tests {
         assert_eq!(p.unmatched(&found), vec![0, 3]);
         assert_eq!(p.first_match("src/a.py"), Some(2));
         assert_eq!(p.first_match("pyproject.toml"), Some(4));
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let bad = std::ffi::OsStr::from_bytes(b"bad\xff.txt");
+        let worse = std::ffi::OsStr::from_bytes(b"bad\xfe.txt");
+        std::fs::create_dir_all(t.path().join("data")).unwrap();
+        std::fs::write(t.path().join("data").join(bad), "1").unwrap();
+        std::fs::write(t.path().join("data").join(worse), "2").unwrap();
+        let p = Patterns::new(&["data/*.txt"]).unwrap();
+        let found = p.expand(t.path(), Ignored::Skip, &[]).unwrap();
+        assert_eq!(found.len(), 2, "matched by their bytes");
+        assert_ne!(found[0].rel, found[1].rel, "two names, two strings");
+        for f in &found {
+            assert!(f.rel.starts_with('\0'));
+            assert_eq!(t.path().join(rel_path(&f.rel)), f.abs);
+            assert!(p.matches(&f.rel));
+        }
+        assert_eq!(rel_string(Path::new("plain/ok.txt")), "plain/ok.txt");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 /// How recent a modification must be for its memo entry to be distrusted.
 pub const RACY_WINDOW: Duration = Duration::from_secs(2);
-const MEMO_VERSION: u32 = 1;
+/// 2: paths as bytes (file names need not be UTF-8).
+const MEMO_VERSION: u32 = 2;
 
 /// What the memo knows about one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +41,8 @@ impl Stat {
 #[derive(Serialize, Deserialize)]
 struct MemoFile {
     version: u32,
-    entries: Vec<(String, Stat, [u8; 32])>,
+    /// Path bytes, stat, content hash.
+    entries: Vec<(Vec<u8>, Stat, [u8; 32])>,
 }
 
 /// Path → (stat, content hash), and whether anything changed since loading.
@@ -63,7 +66,8 @@ impl Memo {
                 Ok(f) if f.version == MEMO_VERSION => {
                     map.reserve(f.entries.len());
                     for (k, stat, hash) in f.entries {
-                        map.insert(PathBuf::from(k), (stat, hash));
+                        let path = std::ffi::OsString::from_vec(k);
+                        map.insert(PathBuf::from(path), (stat, hash));
                     }
                 }
                 _ => tracing::debug!("ignoring an unreadable stat memo"),
@@ -138,7 +142,7 @@ impl Memo {
             .0
             .iter()
             .filter(|(_, (stat, _))| stat.mtime_ns < cutoff)
-            .map(|(p, (s, h))| (p.to_string_lossy().into_owned(), *s, *h))
+            .map(|(p, (s, h))| (p.as_os_str().as_bytes().to_vec(), *s, *h))
             .collect();
         let bytes = postcard::to_allocvec(&MemoFile {
             version: MEMO_VERSION,

@@ -49,7 +49,7 @@ pub enum RestoreError {
 /// Checks a manifest path is relative and has no `..`, without touching the
 /// disk, and joins it to `root`.
 pub fn lexical_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
-    let p = Path::new(rel);
+    let p = &*crate::fileset::rel_path(rel);
     if p.is_absolute() {
         return Err(RestoreError::Absolute(rel.to_owned()));
     }
@@ -66,7 +66,7 @@ pub fn lexical_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
 pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
     lexical_target(root, rel)?;
     let mut cur = root.to_path_buf();
-    for c in Path::new(rel).components() {
+    for c in crate::fileset::rel_path(rel).components() {
         if let Component::Normal(part) = c {
             cur.push(part);
             if std::fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -108,8 +108,9 @@ impl<'a> Allowed<'a> {
         let Some(outputs) = self.compiled.get_or_init(|| Patterns::new(self.globs).ok()) else {
             return false;
         };
-        let abs = root.join(rel);
-        if Path::new(rel).components().any(|c| c.as_os_str() == ".git")
+        let rel_path = crate::fileset::rel_path(rel);
+        let abs = root.join(&rel_path);
+        if rel_path.components().any(|c| c.as_os_str() == ".git")
             || self.never.iter().any(|n| abs.starts_with(n))
         {
             return false;

@@ -650,3 +650,39 @@ fn partial_files_of_a_killed_run_are_neither_stored_nor_kept() {
     assert!(!p.exists(&partial), "the partial restore is removed");
     assert_eq!(p.read("out/a.txt"), "2\n");
 }
+
+/// File names that are not UTF-8 keep their bytes: two such names never
+/// share a key entry, a change to one is a miss, and a restore writes the
+/// exact name back (issue 17).
+#[test]
+fn file_names_that_are_not_utf8_keep_their_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new(
+        "[tasks.t]\nrun = \"mkdir -p out && cp data/* out/\"\ninputs = [\"data/*\"]\noutputs = [\"out/*\"]\n",
+    );
+    let bad = std::ffi::OsStr::from_bytes(b"bad\xff.txt");
+    let worse = std::ffi::OsStr::from_bytes(b"bad\xfe.txt");
+    std::fs::create_dir_all(p.path("data")).unwrap();
+    std::fs::write(p.path("data").join(bad), "one\n").unwrap();
+    std::fs::write(p.path("data").join(worse), "two\n").unwrap();
+    p.run(&["run"]).code(0);
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(instance(&s, "t")["status"], "cached");
+    assert_eq!(
+        std::fs::read_to_string(p.path("out").join(bad)).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("out").join(worse)).unwrap(),
+        "two\n"
+    );
+    // A change to one of them is a miss (no stale hit).
+    std::fs::write(p.path("data").join(worse), "three\n").unwrap();
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(instance(&s, "t")["status"], "ok");
+    assert_eq!(
+        std::fs::read_to_string(p.path("out").join(worse)).unwrap(),
+        "three\n"
+    );
+}
