@@ -182,6 +182,19 @@ fn every_problem_across_files_is_reported_in_one_run() {
     insta::assert_snapshot!(err);
 }
 
+/// Runs `p`, expecting exit 2 and fewer than `most` bytes of diagnostics.
+#[track_caller]
+fn refused_briefly(p: &Project, most: usize) -> crate::support::Run {
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert!(
+        r.stderr.len() < most,
+        "{} bytes of diagnostics",
+        r.stderr.len()
+    );
+    r
+}
+
 /// Pathological configs end with a clear answer, never a panic, and their
 /// diagnostics stay short (issue 17): a 65,536-character task name in
 /// `list` and the dry run; a dependency name of 1 MB among 5,000 tasks; a
@@ -202,13 +215,7 @@ fn pathological_configs_end_cleanly_with_short_diagnostics() {
         "b".repeat(1 << 20)
     ));
     let p = Project::new(&toml);
-    let r = p.run(&["run"]);
-    r.code(2);
-    assert!(
-        r.stderr.len() < 4_000,
-        "{} bytes of diagnostics",
-        r.stderr.len()
-    );
+    let r = refused_briefly(&p, 4_000);
     assert!(
         r.stderr.contains("unknown dependency"),
         "{}",
@@ -223,26 +230,14 @@ fn pathological_configs_end_cleanly_with_short_diagnostics() {
         ));
     }
     let p = Project::new(&toml);
-    let r = p.run(&["run"]);
-    r.code(2);
-    assert!(
-        r.stderr.len() < 8_000,
-        "{} bytes of diagnostics",
-        r.stderr.len()
-    );
+    let r = refused_briefly(&p, 8_000);
     assert!(r.stderr.contains("9992 more"), "{}", r.stderr);
 
     let p = Project::new(&format!(
         "[tasks.a]\nrun = \"true\"\ndeps = [\"{}\"]\n",
         "q".repeat(70_000)
     ));
-    let r = p.run(&["run"]);
-    r.code(2);
-    assert!(
-        r.stderr.len() < 4_000,
-        "{} bytes of diagnostics",
-        r.stderr.len()
-    );
+    let r = refused_briefly(&p, 4_000);
     assert!(r.stderr.contains("hotpass.toml:3:9"), "{}", r.stderr);
 }
 

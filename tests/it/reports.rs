@@ -159,12 +159,8 @@ fn terminal_view_draws_on_a_pty() {
     let p = Project::new(
         "[tasks.slow]\nrun = \"echo working; sleep 1\"\n[tasks.quick]\nrun = \"echo quick\"\n",
     );
-    let bin = crate::support::bin();
-    let out = std::process::Command::new("script")
-        .args(["-qfec", &format!("{} run -j 2", bin.display()), "/dev/null"])
-        .current_dir(p.root())
-        .env("TERM", "xterm")
-        .env_remove("NO_COLOR")
+    let out = p
+        .on_pty("run -j 2")
         .output()
         .expect("script(1) from util-linux");
     let screen = String::from_utf8_lossy(&out.stdout);
@@ -295,14 +291,7 @@ fn tasks_see_force_color_only_when_hotpass_is_coloured() {
          [tasks.plain]\ncolor = false\nrun = \"echo FORCE=${FORCE_COLOR:-unset} > plain.txt\"\ncache = false\n",
     );
     p.write("in", "1\n");
-    let bin = crate::support::bin();
-    let out = std::process::Command::new("script")
-        .args(["-qfec", &format!("{} run", bin.display()), "/dev/null"])
-        .current_dir(p.root())
-        .env("TERM", "xterm")
-        .env_remove("NO_COLOR")
-        .output()
-        .expect("script(1) from util-linux");
+    let out = p.on_pty("run").output().expect("script(1) from util-linux");
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -339,12 +328,8 @@ fn a_lone_instance_streams_its_output_on_a_terminal() {
     let p = Project::new(
         "[tasks.suite]\nrun = \"echo tick1; i=0; while [ ! -f go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo tick2\"\n",
     );
-    let bin = crate::support::bin();
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &format!("{} run", bin.display()), "/dev/null"])
-        .current_dir(p.root())
-        .env("TERM", "xterm")
-        .env_remove("NO_COLOR")
+    let mut child = p
+        .on_pty("run")
         .stdout(std::process::Stdio::piped())
         .stdin(std::process::Stdio::null())
         .spawn()
@@ -384,15 +369,8 @@ fn a_lone_instance_streams_its_output_on_a_terminal() {
 #[test]
 fn output_prefixed_works_on_a_terminal() {
     let p = Project::new("[tasks.hello]\nrun = \"echo out-line\"\n");
-    let bin = crate::support::bin();
-    let out = std::process::Command::new("script")
-        .args([
-            "-qfec",
-            &format!("{} --output prefixed run", bin.display()),
-            "/dev/null",
-        ])
-        .current_dir(p.root())
-        .env("TERM", "xterm")
+    let out = p
+        .on_pty("--output prefixed run")
         .output()
         .expect("script(1) from util-linux");
     let screen = String::from_utf8_lossy(&out.stdout);

@@ -78,8 +78,27 @@ impl Project {
     /// A command for the binary in the project root, with a clean environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.args(args)
-            .current_dir(self.root())
+        c.args(args);
+        self.hermetic(&mut c);
+        c.env("NO_COLOR", "1");
+        c
+    }
+
+    /// The binary with `args` on a real terminal (script(1) from
+    /// util-linux), in the same clean environment, colours allowed.
+    pub fn on_pty(&self, args: &str) -> Command {
+        let mut c = Command::new("script");
+        c.args(["-qfec", &format!("{} {args}", bin().display()), "/dev/null"]);
+        self.hermetic(&mut c);
+        c.env("TERM", "xterm");
+        c
+    }
+
+    /// Runs in the project with none of the variables that would change
+    /// what hotpass does, and no standard input.
+    fn hermetic(&self, c: &mut Command) {
+        c.current_dir(self.root())
+            .env_remove("NO_COLOR")
             .env_remove("HOTPASS_CACHE_DIR")
             .env_remove("HOTPASS_TODAY")
             .env_remove("HOTPASS_LOG")
@@ -89,9 +108,7 @@ impl Project {
             .env_remove("CLICOLOR_FORCE")
             .env_remove("CARGO_TERM_COLOR")
             .env_remove("PY_COLORS")
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null());
-        c
     }
 
     /// Runs the binary to completion.
