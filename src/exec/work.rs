@@ -272,6 +272,28 @@ impl CachedRunner<'_> {
         }
     }
 
+    /// Completes a restored hit: counted, recorded as the instance's last
+    /// run, with its key and (when a dependent reads it) its result.
+    fn hit(
+        &self,
+        id: InstanceId,
+        mut o: Outcome,
+        entry: &crate::cache::store::Entry,
+        encoded: &[u8],
+        digest: &str,
+        spans: Vec<Span>,
+    ) -> Outcome {
+        let inst = self.graph.get(id);
+        self.hits.fetch_add(1, Relaxed);
+        self.cache.record_run(&inst.name, encoded);
+        if !self.graph.dependents(id).is_empty() {
+            o.result = Some(result_of(inst, digest, &entry.outputs));
+        }
+        o.key = Some(digest.to_owned());
+        o.spans = spans;
+        o
+    }
+
     /// After a success: stores it (or, for a task that is not cached, only
     /// hashes its outputs) and gives the digest of its result — computed
     /// only for instances that have dependents: nothing else reads it.
@@ -284,6 +306,9 @@ impl CachedRunner<'_> {
     ) -> Option<String> {
         let inst = self.graph.get(id);
         let task = self.project.task(inst.task);
+        if !task.cache && self.graph.dependents(id).is_empty() {
+            return None; // nothing stored, and no dependent reads a result
+        }
         let collected = if task.cache {
             self.cache.save(
                 &self.project.root,
@@ -359,15 +384,9 @@ impl Runner for CachedRunner<'_> {
         let reason = match decision {
             Decision::Hit(entry) => {
                 match Span::time(&mut spans, "restore", || self.restore(inst, &entry)) {
-                    Some(mut o) => {
+                    Some(o) => {
                         let (_, encoded, digest) = key.expect("a hit has a key");
-                        self.hits.fetch_add(1, Relaxed);
-                        self.cache.record_run(&inst.name, &encoded);
-                        if !self.graph.dependents(id).is_empty() {
-                            o.result = Some(result_of(inst, &digest, &entry.outputs));
-                        }
-                        o.key = Some(digest);
-                        o.spans = spans;
+                        let o = self.hit(id, o, &entry, &encoded, &digest, spans);
                         return Check::Done(Box::new(o));
                     }
                     None => Reason::RestoreFailed,
@@ -401,22 +420,16 @@ impl Runner for CachedRunner<'_> {
         // One process at a time runs an instance with a given key; one that
         // waited takes the other's result when it was stored meanwhile.
         let _lock = match &key {
-            Some((k, _, digest)) if self.project.task(inst.task).cache => {
+            Some((k, encoded, digest)) if self.project.task(inst.task).cache => {
                 let (lock, waited) = self.cache.lock(&inst.name, digest, &|| ctl.is_cancelled());
                 if waited
                     && self.cache.mode() == crate::cache::Mode::Normal
                     && let Decision::Hit(entry) =
                         self.cache
                             .decide(&inst.name, true, Some((k, digest)), Blobs::OnRestore)
-                    && let Some(mut o) = self.restore(inst, &entry)
+                    && let Some(o) = self.restore(inst, &entry)
                 {
-                    self.hits.fetch_add(1, Relaxed);
-                    if !self.graph.dependents(id).is_empty() {
-                        o.result = Some(result_of(inst, digest, &entry.outputs));
-                    }
-                    o.key = Some(digest.clone());
-                    o.spans = spans;
-                    return o;
+                    return self.hit(id, o, &entry, encoded, digest, spans);
                 }
                 lock
             }
