@@ -16,6 +16,28 @@ pub fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
         .tempfile_in(dir)
 }
 
+/// A new symlink holding `target`, under a temporary name in `dir`, to be
+/// renamed into place (or removed when dropped).
+pub fn temp_symlink_in(dir: &Path, target: &Path) -> io::Result<tempfile::TempPath> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(
+            "{TEMP_PREFIX}{}-link{nanos:x}{n}",
+            std::process::id()
+        ));
+        match std::os::unix::fs::symlink(target, &path) {
+            Ok(()) => return tempfile::TempPath::try_from_path(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The process that made temporary file `name`, if it is one.
 fn temp_owner(name: &str) -> Option<i32> {
     let rest = name.strip_prefix(TEMP_PREFIX)?;

@@ -37,8 +37,77 @@ pub struct FoundFile {
     pub rel: String,
     /// Absolute path.
     pub abs: PathBuf,
-    /// The file's metadata (following symlinks).
+    /// The file's metadata: of the file a symlink names when that is a
+    /// regular file, else of the symlink itself.
     pub meta: Metadata,
+    /// For a symlink, the path it holds (its target text).
+    pub link: Option<PathBuf>,
+}
+
+impl FoundFile {
+    /// Describes `abs` (found at `rel`) if it is a regular file or a
+    /// symlink. A symlink is never followed to anything but a regular file,
+    /// so a link into `/dev` or to a FIFO is only its target text. A FIFO,
+    /// socket or device is skipped with a warning: reading one could block
+    /// forever or never end.
+    fn at(rel: String, abs: PathBuf, own: Metadata) -> Option<FoundFile> {
+        if own.file_type().is_symlink() {
+            let link = std::fs::read_link(&abs).ok()?;
+            let meta = match std::fs::metadata(&abs) {
+                Ok(m) if m.is_file() => m,
+                _ => own,
+            };
+            return Some(FoundFile {
+                rel,
+                abs,
+                meta,
+                link: Some(link),
+            });
+        }
+        if !own.is_file() {
+            Warning::NotAFile { path: abs }.emit();
+            return None;
+        }
+        Some(FoundFile {
+            rel,
+            abs,
+            meta: own,
+            link: None,
+        })
+    }
+
+    /// Whether the content hotpass reads is a regular file's (a file, or a
+    /// symlink to one) rather than a symlink's target text.
+    pub fn is_content(&self) -> bool {
+        self.meta.is_file()
+    }
+}
+
+/// The hash standing for a symlink that is not read through: its target
+/// text, in a domain no file's content hash shares.
+pub fn link_hash(target: &Path) -> [u8; 32] {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h = blake3::Hasher::new_derive_key("hotpass symlink target");
+    h.update(target.as_os_str().as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Content hashes of found files, in order: a regular file's (or a
+/// symlink's to one) through the memo, any other symlink's target text.
+pub fn hash_found(memo: &crate::hash::Memo, files: &[FoundFile]) -> io::Result<Vec<[u8; 32]>> {
+    let pairs: Vec<(&Path, &Metadata)> = files
+        .iter()
+        .filter(|f| f.is_content())
+        .map(|f| (f.abs.as_path(), &f.meta))
+        .collect();
+    let mut content = memo.hash_files(&pairs)?.into_iter();
+    Ok(files
+        .iter()
+        .map(|f| match &f.link {
+            Some(target) if !f.is_content() => link_hash(target),
+            _ => content.next().expect("one hash per regular file"),
+        })
+        .collect())
 }
 
 /// Whether a walk honours `.gitignore` files.
@@ -67,13 +136,43 @@ fn glob(pattern: &str) -> Result<Glob, globset::Error> {
         .build()
 }
 
-/// Normalises a user pattern: strips `./` and leading `/`.
+/// Normalises a user pattern: strips a leading `./`. An absolute pattern
+/// stays absolute: it names the files it names, wherever they are.
 fn normalise(p: &str) -> &str {
     let mut p = p.trim();
     while let Some(rest) = p.strip_prefix("./") {
         p = rest;
     }
-    p.trim_start_matches('/')
+    p
+}
+
+/// Whether the walk of root `outer` covers the walk of root `inner`. The
+/// base ("") covers only what lies under it, not an absolute or `..` root.
+fn covers(outer: &str, inner: &str) -> bool {
+    if outer.is_empty() {
+        return !inner.starts_with('/') && inner != ".." && !inner.starts_with("../");
+    }
+    inner == outer || is_at_or_under(inner, outer) || (outer == "/" && inner.starts_with('/'))
+}
+
+/// `path` relative to `base`, as input patterns spell it: `a/b` under
+/// `base`, `../x` beside it (lexically, both absolute), or `path` itself
+/// when they share nothing but the root.
+pub fn relative_to(base: &Path, path: &Path) -> String {
+    if let Ok(rel) = path.strip_prefix(base) {
+        return rel_string(rel);
+    }
+    let (b, p): (Vec<_>, Vec<_>) = (base.components().collect(), path.components().collect());
+    let common = b.iter().zip(&p).take_while(|(x, y)| x == y).count();
+    if common <= 1 {
+        return rel_string(path);
+    }
+    let mut rel = PathBuf::new();
+    for _ in common..b.len() {
+        rel.push("..");
+    }
+    rel.extend(&p[common..]);
+    rel_string(&rel)
 }
 
 impl Patterns {
@@ -111,17 +210,18 @@ impl Patterns {
                 .collect::<Vec<_>>();
             // The last component of a prefix-only pattern is a file name.
             let root = prefix.join("/");
-            roots.push(root);
+            roots.push(if root.is_empty() && p.starts_with('/') {
+                "/".to_owned()
+            } else {
+                root
+            });
         }
         roots.sort();
         roots.dedup();
         // Drop roots nested in another root: one walk covers both.
         let mut kept: Vec<String> = Vec::new();
         for r in roots {
-            if !kept
-                .iter()
-                .any(|k| k.is_empty() || r == *k || r.starts_with(&format!("{k}/")))
-            {
+            if !kept.iter().any(|k| covers(k, &r)) {
                 kept.push(r);
             }
         }
@@ -221,6 +321,7 @@ impl Patterns {
             .iter()
             .cloned()
             .chain(self.exact.iter().map(|e| match e.rsplit_once('/') {
+                Some(("", _)) => "/".to_owned(),
                 Some((dir, _)) => dir.to_owned(),
                 None => String::new(),
             }))
@@ -234,30 +335,28 @@ impl Patterns {
         ignored: Ignored,
         skip: &[PathBuf],
     ) -> io::Result<Vec<FoundFile>> {
-        let mut found: BTreeMap<String, FoundFile> = BTreeMap::new();
+        let mut found: BTreeMap<String, Option<FoundFile>> = BTreeMap::new();
         for e in &self.exact {
             if self.exclude.is_match(e) {
                 continue;
             }
             let abs = base.join(e);
-            match std::fs::metadata(&abs) {
-                Ok(meta) if meta.is_dir() => {
+            match std::fs::symlink_metadata(&abs) {
+                Ok(own)
+                    if own.is_dir()
+                        || own.file_type().is_symlink()
+                            && std::fs::metadata(&abs).is_ok_and(|m| m.is_dir()) =>
+                {
                     walk(base, e, ignored, skip, &mut |rel, abs, meta| {
                         if !self.exclude.is_match(&*rel_path(&rel)) {
-                            found.insert(rel.clone(), FoundFile { rel, abs, meta });
+                            found.insert(rel.clone(), FoundFile::at(rel, abs, meta));
                         }
                     })?;
                 }
-                Ok(meta) if !meta.is_file() => Warning::NotAFile { path: abs }.emit(),
-                Ok(meta) => {
-                    found.insert(
-                        e.clone(),
-                        FoundFile {
-                            rel: e.clone(),
-                            abs,
-                            meta,
-                        },
-                    );
+                Ok(own) => {
+                    if let Some(f) = FoundFile::at(e.clone(), abs, own) {
+                        found.insert(e.clone(), Some(f));
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) if err.kind() == io::ErrorKind::NotADirectory => {}
@@ -270,11 +369,11 @@ impl Patterns {
             walk(base, root, ignored, skip, &mut |rel, abs, meta| {
                 let path = rel_path(&rel);
                 if self.include.is_match(&*path) && !self.exclude.is_match(&*path) {
-                    found.insert(rel.clone(), FoundFile { rel, abs, meta });
+                    found.insert(rel.clone(), FoundFile::at(rel, abs, meta));
                 }
             })?;
         }
-        Ok(found.into_values().collect())
+        Ok(found.into_values().flatten().collect())
     }
 }
 
@@ -292,13 +391,11 @@ fn walk(
     };
     match std::fs::metadata(&start) {
         Ok(m) if m.is_dir() => {}
-        Ok(m) if m.is_file() => {
-            // A prefix that is a file: the glob may still match it.
-            visit(root.to_owned(), start, m);
-            return Ok(());
-        }
         Ok(_) => {
-            Warning::NotAFile { path: start }.emit();
+            // A prefix that is a file: the glob may still match it.
+            if let Ok(own) = std::fs::symlink_metadata(&start) {
+                visit(root.to_owned(), start, own);
+            }
             return Ok(());
         }
         Err(_) => return Ok(()),
@@ -334,23 +431,8 @@ fn walk(
         if ft.is_dir() {
             continue;
         }
-        let meta = if ft.is_symlink() {
-            match std::fs::metadata(entry.path()) {
-                Ok(m) if m.is_file() => m,
-                _ => continue,
-            }
-        } else {
-            match entry.metadata() {
-                Ok(m) if m.is_file() => m,
-                Ok(_) => {
-                    Warning::NotAFile {
-                        path: entry.path().to_path_buf(),
-                    }
-                    .emit();
-                    continue;
-                }
-                Err(_) => continue,
-            }
+        let Ok(own) = entry.metadata() else {
+            continue;
         };
         if entry
             .file_name()
@@ -359,11 +441,13 @@ fn walk(
         {
             continue; // a file hotpass is writing (or was, when killed)
         }
-        let Ok(rel) = entry.path().strip_prefix(base) else {
+        // Named as the pattern named its root: under the base, beside it
+        // (`../shared/…`) or from the file system's root.
+        let Ok(under) = entry.path().strip_prefix(&start) else {
             continue;
         };
-        let rel = rel_string(rel);
-        visit(rel, entry.into_path(), meta);
+        let rel = rel_string(&Path::new(root).join(under));
+        visit(rel, entry.into_path(), own);
     }
     Ok(())
 }
@@ -378,7 +462,7 @@ pub fn rel_string(p: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut s = String::new();
     for (i, c) in p.components().enumerate() {
-        if i > 0 {
+        if i > 0 && !s.ends_with('/') {
             s.push('/');
         }
         match c.as_os_str().to_str() {
@@ -386,7 +470,7 @@ pub fn rel_string(p: &Path) -> String {
             None => {
                 let mut bytes = Vec::new();
                 for (i, c) in p.components().enumerate() {
-                    if i > 0 {
+                    if i > 0 && bytes.last() != Some(&b'/') {
                         bytes.push(b'/');
                     }
                     bytes.extend_from_slice(c.as_os_str().as_bytes());
@@ -539,5 +623,42 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(got, vec!["a.txt"]);
+    }
+
+    #[test]
+    fn paths_beside_or_above_the_base_are_named_as_patterns_name_them() {
+        let base = Path::new("/p/app");
+        assert_eq!(relative_to(base, Path::new("/p/app/src/a.rs")), "src/a.rs");
+        assert_eq!(
+            relative_to(base, Path::new("/p/shared/x.md")),
+            "../shared/x.md"
+        );
+        assert_eq!(
+            relative_to(base, Path::new("/etc/os-release")),
+            "/etc/os-release"
+        );
+        assert_eq!(rel_string(Path::new("/etc/os-release")), "/etc/os-release");
+        assert!(covers("", "src") && !covers("", "../shared") && !covers("", "/etc"));
+        assert!(covers("/", "/etc") && covers("src", "src/a") && !covers("src", "srcx"));
+    }
+
+    #[test]
+    fn absolute_and_escaping_patterns_find_the_files_they_name() {
+        let t = tempfile::tempdir().unwrap();
+        touch(t.path(), "app/in.txt");
+        touch(t.path(), "shared/a.md");
+        touch(t.path(), "shared/b.txt");
+        let base = t.path().join("app");
+        let abs = format!("{}/shared/*.txt", t.path().display());
+        let p = Patterns::new(&["in.txt", "../shared/*.md", abs.as_str()]).unwrap();
+        let got = rels(p.expand(&base, Ignored::Skip, &[]).unwrap());
+        assert_eq!(
+            got,
+            vec![
+                "../shared/a.md".to_owned(),
+                format!("{}/shared/b.txt", t.path().display()),
+                "in.txt".to_owned(),
+            ]
+        );
     }
 }

@@ -167,12 +167,17 @@ impl WatchSet {
                     .matched_path_or_any_parents(path, false)
                     .is_ignore();
             let mut hit = false;
+            let absolute = rel_string(path);
             for ((id, _), w) in graph.iter().zip(&self.instances) {
-                let (Some(inputs), Ok(rel)) = (&w.inputs, path.strip_prefix(&w.cwd)) else {
+                let Some(inputs) = &w.inputs else {
                     continue;
                 };
-                let rel = rel_string(rel);
-                if inputs.matches(&rel) && (!git_ignored || inputs.names_exactly(&rel)) {
+                // As the patterns may name it: under the cwd or beside it,
+                // or by its absolute path.
+                let rel = crate::fileset::relative_to(&w.cwd, path);
+                let named =
+                    |r: &str| inputs.matches(r) && (!git_ignored || inputs.names_exactly(r));
+                if named(&rel) || (rel != absolute && named(&absolute)) {
                     direct.insert(id);
                     hit = true;
                 }

@@ -133,9 +133,7 @@ impl Scan {
                 .into_iter()
                 .filter(|i| !r.input_globs[*i].starts_with('!'))
                 .collect();
-            let pairs: Vec<(&std::path::Path, &std::fs::Metadata)> =
-                found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
-            scan.hashes = cx.memo.hash_files(&pairs)?;
+            scan.hashes = crate::fileset::hash_found(cx.memo, &found)?;
             if by_glob {
                 scan.matched_by = found.iter().map(|f| patterns.first_match(&f.rel)).collect();
             }

@@ -61,12 +61,20 @@ pub fn lexical_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
     Ok(root.join(p))
 }
 
-/// Checks a manifest path is relative, has no `..`, and does not pass
-/// through a symlink under `root`.
+/// Checks a manifest path is relative, has no `..`, and that no folder on
+/// the way to it under `root` is a symlink. The file itself may be one: a
+/// restore renames over it, which replaces the link and never writes
+/// through it.
 pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
-    lexical_target(root, rel)?;
+    let target = lexical_target(root, rel)?;
     let mut cur = root.to_path_buf();
-    for c in crate::fileset::rel_path(rel).components() {
+    let rel_path = crate::fileset::rel_path(rel);
+    let folders = rel_path
+        .parent()
+        .map(Path::components)
+        .into_iter()
+        .flatten();
+    for c in folders {
         if let Component::Normal(part) = c {
             cur.push(part);
             if std::fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -74,7 +82,7 @@ pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
             }
         }
     }
-    Ok(cur)
+    Ok(target)
 }
 
 /// The permission bits a restored file may have: no setuid, setgid or
@@ -120,6 +128,27 @@ impl<'a> Allowed<'a> {
     }
 }
 
+/// A symlink's target as a string: as it reads when it is UTF-8, else
+/// encoded as [`rel_string`] encodes names that are not.
+fn link_string(target: &Path) -> String {
+    match target.to_str() {
+        Some(s) if !s.starts_with('\0') => s.to_owned(),
+        _ => {
+            use std::os::unix::ffi::OsStrExt;
+            let mut out = String::from("\0");
+            for b in target.as_os_str().as_bytes() {
+                out.push_str(&format!("{b:02x}"));
+            }
+            out
+        }
+    }
+}
+
+/// Whether `path` is already the symlink `o` describes.
+fn link_in_place(path: &Path, target: &str) -> bool {
+    std::fs::read_link(path).is_ok_and(|t| t == *crate::fileset::rel_path(target))
+}
+
 /// Puts an entry's outputs in place under `root`. Files already exactly
 /// right are left alone; every other blob is checked first, so on any
 /// failure nothing in the tree has been touched. Only files `allowed`
@@ -137,7 +166,17 @@ pub fn restore(
         let mode = o.mode & RESTORE_MODE_MASK;
         // A file already in place needs only the lexical checks: nothing is written.
         let in_place = lexical_target(root, &o.path)?;
-        if let Ok(meta) = std::fs::metadata(&in_place)
+        if let Some(target) = &o.link {
+            if link_in_place(&in_place, target) {
+                continue;
+            }
+            if !allowed.admits(root, &o.path) {
+                return Err(RestoreError::NotAnOutput(o.path.clone()));
+            }
+            plan.push((o, safe_target(root, &o.path)?, mode));
+            continue;
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(&in_place)
             && meta.is_file()
             && meta.len() == o.size
             && meta.permissions().mode() & 0o7777 == mode
@@ -171,10 +210,17 @@ pub fn restore(
         let dir = target.parent().expect("target has a parent");
         std::fs::create_dir_all(dir).map_err(write)?;
         crate::atomic::remove_stale_temps(dir);
-        let tmp = crate::atomic::temp_in(dir).map_err(write)?;
-        store.copy_blob(&o.hash, tmp.path()).map_err(write)?;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
-            .map_err(write)?;
+        let tmp = match &o.link {
+            Some(link) => crate::atomic::temp_symlink_in(dir, &crate::fileset::rel_path(link))
+                .map_err(write)?,
+            None => {
+                let tmp = crate::atomic::temp_in(dir).map_err(write)?;
+                store.copy_blob(&o.hash, tmp.path()).map_err(write)?;
+                std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+                    .map_err(write)?;
+                tmp.into_temp_path()
+            }
+        };
         staged.push((o, target, tmp));
     }
     for (o, target, tmp) in staged {
@@ -183,6 +229,9 @@ pub fn restore(
             source,
         };
         tmp.persist(&target).map_err(|e| write(e.error))?;
+        if o.link.is_some() {
+            continue;
+        }
         if let (Ok(meta), Ok(h)) = (std::fs::metadata(&target), blake3::Hash::from_hex(&o.hash)) {
             memo.remember(&target, &meta, *h.as_bytes());
         }
@@ -221,24 +270,35 @@ pub fn collect(
         .into_iter()
         .filter(|i| !globs[*i].starts_with('!'))
         .collect();
-    let pairs: Vec<(&Path, &std::fs::Metadata)> =
-        found.iter().map(|f| (f.abs.as_path(), &f.meta)).collect();
-    let hashes = memo.hash_files(&pairs)?;
+    let hashes = crate::fileset::hash_found(memo, &found)?;
     let mut outputs = Vec::with_capacity(found.len());
     for (f, h) in found.iter().zip(hashes) {
+        let path = f
+            .abs
+            .strip_prefix(root)
+            .map(rel_string)
+            .unwrap_or_else(|_| f.rel.clone());
+        // A symlink is kept as a link, whatever it points to.
+        if let Some(target) = &f.link {
+            outputs.push(OutputFile {
+                path,
+                hash: hex(&crate::fileset::link_hash(target)),
+                size: 0,
+                mode: 0o777,
+                link: Some(link_string(target)),
+            });
+            continue;
+        }
         let hash = hex(&h);
         if let Some(store) = store {
             store.put_file(&hash, &f.abs)?;
         }
         outputs.push(OutputFile {
-            path: f
-                .abs
-                .strip_prefix(root)
-                .map(rel_string)
-                .unwrap_or_else(|_| f.rel.clone()),
+            path,
             hash,
             size: f.meta.len(),
             mode: f.meta.permissions().mode() & 0o7777,
+            link: None,
         });
     }
     Ok(Collected { outputs, unmatched })

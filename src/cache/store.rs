@@ -20,6 +20,11 @@ pub struct OutputFile {
     pub hash: String,
     pub size: u64,
     pub mode: u32,
+    /// A symlink, stored as the path it holds (encoded as a relative path
+    /// is, so any bytes survive); it has no blob, and `hash` is
+    /// [`link_hash`](crate::fileset::link_hash) of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// A stored success.
@@ -45,6 +50,7 @@ impl Entry {
     pub fn blobs(&self) -> impl Iterator<Item = &str> {
         self.outputs
             .iter()
+            .filter(|o| o.link.is_none())
             .map(|o| o.hash.as_str())
             .chain(self.log.as_deref())
     }

@@ -686,3 +686,83 @@ fn file_names_that_are_not_utf8_keep_their_bytes() {
         "three\n"
     );
 }
+
+/// A symlink under an output glob is stored as a link (its target text),
+/// never copied through, and restored as that link; an input symlink that
+/// does not name a regular file counts by its target text, so pointing it
+/// elsewhere is a miss, and it is never read (issue 17).
+#[test]
+fn symlinks_are_kept_as_links_and_never_followed_into_devices() {
+    let p = Project::new(
+        "[tasks.t]\nrun = \"mkdir -p out && cp data/a.txt out/a.txt && ln -sfn a.txt out/latest && ln -sfn /dev/zero out/zero\"\ninputs = [\"data/*\"]\noutputs = [\"out/**\"]\n",
+    );
+    p.write("data/a.txt", "a\n");
+    std::os::unix::fs::symlink("a.txt", p.path("data/current")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", p.path("data/device")).unwrap();
+    p.run(&["run"]).code(0);
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(instance(&s, "t")["status"], "cached");
+    assert_eq!(
+        std::fs::read_link(p.path("out/latest")).unwrap(),
+        std::path::Path::new("a.txt")
+    );
+    assert_eq!(
+        std::fs::read_link(p.path("out/zero")).unwrap(),
+        std::path::Path::new("/dev/zero")
+    );
+    assert_eq!(std::fs::read_to_string(p.path("out/a.txt")).unwrap(), "a\n");
+    // A link replaced by a file of the same content is put back as a link.
+    std::fs::remove_file(p.path("out/latest")).unwrap();
+    p.write("out/latest", "a\n");
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(instance(&s, "t")["status"], "cached");
+    assert!(
+        std::fs::symlink_metadata(p.path("out/latest"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // The input link to a device now names another one: a miss.
+    std::fs::remove_file(p.path("data/device")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", p.path("data/device")).unwrap();
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(instance(&s, "t")["status"], "ok");
+}
+
+/// An absolute input names that file wherever it is, and `../` climbs out
+/// of the project: a change to either is a miss, never a stale hit, and
+/// `hotpass inputs` lists them as written (issue 17).
+#[test]
+fn absolute_and_escaping_inputs_are_the_files_they_name() {
+    let outside = tempfile::tempdir().unwrap();
+    let shared = outside.path().join("shared.txt");
+    std::fs::write(&shared, "one\n").unwrap();
+    let p = Project::new(&format!(
+        "[tasks.t]\nrun = \"true\"\ncwd = \"app\"\ninputs = [\"{}\", \"../beside/*.md\"]\n",
+        shared.display()
+    ));
+    p.write("app/keep", "");
+    p.write("beside/notes.md", "a\n");
+    p.run(&["run"]).code(0);
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(instance(&s, "t")["status"], "cached");
+    std::fs::write(&shared, "two\n").unwrap();
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(
+        instance(&s, "t")["status"],
+        "ok",
+        "the absolute input changed"
+    );
+    p.write("beside/notes.md", "b\n");
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(
+        instance(&s, "t")["status"],
+        "ok",
+        "the escaping input changed"
+    );
+    let r = p.run(&["inputs", "t"]);
+    r.code(0);
+    assert_has(&r.stdout, &shared.display().to_string());
+    assert_has(&r.stdout, "../beside/notes.md");
+}

@@ -242,11 +242,11 @@ fn pathological_configs_end_cleanly_with_short_diagnostics() {
 }
 
 /// Errors name the file they are about (issue 17): an input that cannot be
-/// read (a symlink loop: unreadable even for root), a hotpass.toml that is
+/// read (a path through a symlink loop: unreadable even for root), a hotpass.toml that is
 /// a folder, and a config that is not UTF-8 (located at its first bad byte).
 #[test]
 fn errors_name_the_file_they_are_about() {
-    let p = Project::new("[tasks.t]\nrun = \"true\"\ninputs = [\"loop\"]\n");
+    let p = Project::new("[tasks.t]\nrun = \"true\"\ninputs = [\"loop/x\"]\n");
     std::os::unix::fs::symlink("loop", p.path("loop")).unwrap();
     let r = p.run(&["run"]);
     assert_has(&r.stderr, "could not hash its inputs");

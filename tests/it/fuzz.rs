@@ -156,3 +156,66 @@ fn mutated_configs_never_crash_list_or_the_dry_run() {
         "the mutations exercise both paths"
     );
 }
+
+/// The same mutations, read in this process through the library's `run`, so
+/// a long run covers far more cases per second than spawning the binary:
+/// `HOTPASS_FUZZ_INPROCESS_CASES=N` (the closing note's million-case runs).
+/// A panic is caught and fails the test with the case that caused it.
+#[test]
+fn mutated_configs_never_panic_in_process() {
+    let cases: usize = std::env::var("HOTPASS_FUZZ_INPROCESS_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300);
+    let seed: u64 = std::env::var("HOTPASS_FUZZ_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0x2545_F491_4F6C_DD1D);
+    let seeds = seeds();
+    let mut rng = Rng(seed.max(1));
+    let p = Project::new("");
+    let dir = p.root().to_string_lossy().into_owned();
+    let (ok, usage) = (
+        std::process::ExitCode::from(0),
+        std::process::ExitCode::from(2),
+    );
+    let (mut accepted, mut refused) = (0usize, 0usize);
+    let started = std::time::Instant::now();
+    for case in 0..cases {
+        let pick = rng.below(seeds.len());
+        let config = mutate(&mut rng, &seeds[pick]);
+        std::fs::write(p.path("hotpass.toml"), &config).unwrap();
+        for args in [&["list"][..], &["run", "--dry-run", "-q"]] {
+            let argv = ["hotpass", "--directory", dir.as_str(), "--color", "never"]
+                .into_iter()
+                .chain(args.iter().copied());
+            let code = std::panic::catch_unwind(|| hotpass::run(argv)).unwrap_or_else(|_| {
+                let shown = String::from_utf8_lossy(&config[..config.len().min(300)]).into_owned();
+                panic!("case {case} ({args:?}) panicked; config (first 300 bytes):\n{shown}")
+            });
+            assert!(
+                code == ok || code == usage,
+                "case {case} ({args:?}): {code:?}"
+            );
+            if code == ok {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        if case % 10_000 == 9_999 {
+            println!(
+                "fuzz (in process): {} cases in {:.0?}, {accepted} accepted, {refused} refused",
+                case + 1,
+                started.elapsed()
+            );
+        }
+    }
+    println!(
+        "fuzz (in process): seed {seed}, {cases} cases, {accepted} accepted, {refused} refused"
+    );
+    assert!(
+        accepted > 0 && refused > 0,
+        "the mutations exercise both paths"
+    );
+}
