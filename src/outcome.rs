@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cache::policy::Reason;
-use crate::capture::Chunk;
+use crate::capture::Captured;
 
 /// How one instance ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub struct Outcome {
     /// Why it ran instead of hitting the cache.
     pub reason: Option<Reason>,
     /// Captured output, stdout and stderr interleaved in order.
-    pub output: Vec<Chunk>,
+    pub output: Captured,
     /// Which worker lane ran it, and when it started and ended there.
     pub lane: Option<(usize, Instant, Instant)>,
     /// Phases inside the instance (hash, restore, run, store), for `--profile`.
@@ -85,7 +85,7 @@ impl Outcome {
             key: None,
             result: None,
             reason: None,
-            output: Vec::new(),
+            output: Captured::default(),
             lane: None,
             spans: Vec::new(),
         }

@@ -460,6 +460,11 @@ impl Store for LocalStore {
         Ok(bytes)
     }
 
+    fn open_blob(&self, hash: &str) -> io::Result<Box<dyn io::Read + Send + '_>> {
+        let f = std::fs::File::open(self.blob_path(hash))?;
+        Ok(Box::new(super::store::Verified::new(f, hash)))
+    }
+
     fn copy_blob(&self, hash: &str, dest: &Path) -> io::Result<()> {
         std::fs::copy(self.blob_path(hash), dest).map(|_| ())
     }

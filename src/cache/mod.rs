@@ -20,7 +20,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::capture::Chunk;
+use crate::capture::Captured;
 use crate::graph::Instance;
 use crate::hash::Memo;
 use crate::warning::Warning;
@@ -71,7 +71,7 @@ pub struct Success<'a> {
     pub digest: &'a str,
     pub duration: Duration,
     /// The captured output.
-    pub output: &'a [Chunk],
+    pub output: &'a Captured,
     /// Each dependency's key digest.
     pub dep_keys: &'a BTreeMap<String, String>,
 }
@@ -79,7 +79,7 @@ pub struct Success<'a> {
 /// A hit put back in place.
 pub struct Restored {
     /// The captured output to replay.
-    pub output: Vec<Chunk>,
+    pub output: Captured,
     /// How long the original run took.
     pub saved: Duration,
     /// Output files written (those already in place are left alone), and their bytes.
@@ -192,9 +192,11 @@ impl Cache {
             .store()
             .ok_or_else(|| RestoreError::Log(io::Error::other("the cache is disabled")))?;
         let output = match &entry.log {
-            Some(h) => crate::capture::decode(&store.read_blob(h).map_err(RestoreError::Log)?)
+            Some(h) => store
+                .open_blob(h)
+                .and_then(|mut r| Captured::read_from(&mut r))
                 .map_err(RestoreError::Log)?,
-            None => Vec::new(),
+            None => Captured::default(),
         };
         let allowed = outputs::Allowed::new(&inst.resolved.cwd, &inst.resolved.outputs, &self.skip);
         let written = outputs::restore(store, entry, root, &allowed, &self.memo)?;
@@ -231,7 +233,7 @@ impl Cache {
         let log = if output.is_empty() {
             None
         } else {
-            Some(store.put_bytes(&crate::capture::encode(output))?)
+            Some(store_log(store, output)?)
         };
         store.put_entry(&Entry {
             format: key::FORMAT_VERSION,
@@ -310,4 +312,36 @@ impl Cache {
             tracing::debug!("could not record the run's hit counts: {e}");
         }
     }
+}
+/// Stores captured output as a blob and returns its hash: from memory when
+/// it is small, else streamed through a temporary file, hashed on the way.
+fn store_log(store: &dyn Store, output: &Captured) -> io::Result<String> {
+    if output.in_memory() {
+        return store.put_bytes(&output.encode()?);
+    }
+    struct Hashing<W> {
+        inner: W,
+        hasher: blake3::Hasher,
+    }
+    impl<W: io::Write> io::Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.hasher.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    let tmp = tempfile::NamedTempFile::new()?;
+    let mut w = Hashing {
+        inner: io::BufWriter::with_capacity(256 * 1024, tmp.as_file()),
+        hasher: blake3::Hasher::new(),
+    };
+    output.write_to(&mut w)?;
+    io::Write::flush(&mut w)?;
+    let hash = w.hasher.finalize().to_hex().to_string();
+    drop(w);
+    store.put_file(&hash, tmp.path())?;
+    Ok(hash)
 }

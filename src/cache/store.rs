@@ -56,6 +56,39 @@ impl Entry {
     }
 }
 
+/// A reader that checks what it reads against a blake3 hash, failing at
+/// the end (`InvalidData`) if the content does not match.
+pub struct Verified<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    expected: String,
+}
+
+impl<R: io::Read> Verified<R> {
+    /// Reads `inner`, which must hash to `expected` (hex).
+    pub fn new(inner: R, expected: &str) -> Self {
+        Verified {
+            inner,
+            hasher: blake3::Hasher::new(),
+            expected: expected.to_owned(),
+        }
+    }
+}
+
+impl<R: io::Read> io::Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        if n == 0 && !buf.is_empty() && self.hasher.finalize().to_hex().as_str() != self.expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("blob {} fails its integrity check", self.expected),
+            ));
+        }
+        Ok(n)
+    }
+}
+
 /// What looking up a key found.
 #[derive(Debug)]
 pub enum Lookup {
@@ -81,6 +114,9 @@ pub trait Store: Send + Sync {
     fn verify_blob(&self, hash: &str) -> io::Result<()>;
     /// A blob's bytes, checked against its hash.
     fn read_blob(&self, hash: &str) -> io::Result<Vec<u8>>;
+    /// A blob as a stream, checked against its hash as it is read: the read
+    /// that reaches the end fails if the content does not match.
+    fn open_blob(&self, hash: &str) -> io::Result<Box<dyn io::Read + Send + '_>>;
     /// Copies a blob's content into the file `dest`.
     fn copy_blob(&self, hash: &str, dest: &Path) -> io::Result<()>;
     /// Stores the file `src`, whose content hash is `hash`, unless present;

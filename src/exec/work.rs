@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use crate::cache::key::{CacheKey, dep_digests, dep_key_tag, result_of};
 use crate::cache::policy::{Blobs, Decision, Reason};
 use crate::cache::{Cache, Success};
-use crate::capture::{Chunk, Stream};
+use crate::capture::{Captured, Stream};
 use crate::config::Project;
 use crate::graph::{Instance, InstanceGraph, InstanceId};
 use crate::outcome::{Outcome, Span, Status};
@@ -77,12 +77,9 @@ pub fn execute(
     env.extend(r.env.iter().cloned());
     env.push(("HOTPASS_TASK".into(), inst.name.clone()));
     let inherit_only = inherited(inst);
-    let captured: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
+    let captured: Mutex<Captured> = Mutex::new(Captured::default());
     let capture = |stream: Stream, line: &[u8]| {
-        captured.lock().expect("capture lock").push(Chunk {
-            stream,
-            data: line.to_vec(),
-        });
+        captured.lock().expect("capture lock").push(stream, line);
         sink(stream, line);
     };
     let start = Instant::now();

@@ -8,12 +8,31 @@ use crate::graph::InstanceGraph;
 use crate::outcome::RunResult;
 use crate::outcome::{Outcome, Status};
 
+/// How much of an instance's output a report keeps: its last MiB.
+const KEEP: usize = 1 << 20;
+
 fn output_text(o: &Outcome) -> String {
-    let bytes: Vec<u8> = o
-        .output
-        .iter()
-        .flat_map(|c| c.data.iter().copied())
-        .collect();
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut dropped = 0usize;
+    let mut keep_tail = |bytes: &mut Vec<u8>| {
+        if bytes.len() > KEEP {
+            let cut = bytes.len() - KEEP;
+            dropped += cut;
+            bytes.drain(..cut);
+        }
+    };
+    let _ = o.output.for_each(&mut |_, data| {
+        bytes.extend_from_slice(data);
+        if bytes.len() > 2 * KEEP {
+            keep_tail(&mut bytes);
+        }
+    });
+    keep_tail(&mut bytes);
+    if dropped > 0 {
+        let mut note = format!("… {dropped} earlier bytes left out\n").into_bytes();
+        note.append(&mut bytes);
+        bytes = note;
+    }
     // No terminal escapes; and XML 1.0 cannot hold most control characters:
     // keep tabs and newlines.
     String::from_utf8_lossy(&super::plain(&bytes))

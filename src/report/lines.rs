@@ -14,7 +14,6 @@ pub struct LineReporter<'a> {
     github: bool,
     /// `-q`: only failures are shown (their output held until they end).
     quiet: bool,
-    buffered: Vec<Vec<u8>>,
 }
 
 impl<'a> LineReporter<'a> {
@@ -32,7 +31,6 @@ impl<'a> LineReporter<'a> {
             width,
             github,
             quiet,
-            buffered: vec![Vec::new(); graph.len()],
         }
     }
 
@@ -48,50 +46,47 @@ impl Reporter for LineReporter<'_> {
     fn started(&mut self, _id: InstanceId) {}
 
     fn output(&mut self, id: InstanceId, _stream: Stream, line: &[u8]) {
-        let l = self.prefixed(id, line);
-        if self.github || self.quiet {
-            self.buffered[id.index()].extend_from_slice(&l);
-        } else {
-            out(&l);
+        // Grouped (GitHub) or failures-only (-q) output waits for the
+        // verdict, then comes from the outcome's capture (on disk past a
+        // bound): nothing is held here.
+        if !self.github && !self.quiet {
+            out(&self.prefixed(id, line));
         }
     }
 
     fn finished(&mut self, id: InstanceId, outcome: &Outcome) {
         if self.quiet && !outcome.status.is_failure() {
-            self.buffered[id.index()] = Vec::new();
             return;
         }
         let name = &self.graph.get(id).name;
-        let mut text = Vec::new();
-        if outcome.status == Status::Cached {
-            for c in &outcome.output {
-                text.extend(self.prefixed(id, &c.data));
-            }
-        }
+        // What was not streamed as it came: a hit's replay, or everything
+        // when grouping or showing failures only.
+        let replay = outcome.status == Status::Cached || self.github || self.quiet;
         let verdict = super::summary::verdict_line(outcome);
+        let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        let mut write = |bytes: &[u8]| {
+            let _ = std::io::Write::write_all(&mut stdout, bytes);
+        };
+        if self.github && matches!(outcome.status, Status::Skipped { .. }) {
+            write(format!("{name:<w$} | {verdict}\n", w = self.width).as_bytes());
+            return;
+        }
         if self.github {
-            if matches!(outcome.status, Status::Skipped { .. }) {
-                out(format!("{name:<w$} | {verdict}\n", w = self.width).as_bytes());
-                return;
-            }
-            let mut all = format!("::group::{name} ({})\n", outcome.status.word()).into_bytes();
-            all.extend(std::mem::take(&mut self.buffered[id.index()]));
-            all.extend(text);
-            all.extend(
-                format!("{name:<w$} | {verdict}\n::endgroup::\n", w = self.width).into_bytes(),
-            );
+            write(format!("::group::{name} ({})\n", outcome.status.word()).as_bytes());
+        }
+        if replay {
+            let _ = outcome
+                .output
+                .for_each(&mut |_, line| write(&self.prefixed(id, line)));
+        }
+        write(format!("{name:<w$} | {verdict}\n", w = self.width).as_bytes());
+        if self.github {
+            write(b"::endgroup::\n");
             if matches!(outcome.status, Status::Failed { .. } | Status::TimedOut) {
-                all.extend(
-                    format!("::error title=hotpass: {name} failed::{name} {verdict}\n")
-                        .into_bytes(),
+                write(
+                    format!("::error title=hotpass: {name} failed::{name} {verdict}\n").as_bytes(),
                 );
             }
-            out(&all);
-        } else {
-            let mut all = std::mem::take(&mut self.buffered[id.index()]);
-            all.extend(text);
-            all.extend(format!("{name:<w$} | {verdict}\n", w = self.width).into_bytes());
-            out(&all);
         }
     }
 }

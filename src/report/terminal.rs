@@ -5,6 +5,7 @@
 //! streamed as it comes while the instance runs alone (`--output stream`:
 //! always).
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -20,7 +21,7 @@ const SUCCESS_LINES: usize = 40;
 /// Grouped output with a live progress view.
 pub struct TerminalReporter<'a> {
     graph: &'a InstanceGraph,
-    buffered: Vec<Vec<Vec<u8>>>,
+    held: Vec<usize>,
     running: Vec<(InstanceId, Instant)>,
     cached: usize,
     failed: usize,
@@ -46,7 +47,7 @@ impl<'a> TerminalReporter<'a> {
         bar.set_style(style);
         TerminalReporter {
             graph,
-            buffered: vec![Vec::new(); graph.len()],
+            held: vec![0; graph.len()],
             running: Vec::new(),
             cached: 0,
             failed: 0,
@@ -118,10 +119,11 @@ impl Reporter for TerminalReporter<'_> {
                 // Streams while it runs alone; once lines are held back
                 // (another instance started), the rest waits for the verdict
                 // so that its lines stay in order.
-                OutputMode::Grouped => alone && self.buffered[id.index()].is_empty(),
+                OutputMode::Grouped => alone && self.held[id.index()] == 0,
             };
         if !live {
-            self.buffered[id.index()].push(line.into_owned());
+            // Held back: shown from the outcome's capture at the verdict.
+            self.held[id.index()] += 1;
             return;
         }
         let name = &self.graph.get(id).name;
@@ -155,14 +157,12 @@ impl Reporter for TerminalReporter<'_> {
             _ => {}
         }
         let verdict = super::summary::verdict_line(outcome);
-        let mut lines = std::mem::take(&mut self.buffered[id.index()]);
-        if outcome.status == Status::Cached {
-            lines = outcome
-                .output
-                .iter()
-                .map(|c| with_newline(&c.data).into_owned())
-                .collect();
-        }
+        // The lines not yet shown are the last `held` of the capture (all
+        // of a hit's); a success shows only its last few of them.
+        let held = match outcome.status {
+            Status::Cached => outcome.output.len(),
+            _ => std::mem::take(&mut self.held[id.index()]).min(outcome.output.len()),
+        };
         let mut text = format!(
             "{} {} {}\n",
             self.paint(code, mark),
@@ -171,18 +171,27 @@ impl Reporter for TerminalReporter<'_> {
         )
         .into_bytes();
         let hidden = if outcome.status.is_success() {
-            lines.len().saturating_sub(SUCCESS_LINES)
+            held.saturating_sub(SUCCESS_LINES)
         } else {
             0
         };
         if hidden > 0 {
             text.extend(format!("  … {hidden} earlier lines hidden\n").into_bytes());
         }
-        for l in &lines[hidden..] {
-            text.extend_from_slice(l);
-        }
         if !self.quiet || outcome.status.is_failure() {
-            self.bar.suspend(|| out(&text));
+            let skip = outcome.output.len() - held + hidden;
+            self.bar.suspend(|| {
+                let mut stdout =
+                    std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+                let _ = stdout.write_all(&text);
+                let mut at = 0;
+                let _ = outcome.output.for_each(&mut |_, line| {
+                    if at >= skip {
+                        let _ = stdout.write_all(&with_newline(line));
+                    }
+                    at += 1;
+                });
+            });
         }
         self.bar.inc(1);
         self.redraw();

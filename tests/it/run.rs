@@ -384,3 +384,50 @@ fn a_detached_daemon_does_not_hold_the_run() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("t | started"), "{out}");
 }
+
+/// Runs hotpass to the end, its stdout discarded, and returns its exit code
+/// and peak memory (KiB) as the kernel counted it. The child is reaped by
+/// `wait4` itself, which std does not see.
+#[allow(clippy::zombie_processes)]
+fn peak_memory_kib(p: &Project, args: &[&str]) -> (i32, i64) {
+    let child = p
+        .command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, which std has not reaped.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+/// Memory stays flat whatever a task prints: 200 MB of output, run and then
+/// replayed from the cache, each within 64 MiB (issue 17: it was 1.2 GB),
+/// and the replay gives back every byte.
+#[test]
+fn memory_stays_flat_whatever_a_task_prints() {
+    let p = Project::new(
+        "[tasks.big]\nrun = \"yes $(printf '%04000d' 7) | head -c 200000000\"\ninputs = [\"in\"]\n",
+    );
+    p.write("in", "1\n");
+    for round in ["run", "replay"] {
+        let (code, kib) = peak_memory_kib(&p, &["run"]);
+        assert_eq!(code, 0, "{round}");
+        assert!(kib < 64 * 1024, "{round}: peak {kib} KiB");
+    }
+    let out = p
+        .command(&["run"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let lines = out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| l.ends_with(b"0007"))
+        .count();
+    assert_eq!(lines, 200_000_000 / 4001, "every whole line is replayed");
+}
