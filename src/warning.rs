@@ -78,6 +78,13 @@ pub enum Warning {
     /// The stat memo could not be saved: the next run hashes more.
     #[error("could not save the stat memo: {0}")]
     MemoNotSaved(#[source] std::io::Error),
+    /// The remote cache failed (down, slow, refusing): the run goes on with
+    /// the local cache alone, and the remote is not asked again this run.
+    #[error("the remote cache {url} is unavailable ({why}); going on with the local cache only")]
+    RemoteUnavailable { url: String, why: String },
+    /// A remote entry was refused (damaged, unsigned, unsafe): a miss.
+    #[error("{instance}: the remote cache entry was refused ({why}); running it")]
+    RemoteEntryRefused { instance: String, why: String },
     /// A configured service this version does not use.
     #[error("{0}")]
     Unsupported(&'static str),

@@ -11,6 +11,7 @@
 //!   history           hits and misses per run (for stats)
 //!   tmp/              temporary files on their way to blobs/
 //!   locks/KEY.lock    held (flock) while an instance with that key runs
+//!   remote/ID         what this cache learned of a remote (its salt)
 //! ```
 
 use std::io::{self, Read, Write};
@@ -157,6 +158,33 @@ impl LocalStore {
         let bytes = std::fs::read(&path)?;
         <[u8; 32]>::try_from(bytes.as_slice())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the salt file is damaged"))
+    }
+
+    /// Whether an entry for `key` is stored (not checked).
+    pub fn has_entry(&self, key: &str) -> bool {
+        self.entry_path(key).is_file()
+    }
+
+    /// Where blob `hash` lives (for copying it elsewhere: a remote upload).
+    pub fn blob_file(&self, hash: &str) -> PathBuf {
+        self.blob_path(hash)
+    }
+
+    /// A new temporary file in the cache's own temp folder (a download on
+    /// its way to `blobs/`).
+    pub fn temp_file(&self) -> io::Result<tempfile::NamedTempFile> {
+        crate::atomic::temp_in(&self.dir.join("tmp"))
+    }
+
+    /// A small file of what this cache remembers about a remote (its salt),
+    /// under `remote/`; `None` when there is none.
+    pub fn remote_note(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(child(&self.dir, &["remote", name])).ok()
+    }
+
+    /// Writes a [`LocalStore::remote_note`].
+    pub fn set_remote_note(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        write_atomic(&child(&self.dir, &["remote", name]), bytes)
     }
 
     /// Records the key of an instance's latest run, for `explain` and reasons.

@@ -10,6 +10,8 @@ pub mod local;
 pub mod outputs;
 /// The decision: hit, or run for a typed reason.
 pub mod policy;
+/// The remote cache: a shared store reached through OpenDAL.
+pub mod remote;
 /// The storage trait, entries and blobs.
 pub mod store;
 /// Programs in the key, found on PATH and known by their content.
@@ -63,6 +65,10 @@ pub struct Cache {
     /// Folders never hashed nor collected (the cache folder itself).
     skip: Vec<PathBuf>,
     tools: tools::ToolIndex,
+    /// The shared cache behind the local one, if configured.
+    remote: Option<remote::Remote>,
+    /// Keys already asked of the remote this run, and those it gave.
+    asked: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A successful run, as [`Cache::save`] stores it.
@@ -94,7 +100,10 @@ impl Cache {
             Mode::Disabled => (None, Memo::load(None), [0; 32]),
             Mode::Normal | Mode::Force => {
                 let local = LocalStore::open(dir)?;
-                let salt = local.salt()?;
+                let salt = match shared_salt() {
+                    Some(s) => s,
+                    None => local.salt()?,
+                };
                 let memo = local.memo();
                 (Some(local), memo, salt)
             }
@@ -106,7 +115,84 @@ impl Cache {
             salt,
             skip: vec![dir.to_path_buf()],
             tools: tools::ToolIndex::from_env(),
+            remote: None,
+            asked: Default::default(),
         })
+    }
+
+    /// Puts the remote cache `setting` names (if any) behind this one. Its
+    /// salt replaces the folder's (unless `HOTPASS_CACHE_SALT` is set), so
+    /// every machine sharing the remote computes the same keys; this cache
+    /// remembers it, so only the first run asks. A disabled cache uses no
+    /// remote.
+    pub fn with_remote(mut self, setting: Option<&crate::config::RemoteCache>) -> Cache {
+        let (Some(local), Some(setting)) = (&self.local, remote::setting(setting)) else {
+            return self;
+        };
+        let Some(r) = remote::Remote::open(&setting) else {
+            return self;
+        };
+        if shared_salt().is_none() {
+            let note = format!("{}-salt", r.id());
+            let remembered = local
+                .remote_note(&note)
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
+            match remembered.or_else(|| r.salt()) {
+                Some(salt) => {
+                    if remembered.is_none()
+                        && let Err(e) = local.set_remote_note(&note, &salt)
+                    {
+                        tracing::debug!("cannot remember the remote's salt: {e}");
+                    }
+                    self.salt = salt;
+                }
+                // Unreachable (said once): keys stay this folder's own.
+                None => return self,
+            }
+        }
+        self.remote = Some(r);
+        self
+    }
+
+    /// Whether the local cache holds an entry for `key` (not checked).
+    pub fn has_local_entry(&self, key: &str) -> bool {
+        self.local.as_ref().is_some_and(|l| l.has_entry(key))
+    }
+
+    /// Whether a remote cache is behind this one.
+    pub fn has_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// What the remote did this run, when there is one.
+    pub fn remote_report(&self) -> Option<remote::RemoteReport> {
+        self.remote.as_ref().map(remote::Remote::report)
+    }
+
+    /// Fetches from the remote, many at once, the entries of `wanted`
+    /// (instance, key) that the local cache lacks, so that deciding them
+    /// finds them locally. Each key is asked at most once per run.
+    pub fn prefetch(&self, wanted: &[(&str, &str)]) {
+        let (Some(r), Some(local)) = (&self.remote, &self.local) else {
+            return;
+        };
+        if self.mode != Mode::Normal {
+            return;
+        }
+        let todo: Vec<(&str, &str)> = {
+            let mut asked = self.asked.lock().expect("asked");
+            wanted
+                .iter()
+                .filter(|(_, key)| !local.has_entry(key) && asked.insert((*key).to_owned()))
+                .copied()
+                .collect()
+        };
+        r.fetch_many(local, &todo);
+    }
+
+    /// Whether the remote has `key` (entry and blobs), for `explain`.
+    pub fn remote_has(&self, key: &str) -> Option<bool> {
+        Some(self.remote.as_ref()?.peek(key).is_some())
     }
 
     /// Like [`Cache::open`], but a cache that cannot be opened is a warning
@@ -235,7 +321,7 @@ impl Cache {
         } else {
             Some(store_log(store, output)?)
         };
-        store.put_entry(&Entry {
+        let entry = Entry {
             format: key::FORMAT_VERSION,
             key: run.digest.to_owned(),
             instance: inst.name.clone(),
@@ -245,7 +331,11 @@ impl Cache {
             log,
             outputs: collected.outputs.clone(),
             dep_keys: run.dep_keys.clone(),
-        })?;
+        };
+        store.put_entry(&entry)?;
+        if let (Some(r), Some(local)) = (&self.remote, &self.local) {
+            r.upload(local, &entry);
+        }
         Ok(collected)
     }
 
@@ -304,6 +394,9 @@ impl Cache {
 
     /// Saves the stat memo and the run's hit and miss counts.
     pub fn finish(&self, hits: usize, misses: usize) {
+        if let Some(r) = &self.remote {
+            r.flush();
+        }
         let Some(local) = &self.local else { return };
         if let Err(e) = self.memo.save() {
             Warning::MemoNotSaved(e).emit();
@@ -313,6 +406,15 @@ impl Cache {
         }
     }
 }
+/// The salt `HOTPASS_CACHE_SALT` gives, when set: the same on every machine
+/// that sets it, whatever its cache folder.
+fn shared_salt() -> Option<[u8; 32]> {
+    let v = std::env::var("HOTPASS_CACHE_SALT")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    Some(blake3::derive_key("hotpass cache salt", v.as_bytes()))
+}
+
 /// Stores captured output as a blob and returns its hash: from memory when
 /// it is small, else streamed through a temporary file, hashed on the way.
 fn store_log(store: &dyn Store, output: &Captured) -> io::Result<String> {

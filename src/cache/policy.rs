@@ -92,7 +92,26 @@ impl Cache {
         if self.mode() == super::Mode::Force {
             return Decision::Run(Reason::Forced);
         }
-        match store.entry(digest) {
+        let mut lookup = store.entry(digest);
+        if matches!(lookup, Lookup::Missing)
+            && let Some(remote) = &self.remote
+        {
+            match blobs {
+                // About to restore: bring it in from the remote (if it was
+                // not fetched already with its batch), then as usual.
+                Blobs::OnRestore => {
+                    self.prefetch(&[(instance, digest)]);
+                    lookup = store.entry(digest);
+                }
+                // Only reporting: whether the remote has it all is enough.
+                Blobs::Check => {
+                    if let Some(entry) = remote.peek(digest) {
+                        return Decision::Hit(entry);
+                    }
+                }
+            }
+        }
+        match lookup {
             Lookup::Found(entry) => {
                 let missing = match blobs {
                     Blobs::OnRestore => None,

@@ -7,6 +7,7 @@ use crate::cache::local::LocalStore;
 use crate::cli::CacheCommand;
 use crate::config;
 use crate::error::{Error, UsageError};
+use crate::report::human_bytes;
 
 /// Parses sizes like `500MB`, `2GB`, `1.5GiB`, `1024`.
 pub fn parse_size(s: &str) -> Result<u64, UsageError> {
@@ -35,21 +36,6 @@ fn bad_size(s: &str) -> UsageError {
         format!("`{s}` is not a size"),
         Some("write a size such as 500MB, 2GB or 1GiB".into()),
     )
-}
-
-fn human_bytes(b: u64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
 }
 
 /// Runs a cache subcommand.

@@ -30,6 +30,18 @@ pub fn run(ctx: &Context, instance: &str) -> Result<u8, Error> {
         return Ok(0);
     }
     match &item.reason {
+        None if item
+            .key
+            .as_deref()
+            .is_some_and(|k| !cache.has_local_entry(k)) =>
+        {
+            println!(
+                "  HIT: the remote cache has it (ran in {} ms); `hotpass run {}` downloads and restores it",
+                item.stored_ms.unwrap_or(0),
+                item.name
+            );
+            return Ok(0);
+        }
         None => {
             println!(
                 "  HIT: a stored result exists (ran in {} ms); `hotpass run {}` restores it",
@@ -48,6 +60,9 @@ pub fn run(ctx: &Context, instance: &str) -> Result<u8, Error> {
         }
         Some(Reason::RestoreFailed) => {
             println!("  MISS: the stored entry's files are missing and will be replaced")
+        }
+        Some(_) if cache.has_remote() => {
+            println!("  MISS: no stored result for this key, here or on the remote cache")
         }
         Some(_) => println!("  MISS: no stored result for this key"),
     }

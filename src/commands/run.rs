@@ -31,7 +31,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     if let Some(format) = args.dry_run {
         // The same cache (and salt) as a run, so the keys shown are the
         // run's; a cache that cannot be opened plans uncached, as a run runs.
-        let cache = Cache::open_or_uncached(&project.settings.cache_dir, mode);
+        let cache = Cache::open_or_uncached(&project.settings.cache_dir, mode)
+            .with_remote(project.settings.remote_cache.as_ref());
         let plan =
             crate::exec::plan::plan(&project, &graph, &cache, crate::exec::plan::Keys::Digests)
                 .map_err(|e| Error::io("planning the run", e))?;
@@ -46,7 +47,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         return Ok(EXIT_OK);
     }
 
-    let cache = Cache::open_or_uncached(&project.settings.cache_dir, mode);
+    let cache = Cache::open_or_uncached(&project.settings.cache_dir, mode)
+        .with_remote(project.settings.remote_cache.as_ref());
     let runner = CachedRunner::new(&project, &graph, cache, ctx.color);
     let mut reporters = start::reporters(ctx, &graph);
     let opts = Options {
@@ -66,7 +68,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     } else {
         EXIT_OK
     };
-    let summary = Summary::new(&project, &graph, &result, code);
+    let mut summary = Summary::new(&project, &graph, &result, code);
+    summary.remote_cache = runner.remote_report();
     if ctx.quiet {
         out(summary.counts_line().as_bytes());
     } else {

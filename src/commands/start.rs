@@ -118,7 +118,8 @@ pub fn planned(ctx: &Context, instance: &str) -> Result<Planned, Error> {
     let (Session { project, graph }, target) = one_instance(ctx, instance)?;
     let dir = &project.settings.cache_dir;
     let cache = Cache::open(dir, Mode::Normal)
-        .map_err(|e| Error::io(format!("opening the cache at {}", dir.display()), e))?;
+        .map_err(|e| Error::io(format!("opening the cache at {}", dir.display()), e))?
+        .with_remote(project.settings.remote_cache.as_ref());
     let plan = plan(&project, &graph, &cache, Keys::Whole)
         .map_err(|e| Error::io(format!("hashing the inputs of {instance}"), e))?;
     Ok(Planned {
@@ -152,12 +153,6 @@ pub fn jobs_flag_error() -> Error {
 /// so nobody believes a remote cache or lineage is working when it is not.
 pub fn warn_unsupported(project: &Project) {
     let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-    if project.settings.remote_cache.is_some() || env("HOTPASS_REMOTE_CACHE") {
-        Warning::Unsupported(
-            "a remote cache is configured, but this version of hotpass only uses the local cache",
-        )
-        .emit();
-    }
     if project.settings.lineage.is_some() || env("OPENLINEAGE_URL") {
         Warning::Unsupported(
             "lineage is configured, but this version of hotpass does not emit OpenLineage events yet",

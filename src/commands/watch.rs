@@ -342,7 +342,8 @@ fn cycle(
         let (c_tx, c_rx) = mpsc::channel::<Canceller>();
         let opts = &opts;
         let handle = s.spawn(move || {
-            let cache = Cache::open_or_uncached(&l.project.settings.cache_dir, Mode::Normal);
+            let cache = Cache::open_or_uncached(&l.project.settings.cache_dir, Mode::Normal)
+                .with_remote(l.project.settings.remote_cache.as_ref());
             let runner = CachedRunner::new(&l.project, &l.graph, cache, ctx.color);
             let mut reporters = start::reporters(ctx, &l.graph);
             let r = scheduler::run_with(&l.project, &l.graph, &runner, &mut reporters, opts, |c| {

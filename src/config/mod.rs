@@ -5,6 +5,8 @@ pub mod diagnostic;
 pub mod load;
 pub mod program;
 pub mod raw;
+/// `[settings.remote_cache]`: the URL of a shared cache, parsed.
+pub mod remote;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -87,12 +89,7 @@ pub enum Tools {
     Off,
 }
 
-/// A remote cache setting (kept for the remote cache; not used locally).
-#[derive(Debug, Clone)]
-pub struct RemoteCache {
-    pub url: String,
-    pub read_only: bool,
-}
+pub use remote::RemoteCache;
 
 /// `[settings]`, with defaults applied.
 #[derive(Debug, Clone)]

@@ -43,7 +43,7 @@ pub struct RawSettings {
 pub struct RawRemoteCache {
     pub url: Spanned<String>,
     #[serde(default)]
-    pub read_only: bool,
+    pub read_only: Option<bool>,
 }
 
 /// `[settings.lineage]`.

@@ -217,6 +217,18 @@ fn settings(
         env_mode,
         remote_cache: raw.remote_cache.map(|r| {
             let r = r.into_inner();
+            if let Err(why) = super::remote::RemoteUrl::parse(r.url.get_ref()) {
+                problems.push(
+                    Problem::at(
+                        ProblemKind::InvalidValue,
+                        src,
+                        r.url.span(),
+                        "not a remote cache URL",
+                        "this URL",
+                    )
+                    .with_help(why),
+                );
+            }
             RemoteCache {
                 url: r.url.into_inner(),
                 read_only: r.read_only,

@@ -52,6 +52,17 @@ pub trait Runner: Sync {
     /// Decides whether `id` (all of whose dependencies succeeded with these
     /// outcomes) can finish without running, e.g. from the cache.
     fn check(&self, id: InstanceId, deps: &[(InstanceId, &Outcome)]) -> Check<Self::Prepared>;
+    /// Called with a batch of ready instances (each with its dependencies'
+    /// outcomes) before each is checked: a runner may look them up together
+    /// (a remote cache, many requests in flight) rather than one by one.
+    /// `dispatch` is the run's log subscriber, for work on other threads.
+    fn prepare(
+        &self,
+        batch: &[(InstanceId, Vec<(InstanceId, &Outcome)>)],
+        dispatch: &tracing::Dispatch,
+    ) {
+        let _ = (batch, dispatch);
+    }
     /// Runs `id`; output lines go to `sink` as they arrive.
     fn run(
         &self,
@@ -445,6 +456,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             .map(|id| (*id, self.dep_outcomes(*id)))
             .collect();
         let dispatch = &self.dispatch;
+        runner.prepare(&inputs, dispatch);
         let check = |(id, deps): &(InstanceId, Vec<(InstanceId, &Outcome)>)| {
             let began = Instant::now();
             // Rayon's threads log through the caller's subscriber too.

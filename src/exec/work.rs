@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::process::{self, Control, Spec};
 use super::scheduler::{Check, Runner};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 
 use crate::cache::key::{CacheKey, dep_digests, dep_key_tag, result_of};
@@ -129,7 +129,12 @@ pub struct CachedRunner<'a> {
     color: bool,
     hits: AtomicUsize,
     misses: AtomicUsize,
+    /// Keys computed ahead of their checks, by [`Runner::prepare`].
+    ahead: Mutex<HashMap<InstanceId, Computed>>,
 }
+
+/// A key as [`CachedRunner`] computes it, and the time that took.
+type Computed = (Option<(CacheKey, Vec<u8>, String)>, Vec<Span>);
 
 /// What a cache check learned about an instance that must run.
 pub struct Prepared {
@@ -155,7 +160,14 @@ impl<'a> CachedRunner<'a> {
             color,
             hits: AtomicUsize::new(0),
             misses: AtomicUsize::new(0),
+            ahead: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What the remote cache did this run (after [`CachedRunner::finish`],
+    /// which flushes its uploads).
+    pub fn remote_report(&self) -> Option<crate::cache::remote::RemoteReport> {
+        self.cache.remote_report()
     }
 
     /// Saves the stat memo and the run's hit counts.
@@ -371,7 +383,14 @@ impl Runner for CachedRunner<'_> {
                 Some((self.graph.get(*d).name.clone(), dep_key_tag(key).to_owned()))
             })
             .collect();
-        let key = self.key(inst, deps, &mut spans);
+        let ahead = self.ahead.lock().expect("keys ahead").remove(&id);
+        let key = match ahead {
+            Some((key, mut hashing)) => {
+                spans.append(&mut hashing);
+                key
+            }
+            None => self.key(inst, deps, &mut spans),
+        };
         let decision = self.cache.decide(
             &inst.name,
             task.cache,
@@ -398,6 +417,36 @@ impl Runner for CachedRunner<'_> {
             spans,
             dep_keys,
         })
+    }
+
+    fn prepare(
+        &self,
+        batch: &[(InstanceId, Vec<(InstanceId, &Outcome)>)],
+        dispatch: &tracing::Dispatch,
+    ) {
+        if !self.cache.has_remote() || batch.len() < 2 {
+            return;
+        }
+        use rayon::prelude::*;
+        let computed: Vec<(InstanceId, Computed)> = batch
+            .par_iter()
+            .map(|(id, deps)| {
+                let mut spans = Vec::new();
+                let key = tracing::dispatcher::with_default(dispatch, || {
+                    self.key(self.graph.get(*id), deps, &mut spans)
+                });
+                (*id, (key, spans))
+            })
+            .collect();
+        let wanted: Vec<(&str, &str)> = computed
+            .iter()
+            .filter(|(id, _)| self.project.task(self.graph.get(*id).task).cache)
+            .filter_map(|(id, (key, _))| {
+                Some((self.graph.get(*id).name.as_str(), key.as_ref()?.2.as_str()))
+            })
+            .collect();
+        self.cache.prefetch(&wanted);
+        self.ahead.lock().expect("keys ahead").extend(computed);
     }
 
     fn run(

@@ -112,6 +112,22 @@ pub(crate) fn with_newline(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
+/// A byte count for people: `512 B`, `1.2 MB`.
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
 /// A duration the way a person reads it: `0.25s`, `12.3s`, `2m05s`.
 pub fn human(d: std::time::Duration) -> String {
     let s = d.as_secs_f64();

@@ -47,6 +47,9 @@ pub struct Summary {
     pub instances: Vec<InstanceSummary>,
     pub gates: Vec<GateSummary>,
     pub critical_path: Vec<String>,
+    /// What the remote cache did, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_cache: Option<crate::cache::remote::RemoteReport>,
 }
 
 /// How many instances ended which way.
@@ -193,6 +196,7 @@ impl Summary {
             instances,
             gates,
             critical_path: critical_path(graph, order, &result.outcomes),
+            remote_cache: None,
         }
     }
 
@@ -299,6 +303,9 @@ impl Summary {
             }
         }
         s.push('\n');
+        if let Some(r) = &self.remote_cache {
+            s.push_str(&remote_line(r));
+        }
         s.push_str(&self.counts_line());
         if self.critical_path.len() > 1 {
             s.push_str(&format!(
@@ -308,6 +315,20 @@ impl Summary {
         }
         s
     }
+}
+
+/// What the remote cache did: its mode and why, hits, uploads, bytes moved.
+pub fn remote_line(r: &crate::cache::remote::RemoteReport) -> String {
+    format!(
+        "remote cache {} {}: {} remote hits, {} uploaded, {} down, {} up{}\n",
+        r.url,
+        r.mode,
+        r.hits,
+        r.uploads,
+        super::human_bytes(r.bytes_down),
+        super::human_bytes(r.bytes_up),
+        if r.unavailable { " (unavailable)" } else { "" }
+    )
 }
 
 /// The chain of instances that ran with the longest total duration; empty

@@ -383,13 +383,39 @@ fn broken_cache_folder_runs_uncached() {
 
 /// Configured remote services that this version does not use are named in a warning.
 #[test]
-fn unsupported_remote_cache_is_warned_about() {
-    let p = Project::new(
-        "[settings.remote_cache]\nurl = \"s3://bucket/prefix\"\n[tasks.a]\nrun = \"true\"\n",
-    );
+fn an_unreachable_remote_cache_is_one_warning_and_the_run_goes_on() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = Project::new(&format!(
+        "[settings.remote_cache]\nurl = \"webdav+http://127.0.0.1:{port}/cache\"\n[tasks.a]\nrun = \"true\"\ninputs = [\"in\"]\n"
+    ));
+    p.write("in", "");
     let r = p.run(&["run"]);
     r.code(0);
-    assert_has(&r.stderr, "remote cache");
+    assert_eq!(r.stderr.matches("remote cache").count(), 1, "{}", r.stderr);
+    assert_has(&r.stderr, "going on with the local cache only");
+}
+
+/// A remote cache URL that cannot work is a config error at its span:
+/// an unknown scheme, or credentials written into the URL.
+#[test]
+fn bad_remote_cache_urls_are_config_errors() {
+    for (url, says) in [
+        ("ftp://host/cache", "unknown remote cache scheme"),
+        ("s3://AKIA:secret@bucket/x", "from the environment only"),
+        ("s3://bucket/x?secret_access_key=y", "unknown URL option"),
+    ] {
+        let p = Project::new(&format!(
+            "[settings.remote_cache]\nurl = \"{url}\"\n[tasks.a]\nrun = \"true\"\n"
+        ));
+        let r = p.run(&["run"]);
+        r.code(2);
+        assert_has(&r.stderr, says);
+        assert_has(&r.stderr, "hotpass.toml:2:7");
+    }
 }
 
 /// gc --max-age evicts entries not used for longer than the age.

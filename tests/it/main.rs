@@ -7,6 +7,7 @@ mod fuzz;
 mod init;
 mod keys;
 mod partitions;
+mod remote;
 mod reports;
 mod run;
 mod selectors;

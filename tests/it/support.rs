@@ -108,6 +108,10 @@ impl Project {
             .env_remove("CLICOLOR_FORCE")
             .env_remove("CARGO_TERM_COLOR")
             .env_remove("PY_COLORS")
+            .env_remove("CI")
+            .env_remove("HOTPASS_REMOTE_CACHE")
+            .env_remove("HOTPASS_REMOTE_CACHE_KEY")
+            .env_remove("HOTPASS_CACHE_SALT")
             .stdin(Stdio::null());
     }
 
