@@ -60,6 +60,23 @@ pub struct Stats {
     pub recent_misses: usize,
     /// Hits over lookups in the recent runs, 0..1.
     pub hit_rate: Option<f64>,
+    /// Of the recent hits, how many came from a remote cache; and what the
+    /// recent runs uploaded and moved.
+    pub recent_remote_hits: u64,
+    pub recent_uploads: u64,
+    pub recent_bytes_down: u64,
+    pub recent_bytes_up: u64,
+}
+
+/// One run's numbers, as the history keeps them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunCounts {
+    pub hits: usize,
+    pub misses: usize,
+    pub remote_hits: u64,
+    pub uploads: u64,
+    pub bytes_down: u64,
+    pub bytes_up: u64,
 }
 
 /// What `hotpass doctor` reports about the stored entries.
@@ -208,8 +225,17 @@ impl LocalStore {
     }
 
     /// Appends one run's hit and miss counts to the history.
-    pub fn record_history(&self, hits: usize, misses: usize) -> io::Result<()> {
-        let line = format!("{} {hits} {misses}\n", now_unix());
+    pub fn record_history(&self, c: &RunCounts) -> io::Result<()> {
+        let line = format!(
+            "{} {} {} {} {} {} {}\n",
+            now_unix(),
+            c.hits,
+            c.misses,
+            c.remote_hits,
+            c.uploads,
+            c.bytes_down,
+            c.bytes_up
+        );
         let mut f = std::fs::File::options()
             .create(true)
             .append(true)
@@ -293,10 +319,17 @@ impl LocalStore {
                     .split_whitespace()
                     .filter_map(|x| x.parse().ok())
                     .collect();
-                if let [_, h, m] = parts.as_slice() {
+                // Older lines have no remote numbers.
+                if let [_, h, m, rest @ ..] = parts.as_slice() {
                     s.recent_runs += 1;
                     s.recent_hits += *h as usize;
                     s.recent_misses += *m as usize;
+                    if let [rh, up, down, upb] = rest {
+                        s.recent_remote_hits += rh;
+                        s.recent_uploads += up;
+                        s.recent_bytes_down += down;
+                        s.recent_bytes_up += upb;
+                    }
                 }
             }
         }

@@ -401,7 +401,16 @@ impl Cache {
         if let Err(e) = self.memo.save() {
             Warning::MemoNotSaved(e).emit();
         }
-        if let Err(e) = local.record_history(hits, misses) {
+        let r = self.remote_report().unwrap_or_default();
+        let counts = local::RunCounts {
+            hits,
+            misses,
+            remote_hits: r.hits,
+            uploads: r.uploads,
+            bytes_down: r.bytes_down,
+            bytes_up: r.bytes_up,
+        };
+        if let Err(e) = local.record_history(&counts) {
             tracing::debug!("could not record the run's hit counts: {e}");
         }
     }

@@ -197,7 +197,7 @@ fn operator(url: &RemoteUrl) -> opendal::Result<Operator> {
     };
     Ok(op.layer(
         opendal::layers::TimeoutLayer::new()
-            .with_timeout(Duration::from_secs(10))
+            .with_timeout(Duration::from_secs(5))
             .with_io_timeout(Duration::from_secs(10)),
     ))
 }

@@ -65,6 +65,17 @@ pub fn run(ctx: &Context, command: CacheCommand) -> Result<u8, Error> {
                     ),
                     None => println!("hit rate: no runs recorded yet"),
                 }
+                if let Some(remote) = crate::cache::remote::setting(project.settings.remote_cache.as_ref()) {
+                    println!(
+                        "remote:  {} ({} remote hits, {} uploads, {} down, {} up over the last {} runs)",
+                        remote.url.split('?').next().unwrap_or(""),
+                        stats.recent_remote_hits,
+                        stats.recent_uploads,
+                        human_bytes(stats.recent_bytes_down),
+                        human_bytes(stats.recent_bytes_up),
+                        stats.recent_runs
+                    );
+                }
             }
         }
         CacheCommand::Clean => {

@@ -256,6 +256,15 @@ fn shares_across_machines(remote: &Remote) {
     assert_eq!(p.read("out/build.txt"), "hello\n");
     assert_eq!(p.read("out/check.txt"), "hello\n");
     assert_has(&r.stdout, "built");
+    let r = p.run_env(
+        &["cache", "stats"],
+        &[
+            ("HOTPASS_CACHE_DIR", "cache-b"),
+            ("HOTPASS_REMOTE_CACHE", remote.url.as_str()),
+        ],
+    );
+    r.code(0);
+    assert_has(&r.stdout, "2 remote hits");
 }
 
 #[test]
@@ -483,4 +492,45 @@ fn explain_and_the_dry_run_see_the_remote() {
     r.code(0);
     let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_has(&plan.to_string(), "cached");
+}
+
+/// A server that answers every request with `500 Internal Server Error`
+/// (a broken proxy in front of the cache): one warning, and the run is the
+/// tasks' own.
+#[test]
+fn a_remote_answering_5xx_never_fails_a_build() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let server = std::thread::spawn(move || {
+        while !stopping.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut c, _)) => {
+                    c.set_nonblocking(false).unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let mut buf = [0u8; 4096];
+                    let _ = c.read(&mut buf);
+                    let _ = c.write_all(
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops",
+                    );
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    let p = project();
+    let remote = Remote {
+        url: format!("webdav+http://127.0.0.1:{port}/cache"),
+        env: vec![],
+    };
+    let (r, summary) = machine(&p, &remote, "a", true, &[], &[]);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    r.code(0);
+    assert_eq!(summary["counts"]["ran"], 2);
+    assert_eq!(r.stderr.matches("remote cache").count(), 1, "{}", r.stderr);
 }
