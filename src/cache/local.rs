@@ -603,6 +603,7 @@ mod tests {
             duration_ms: 5,
             created_unix: 0,
             log,
+            log_size: None,
             outputs: vec![],
             dep_keys: Default::default(),
         }

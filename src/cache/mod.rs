@@ -316,10 +316,11 @@ impl Cache {
             &self.skip,
         )?;
         let output = run.output;
-        let log = if output.is_empty() {
-            None
+        let (log, log_size) = if output.is_empty() {
+            (None, None)
         } else {
-            Some(store_log(store, output)?)
+            let (hash, size) = store_log(store, output)?;
+            (Some(hash), Some(size))
         };
         let entry = Entry {
             format: key::FORMAT_VERSION,
@@ -329,6 +330,7 @@ impl Cache {
             duration_ms: run.duration.as_millis() as u64,
             created_unix: local::now_unix(),
             log,
+            log_size,
             outputs: collected.outputs.clone(),
             dep_keys: run.dep_keys.clone(),
         };
@@ -426,9 +428,10 @@ fn shared_salt() -> Option<[u8; 32]> {
 
 /// Stores captured output as a blob and returns its hash: from memory when
 /// it is small, else streamed through a temporary file, hashed on the way.
-fn store_log(store: &dyn Store, output: &Captured) -> io::Result<String> {
+fn store_log(store: &dyn Store, output: &Captured) -> io::Result<(String, u64)> {
     if output.in_memory() {
-        return store.put_bytes(&output.encode()?);
+        let bytes = output.encode()?;
+        return Ok((store.put_bytes(&bytes)?, bytes.len() as u64));
     }
     struct Hashing<W> {
         inner: W,
@@ -453,6 +456,7 @@ fn store_log(store: &dyn Store, output: &Captured) -> io::Result<String> {
     io::Write::flush(&mut w)?;
     let hash = w.hasher.finalize().to_hex().to_string();
     drop(w);
+    let size = tmp.as_file().metadata()?.len();
     store.put_file(&hash, tmp.path())?;
-    Ok(hash)
+    Ok((hash, size))
 }

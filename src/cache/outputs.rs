@@ -357,6 +357,7 @@ mod tests {
             duration_ms: 1,
             created_unix: 0,
             log: None,
+            log_size: None,
             outputs,
             dep_keys: Default::default(),
         };

@@ -180,6 +180,7 @@ mod tests {
             duration_ms: 1,
             created_unix: 0,
             log,
+            log_size: None,
             outputs: vec![],
             dep_keys: Default::default(),
         }

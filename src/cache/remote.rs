@@ -36,9 +36,12 @@ pub const MAX_BLOB: u64 = 8 << 30;
 /// Most output files one remote entry may name.
 const MAX_OUTPUTS: usize = 200_000;
 /// Lookups (and downloads) in flight at once.
-const LOOKUPS: usize = 16;
+const LOOKUPS: usize = 32;
 /// Uploads in flight at once; a success waits for a slot beyond that.
-const UPLOADS: usize = 8;
+const UPLOADS: usize = 32;
+/// A blob up to this size is uploaded without asking first whether the
+/// remote has it: one request instead of two.
+const ASK_FIRST: u64 = 1 << 20;
 /// Blobs move in pieces of this size, so memory stays flat.
 const PIECE: u64 = 8 << 20;
 /// Marks the entry format on the remote.
@@ -99,6 +102,9 @@ pub struct Remote {
     bad: Mutex<HashSet<String>>,
     slots: Arc<tokio::sync::Semaphore>,
     uploads: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Whether `v1/entries/` and `v1/blobs/` were made this run (storage
+    /// with folders, WebDAV, needs them before a write).
+    folders: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// The remote setting in force: `HOTPASS_REMOTE_CACHE` wins over the config.
@@ -159,6 +165,9 @@ fn operator(url: &RemoteUrl) -> opendal::Result<Operator> {
             set("username", env("HOTPASS_REMOTE_CACHE_USERNAME"));
             set("password", env("HOTPASS_REMOTE_CACHE_PASSWORD"));
             set("token", env("HOTPASS_REMOTE_CACHE_TOKEN"));
+            // The two folders are made once per run (`Remote::folders`),
+            // not before every write.
+            set("disable_create_dir", Some("true".into()));
             Operator::from_iter::<services::Webdav>(cfg)?
         }
         Backend::Redis { endpoint, db } => {
@@ -200,6 +209,18 @@ fn operator(url: &RemoteUrl) -> opendal::Result<Operator> {
             .with_timeout(Duration::from_secs(5))
             .with_io_timeout(Duration::from_secs(10)),
     ))
+}
+
+/// Makes the remote's folders, once per run.
+async fn make_folders(op: &Operator, done: &tokio::sync::OnceCell<()>) -> opendal::Result<()> {
+    done.get_or_try_init(|| async {
+        for dir in ["v1/", "v1/entries/", "v1/blobs/"] {
+            op.create_dir(dir).await?;
+        }
+        Ok(())
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Connects once to the server a URL names, when it names one (not a
@@ -301,6 +322,10 @@ impl Remote {
             shared: Arc::default(),
             bad: Mutex::new(HashSet::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS)),
+            // Only WebDAV has folders to make; elsewhere they are done.
+            folders: Arc::new(tokio::sync::OnceCell::new_with(
+                (!matches!(url.backend, Backend::Webdav { .. })).then_some(()),
+            )),
             uploads: Mutex::new(Vec::new()),
         })
     }
@@ -351,6 +376,7 @@ impl Remote {
             getrandom::fill(&mut fresh)
                 .map_err(|e| opendal::Error::new(ErrorKind::Unexpected, e.to_string()))?;
             let text = blake3::Hash::from_bytes(fresh).to_hex().to_string();
+            self.rt.block_on(make_folders(&self.op, &self.folders))?;
             let exclusive = self.op.info().capability().write_with_if_not_exists;
             let written = self.rt.block_on(async {
                 self.op
@@ -475,24 +501,31 @@ impl Remote {
         self.unwire(key, &bytes).map_err(Miss::Refused)
     }
 
-    /// Downloads blob `hash` (at most `limit` bytes) into the local cache,
-    /// verifying it on the way.
-    async fn download(&self, local: &LocalStore, hash: &str, limit: u64) -> Result<(), Miss> {
+    /// Downloads blob `hash` into the local cache, verifying it on the way:
+    /// `size` bytes when the entry says how many (no need to ask), else
+    /// what the remote says, up to [`MAX_BLOB`].
+    async fn download(
+        &self,
+        local: &LocalStore,
+        hash: &str,
+        size: Option<u64>,
+    ) -> Result<(), Miss> {
         let path = format!("v1/blobs/{hash}");
-        let size = match self.op.stat(&path).await {
-            Ok(m) => m.content_length(),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(Miss::Refused(format!(
-                    "blob {hash} is missing on the remote"
-                )));
-            }
-            Err(e) => return Err(Miss::Down(e.to_string())),
+        let missing = || Miss::Refused(format!("blob {hash} is missing on the remote"));
+        let size = match size {
+            Some(s) => s,
+            None => match self.op.stat(&path).await {
+                Ok(m) if m.content_length() > MAX_BLOB => {
+                    return Err(Miss::Refused(format!(
+                        "blob {hash} is {} bytes",
+                        m.content_length()
+                    )));
+                }
+                Ok(m) => m.content_length(),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Err(missing()),
+                Err(e) => return Err(Miss::Down(e.to_string())),
+            },
         };
-        if size > limit {
-            return Err(Miss::Refused(format!(
-                "blob {hash} is {size} bytes, more than its entry says"
-            )));
-        }
         let mut tmp = local
             .temp_file()
             .map_err(|e| Miss::Refused(format!("cannot write locally: {e}")))?;
@@ -502,6 +535,13 @@ impl Remote {
             let end = (at + PIECE).min(size);
             let piece = match self.op.read_with(&path).range(at..end).await {
                 Ok(b) => b.to_vec(),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Err(missing()),
+                // Shorter than its entry says: damaged, not down.
+                Err(e) if e.to_string().contains("too little data") => {
+                    return Err(Miss::Refused(format!(
+                        "blob {hash} is shorter than its entry says"
+                    )));
+                }
                 Err(e) => return Err(Miss::Down(e.to_string())),
             };
             if piece.is_empty() {
@@ -527,14 +567,14 @@ impl Remote {
     /// Fetches `key`'s entry and every blob it needs into `local`.
     async fn fetch(&self, local: &LocalStore, key: &str) -> Result<Entry, Miss> {
         let entry = self.read_entry(key).await?;
-        let mut wanted: Vec<(&str, u64)> = entry
+        let mut wanted: Vec<(&str, Option<u64>)> = entry
             .outputs
             .iter()
             .filter(|o| o.link.is_none())
-            .map(|o| (o.hash.as_str(), o.size))
+            .map(|o| (o.hash.as_str(), Some(o.size)))
             .collect();
         if let Some(log) = &entry.log {
-            wanted.push((log, MAX_BLOB));
+            wanted.push((log, entry.log_size.filter(|s| *s <= MAX_BLOB)));
         }
         wanted.sort_unstable();
         wanted.dedup_by(|a, b| a.0 == b.0);
@@ -612,22 +652,33 @@ impl Remote {
     /// then the entry, so a reader never finds an entry without its blobs.
     async fn push(
         op: Operator,
+        folders: Arc<tokio::sync::OnceCell<()>>,
         local: LocalStore,
         wire: Vec<u8>,
         entry: Entry,
         bad: HashSet<String>,
     ) -> Result<u64, opendal::Error> {
         let local_error = |e: io::Error| opendal::Error::new(ErrorKind::Unexpected, e.to_string());
+        make_folders(&op, &folders).await?;
         let mut bytes = 0;
         let mut blobs: Vec<&str> = entry.blobs().collect();
         blobs.sort_unstable();
         blobs.dedup();
         for hash in blobs {
             let path = format!("v1/blobs/{hash}");
+            let file_path = local.blob_file(hash);
+            let size = std::fs::metadata(&file_path).map_err(local_error)?.len();
+            if size <= ASK_FIRST {
+                // Content-addressed: writing it again changes nothing.
+                let content = std::fs::read(&file_path).map_err(local_error)?;
+                bytes += content.len() as u64;
+                op.write(&path, content).await?;
+                continue;
+            }
             if !bad.contains(hash) && op.exists(&path).await? {
                 continue;
             }
-            let mut file = std::fs::File::open(local.blob_file(hash)).map_err(local_error)?;
+            let mut file = std::fs::File::open(&file_path).map_err(local_error)?;
             let mut w = op.writer(&path).await?;
             let mut buf = vec![0u8; PIECE as usize];
             loop {
@@ -660,7 +711,14 @@ impl Remote {
             return;
         };
         let bad = self.bad.lock().expect("bad blobs").clone();
-        let task = Self::push(self.op.clone(), local.clone(), wire, entry.clone(), bad);
+        let task = Self::push(
+            self.op.clone(),
+            self.folders.clone(),
+            local.clone(),
+            wire,
+            entry.clone(),
+            bad,
+        );
         let shared = self.shared.clone();
         let handle = self.rt.spawn(async move {
             match task.await {

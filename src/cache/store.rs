@@ -38,6 +38,9 @@ pub struct Entry {
     pub created_unix: u64,
     /// Blob holding the captured output, if any.
     pub log: Option<String>,
+    /// The log blob's size (entries from before it was recorded lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_size: Option<u64>,
     pub outputs: Vec<OutputFile>,
     /// Each dependency's key when this was stored: a dependency whose key
     /// differs now re-ran and wrote the same outputs (early cutoff).

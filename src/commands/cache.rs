@@ -65,7 +65,9 @@ pub fn run(ctx: &Context, command: CacheCommand) -> Result<u8, Error> {
                     ),
                     None => println!("hit rate: no runs recorded yet"),
                 }
-                if let Some(remote) = crate::cache::remote::setting(project.settings.remote_cache.as_ref()) {
+                if let Some(remote) =
+                    crate::cache::remote::setting(project.settings.remote_cache.as_ref())
+                {
                     println!(
                         "remote:  {} ({} remote hits, {} uploads, {} down, {} up over the last {} runs)",
                         remote.url.split('?').next().unwrap_or(""),
