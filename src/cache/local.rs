@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::key::CacheKey;
 use super::store::{Entry, Lookup, Store};
 use crate::atomic::write_atomic;
-use crate::hash::{Memo, hex};
+use crate::hash::Memo;
 
 /// The local cache folder.
 #[derive(Debug, Clone)]
@@ -175,6 +175,25 @@ impl LocalStore {
         let bytes = std::fs::read(&path)?;
         <[u8; 32]>::try_from(bytes.as_slice())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the salt file is damaged"))
+    }
+
+    /// Opens blob `hash` for reading, only if it is a regular file: a blob
+    /// replaced by a symlink (to `/dev/zero`), a FIFO or a device would
+    /// never end or never start, and is an integrity error instead.
+    fn blob_reader(&self, hash: &str) -> io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.blob_path(hash))
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => integrity_error(hash),
+                _ => e,
+            })?;
+        if !f.metadata()?.is_file() {
+            return Err(integrity_error(hash));
+        }
+        Ok(f)
     }
 
     /// Whether an entry for `key` is stored (not checked).
@@ -506,15 +525,17 @@ impl Store for LocalStore {
     }
 
     fn verify_blob(&self, hash: &str) -> io::Result<()> {
-        let h = crate::hash::hash_file(&self.blob_path(hash))?;
-        if hex(&h) != hash {
+        let mut hasher = blake3::Hasher::new();
+        io::copy(&mut self.blob_reader(hash)?, &mut hasher)?;
+        if hasher.finalize().to_hex().as_str() != hash {
             return Err(integrity_error(hash));
         }
         Ok(())
     }
 
     fn read_blob(&self, hash: &str) -> io::Result<Vec<u8>> {
-        let bytes = std::fs::read(self.blob_path(hash))?;
+        let mut bytes = Vec::new();
+        self.blob_reader(hash)?.read_to_end(&mut bytes)?;
         if blake3::hash(&bytes).to_hex().as_str() != hash {
             return Err(integrity_error(hash));
         }
@@ -522,12 +543,14 @@ impl Store for LocalStore {
     }
 
     fn open_blob(&self, hash: &str) -> io::Result<Box<dyn io::Read + Send + '_>> {
-        let f = std::fs::File::open(self.blob_path(hash))?;
+        let f = self.blob_reader(hash)?;
         Ok(Box::new(super::store::Verified::new(f, hash)))
     }
 
     fn copy_blob(&self, hash: &str, dest: &Path) -> io::Result<()> {
-        std::fs::copy(self.blob_path(hash), dest).map(|_| ())
+        let mut from = self.blob_reader(hash)?;
+        let mut to = std::fs::File::create(dest)?;
+        io::copy(&mut from, &mut to).map(|_| ())
     }
 
     fn put_file(&self, hash: &str, src: &Path) -> io::Result<()> {

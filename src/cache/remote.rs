@@ -36,12 +36,12 @@ pub const MAX_BLOB: u64 = 8 << 30;
 /// Most output files one remote entry may name.
 const MAX_OUTPUTS: usize = 200_000;
 /// Lookups (and downloads) in flight at once.
-const LOOKUPS: usize = 32;
+const LOOKUPS: usize = 128;
 /// Uploads in flight at once; a success waits for a slot beyond that.
-const UPLOADS: usize = 32;
+const UPLOADS: usize = 128;
 /// A blob up to this size is uploaded without asking first whether the
 /// remote has it: one request instead of two.
-const ASK_FIRST: u64 = 1 << 20;
+const ASK_FIRST: u64 = 256 << 10;
 /// Blobs move in pieces of this size, so memory stays flat.
 const PIECE: u64 = 8 << 20;
 /// Marks the entry format on the remote.
@@ -667,7 +667,15 @@ impl Remote {
         for hash in blobs {
             let path = format!("v1/blobs/{hash}");
             let file_path = local.blob_file(hash);
-            let size = std::fs::metadata(&file_path).map_err(local_error)?.len();
+            // Only a regular file is sent (never a blob swapped for a link).
+            let meta = std::fs::symlink_metadata(&file_path).map_err(local_error)?;
+            if !meta.is_file() {
+                return Err(local_error(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("blob {hash} is not a regular file"),
+                )));
+            }
+            let size = meta.len();
             if size <= ASK_FIRST {
                 // Content-addressed: writing it again changes nothing.
                 let content = std::fs::read(&file_path).map_err(local_error)?;

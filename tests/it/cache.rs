@@ -792,3 +792,31 @@ fn absolute_and_escaping_inputs_are_the_files_they_name() {
     assert_has(&r.stdout, &shared.display().to_string());
     assert_has(&r.stdout, "../beside/notes.md");
 }
+
+/// A blob swapped for a symlink to `/dev/zero` (or a FIFO) is an
+/// integrity error, never read: the restore fails, the task runs, and the
+/// run ends (issue 17, item 5).
+#[test]
+fn a_blob_swapped_for_a_device_is_refused_not_read() {
+    use std::time::Duration;
+    let p = Project::new(
+        "[tasks.t]\nrun = \"mkdir -p out && echo data > out/a.txt\"\ninputs = [\"in\"]\noutputs = [\"out/a.txt\"]\n",
+    );
+    p.write("in", "1\n");
+    p.run(&["run"]).code(0);
+    let blob = walk(&p.path("cache/blobs"))
+        .into_iter()
+        .find(|b| std::fs::read(b).is_ok_and(|c| c == b"data\n"))
+        .expect("the output's blob");
+    std::fs::remove_file(&blob).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &blob).unwrap();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let mut child = p.spawn(&["run", "--summary", "s.json"]);
+    let (code, _) = child
+        .wait_output(Duration::from_secs(30))
+        .expect("a blob that is /dev/zero hung the run");
+    assert_eq!(code, Some(0));
+    let s: serde_json::Value = serde_json::from_str(&p.read("s.json")).unwrap();
+    assert_eq!(instance(&s, "t")["status"], "ok");
+    assert_eq!(p.read("out/a.txt"), "data\n");
+}
