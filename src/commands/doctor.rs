@@ -258,6 +258,26 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
         }
         Err(e) => verdict(false, "cache writable", format!("{}: {e}", dir.display())),
     }
+    if let Some(setting) = crate::cache::remote::setting(project.settings.remote_cache.as_ref()) {
+        // Reaching it (and reading its salt) is what every run does first.
+        let reached =
+            crate::cache::remote::Remote::open(&setting).and_then(|r| r.salt().map(|_| r.report()));
+        match reached {
+            Some(r) => verdict(
+                true,
+                "remote cache",
+                format!("{}: reachable, {}", r.url, r.mode),
+            ),
+            None => verdict(
+                false,
+                "remote cache",
+                format!(
+                    "{}: unreachable (the warning above says why); runs go on with the local cache only",
+                    setting.url
+                ),
+            ),
+        }
+    }
     if let Ok(g) = &graph {
         would_hit(&project, g, &mut verdict);
     }

@@ -473,7 +473,8 @@ fn shards_share_their_dependencies_through_the_remote() {
 }
 
 /// `explain` says whether the remote has the entry; the dry run counts a
-/// remote entry as cached.
+/// remote entry as cached; `doctor` says the remote is reachable, and how
+/// it is used.
 #[test]
 fn explain_and_the_dry_run_see_the_remote() {
     let Some(s) = nginx() else { return };
@@ -492,6 +493,8 @@ fn explain_and_the_dry_run_see_the_remote() {
     r.code(0);
     let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_has(&plan.to_string(), "cached");
+    let r = p.run_env(&["doctor"], &env);
+    assert_has(&r.stdout, "reachable, read-only (not CI)");
 }
 
 /// A server that answers every request with `500 Internal Server Error`
