@@ -189,7 +189,7 @@ pub enum DryRunFormat {
 /// Flags that choose partitions.
 #[derive(Debug, Args, Clone, Default)]
 pub struct PartitionFlags {
-    /// Run one partition of the partitioned tasks (YYYY-MM-DD, YYYY-MM or a value).
+    /// Run one partition of the partitioned tasks (YYYY-MM-DDTHH, YYYY-MM-DD, YYYY-MM, a value or a file stem).
     #[arg(
         long,
         value_name = "P",
@@ -200,6 +200,17 @@ pub struct PartitionFlags {
     /// Run every partition in the inclusive range FROM..TO.
     #[arg(long, value_name = "FROM..TO", help_heading = "Partitions")]
     pub backfill: Option<String>,
+    /// Which end of the partitions starts first.
+    #[arg(long, value_enum, default_value_t = Order::OldestFirst, value_name = "ORDER", help_heading = "Partitions")]
+    pub order: Order,
+}
+
+/// `--order`: which partitions start first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Order {
+    #[default]
+    OldestFirst,
+    NewestFirst,
 }
 
 /// `hotpass watch`.

@@ -62,6 +62,8 @@ pub struct Context {
     pub github: bool,
     /// Options for finding the configuration.
     pub load: config::LoadOptions,
+    /// `HOTPASS_NOW`: the instant partitions count from (RFC 3339).
+    pub now: Option<String>,
     /// `HOTPASS_TODAY`.
     pub today: Option<String>,
 }
@@ -121,6 +123,7 @@ where
                 .filter(|v| !v.is_empty())
                 .map(Into::into),
         },
+        now: std::env::var("HOTPASS_NOW").ok().filter(|v| !v.is_empty()),
         today: std::env::var("HOTPASS_TODAY")
             .ok()
             .filter(|v| !v.is_empty()),

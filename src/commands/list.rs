@@ -37,8 +37,10 @@ pub fn run(ctx: &Context, json: bool) -> Result<u8, Error> {
                 .map(|d| project.task(*d).name.as_str())
                 .collect(),
             partitions: t.partitions.as_ref().map(|p| match p {
+                PartitionSpec::Hourly { zone, .. } => format!("hourly ({})", zone.name),
                 PartitionSpec::Daily { .. } => "daily".to_owned(),
                 PartitionSpec::Monthly { .. } => "monthly".to_owned(),
+                PartitionSpec::Files(glob) => format!("files: {glob}"),
                 PartitionSpec::Values(v) => format!("values: {}", v.join(", ")),
             }),
             cached: t.cache,

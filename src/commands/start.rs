@@ -33,10 +33,13 @@ pub struct Selection<'a> {
 
 /// Reads `--partition`, `--backfill` and `HOTPASS_TODAY`.
 pub fn partition_args(ctx: &Context, flags: &PartitionFlags) -> Result<PartitionArgs, Error> {
-    let today = partition::today(ctx.today.as_deref()).map_err(|e| {
+    let clock = partition::clock(ctx.now.as_deref(), ctx.today.as_deref()).map_err(|e| {
         UsageError::new(
             e.to_string(),
-            Some("set HOTPASS_TODAY to a date like 2025-06-30, or unset it".into()),
+            Some(
+                "set HOTPASS_NOW to a time like 2025-06-30T14:00:00Z or HOTPASS_TODAY to a date like 2025-06-30, or unset them"
+                    .into(),
+            ),
         )
     })?;
     let backfill = match &flags.backfill {
@@ -50,7 +53,8 @@ pub fn partition_args(ctx: &Context, flags: &PartitionFlags) -> Result<Partition
     Ok(PartitionArgs {
         partition: flags.partition.clone(),
         backfill,
-        today: Some(today),
+        clock,
+        newest_first: flags.order == crate::cli::Order::NewestFirst,
     })
 }
 

@@ -118,21 +118,25 @@ impl<'de> Deserialize<'de> for RawTools {
     }
 }
 
-/// `partitions = { daily = {...} }`, `{ monthly = {...} }` or `{ values = [...] }`.
+/// `partitions = { hourly = {...} }`, `{ daily = {...} }`, `{ monthly = {...} }`,
+/// `{ values = [...] }` or `{ files = "GLOB" }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPartitions {
+    pub hourly: Option<Spanned<RawRange>>,
     pub daily: Option<Spanned<RawRange>>,
     pub monthly: Option<Spanned<RawRange>>,
     pub values: Option<Vec<Spanned<String>>>,
+    pub files: Option<Spanned<String>>,
 }
 
-/// The `start` and optional `end` of a time partitioning.
+/// The `start`, optional `end` and optional `timezone` of a time partitioning.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRange {
     pub start: Spanned<String>,
     pub end: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
 }
 
 /// `run`: one shell string, or several run in turn.

@@ -13,7 +13,7 @@ use super::{
     TaskId, TaskKind, Tools,
 };
 use crate::fileset::Patterns;
-use crate::partition::{PartitionError, PartitionSpec, parse_day, parse_month};
+use crate::partition::{PartitionError, PartitionSpec, Zone, parse_day, parse_hour, parse_month};
 
 /// Whether `name` uses only letters, digits, `_`, `-`, `.` and `:`.
 pub fn valid_name(name: &str) -> bool {
@@ -605,7 +605,7 @@ fn partition_map(
         other => {
             problems.push(
                 Problem::at(ProblemKind::Partitions, src, m.span(), format!("unknown partition_map `{other}`"), "not a mapping")
-                    .with_help("use \"calendar\" (days ↔ months) or \"all\" (every instance of the dependency in the run)"),
+                    .with_help("use \"calendar\" (hours ↔ days ↔ months, in each partitioning's zone) or \"all\" (every instance of the dependency in the run)"),
             );
             None
         }
@@ -619,9 +619,11 @@ fn partitions(
 ) -> Option<PartitionSpec> {
     let raw = p.get_ref();
     let given = [
+        raw.hourly.is_some(),
         raw.daily.is_some(),
         raw.monthly.is_some(),
         raw.values.is_some(),
+        raw.files.is_some(),
     ]
     .iter()
     .filter(|b| **b)
@@ -632,7 +634,7 @@ fn partitions(
                 ProblemKind::Partitions,
                 src,
                 p.span(),
-                "partitions must declare exactly one of daily, monthly or values",
+                "partitions must declare exactly one of hourly, daily, monthly, values or files",
                 "here",
             )
             .with_help("e.g. partitions = { daily = { start = \"2025-01-01\" } }"),
@@ -641,26 +643,35 @@ fn partitions(
     }
     let mut bad = |span, msg: String| {
         problems.push(Problem::at(ProblemKind::Partitions, src, span, msg, "here").with_help(
-            "daily dates are YYYY-MM-DD, monthly ones YYYY-MM, and end may not come before start",
+            "hours are YYYY-MM-DDTHH, dates YYYY-MM-DD, months YYYY-MM, timezone an IANA name (Europe/Berlin), and end may not come before start",
         ));
     };
-    let range = |r: &Spanned<super::raw::RawRange>,
-                 parse: fn(&str) -> Result<jiff::civil::Date, PartitionError>,
-                 bad: &mut dyn FnMut(std::ops::Range<usize>, String)| {
+    /// Parses a range's start and end in its zone.
+    fn range<T: PartialOrd>(
+        r: &Spanned<super::raw::RawRange>,
+        parse: &dyn Fn(&str, &Zone) -> Result<T, PartitionError>,
+        bad: &mut dyn FnMut(std::ops::Range<usize>, String),
+    ) -> Option<(T, Option<T>, Zone)> {
         let r = r.get_ref();
-        let start = parse(r.start.get_ref())
+        let zone = match &r.timezone {
+            Some(z) => Zone::named(z.get_ref())
+                .map_err(|e| bad(z.span(), e.to_string()))
+                .ok()?,
+            None => Zone::utc(),
+        };
+        let start = parse(r.start.get_ref(), &zone)
             .map_err(|e| bad(r.start.span(), e.to_string()))
             .ok()?;
         let end = match &r.end {
             Some(e) => Some(
-                parse(e.get_ref())
+                parse(e.get_ref(), &zone)
                     .map_err(|m| bad(e.span(), m.to_string()))
                     .ok()?,
             ),
             None => None,
         };
-        if let (Some(end), Some(e)) = (end, &r.end)
-            && end < start
+        if let (Some(end), Some(e)) = (&end, &r.end)
+            && *end < start
         {
             bad(
                 e.span(),
@@ -668,15 +679,32 @@ fn partitions(
             );
             return None;
         }
-        Some((start, end))
-    };
+        Some((start, end, zone))
+    }
+    if let Some(h) = &raw.hourly {
+        let (start, end, zone) = range(h, &parse_hour, &mut bad)?;
+        return Some(PartitionSpec::Hourly { start, end, zone });
+    }
     if let Some(d) = &raw.daily {
-        let (start, end) = range(d, parse_day, &mut bad)?;
-        return Some(PartitionSpec::Daily { start, end });
+        let (start, end, zone) = range(d, &|s, _| parse_day(s), &mut bad)?;
+        return Some(PartitionSpec::Daily { start, end, zone });
     }
     if let Some(m) = &raw.monthly {
-        let (start, end) = range(m, parse_month, &mut bad)?;
-        return Some(PartitionSpec::Monthly { start, end });
+        let (start, end, zone) = range(m, &|s, _| parse_month(s), &mut bad)?;
+        return Some(PartitionSpec::Monthly { start, end, zone });
+    }
+    if let Some(f) = &raw.files {
+        let glob = f.get_ref();
+        if glob.contains("{partition}") || crate::fileset::Patterns::new(&[glob]).is_err() {
+            bad(
+                f.span(),
+                format!(
+                    "`{glob}` is not a glob of files (relative to the project root, without {{partition}})"
+                ),
+            );
+            return None;
+        }
+        return Some(PartitionSpec::Files(glob.clone()));
     }
     let values = raw.values.as_ref()?;
     let mut out: Vec<String> = Vec::new();
@@ -709,7 +737,6 @@ fn check_partition_deps(
     files: &[SourceFile],
     problems: &mut Vec<Problem>,
 ) {
-    use crate::partition::PartitionKind as K;
     for (i, t) in tasks.iter().enumerate() {
         let Some(mine) = &t.partitions else { continue };
         for (dep, span) in &dep_spans[i] {
@@ -722,14 +749,12 @@ fn check_partition_deps(
             }
             let fits = match t.partition_map {
                 Some(PartitionMap::All) => true,
-                Some(PartitionMap::Calendar) => {
-                    matches!((a, b), (K::Daily, K::Monthly) | (K::Monthly, K::Daily))
-                }
+                Some(PartitionMap::Calendar) => a.is_time() && b.is_time(),
                 None => false,
             };
             if !fits {
-                let help = if matches!((a, b), (K::Daily, K::Monthly) | (K::Monthly, K::Daily)) {
-                    "add partition_map = \"calendar\" to map days onto their month, or \"all\" to wait for every instance in the run"
+                let help = if a.is_time() && b.is_time() {
+                    "add partition_map = \"calendar\" to map hours onto their day and days onto their month (and back), or \"all\" to wait for every instance in the run"
                 } else {
                     "add partition_map = \"all\" to wait for every instance of the dependency in the run"
                 };

@@ -5,10 +5,11 @@ pub mod resolve;
 pub mod select;
 
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use crate::config::{PartitionMap, Project, TaskId};
 use crate::error::UsageError;
-use crate::partition::{PartitionError, PartitionKind, PartitionSpec};
+use crate::partition::{Clock, PartitionError, PartitionKind, PartitionSpec};
 
 pub use resolve::Resolved;
 pub use select::{Selector, Shard, parse_selectors};
@@ -46,8 +47,10 @@ pub struct PartitionArgs {
     pub partition: Option<String>,
     /// `--backfill FROM..TO`, split.
     pub backfill: Option<(String, String)>,
-    /// Today's date, from `HOTPASS_TODAY` or the clock.
-    pub today: Option<jiff::civil::Date>,
+    /// What time it is: `HOTPASS_NOW`, `HOTPASS_TODAY` or the clock.
+    pub clock: Clock,
+    /// `--order newest-first`: the newest partitions start first.
+    pub newest_first: bool,
 }
 
 /// Every instance of one command, dependencies included, with its
@@ -61,6 +64,8 @@ pub struct InstanceGraph {
     order: Vec<InstanceId>,
     /// For each instance, the instances that depend on it directly.
     dependents: Vec<Vec<InstanceId>>,
+    /// `--order newest-first`.
+    newest_first: bool,
 }
 
 impl InstanceGraph {
@@ -80,6 +85,7 @@ impl InstanceGraph {
             ids: HashMap::new(),
             graph: InstanceGraph::default(),
             stack: Vec::new(),
+            specs: HashMap::new(),
         };
         let explicit_partition = args.partition.is_some() || args.backfill.is_some();
         let mut any_partitioned = false;
@@ -88,7 +94,7 @@ impl InstanceGraph {
                 Selector::Task(t) => (vec![*t], true),
                 Selector::Glob(ts) => (ts.clone(), false),
                 Selector::Instance(t, p) => {
-                    let spec = project.task(*t).partitions.as_ref().ok_or_else(|| {
+                    let spec = b.spec(*t)?.ok_or_else(|| {
                         UsageError::new(
                             format!(
                                 "`{}` is not partitioned, so it has no instance `@{p}`",
@@ -156,34 +162,70 @@ impl InstanceGraph {
                 ),
             ));
         }
-        Ok(InstanceGraph::new(b.graph.instances, b.graph.selected))
+        Ok(InstanceGraph::new(
+            b.graph.instances,
+            b.graph.selected,
+            args.newest_first,
+        ))
     }
 
     /// A graph over `instances` (whose deps index this same list), computing
-    /// the dependency order and the dependents once.
-    fn new(instances: Vec<Instance>, selected: Vec<InstanceId>) -> InstanceGraph {
-        let mut dependents = vec![Vec::new(); instances.len()];
-        let mut g = petgraph::graph::DiGraph::<(), ()>::with_capacity(instances.len(), 0);
-        let nodes: Vec<_> = instances.iter().map(|_| g.add_node(())).collect();
+    /// the dependency order and the dependents once. Among instances ready
+    /// together, partitions come oldest first (by key), or newest first:
+    /// the scheduler starts them in this order.
+    fn new(
+        instances: Vec<Instance>,
+        selected: Vec<InstanceId>,
+        newest_first: bool,
+    ) -> InstanceGraph {
+        use std::cmp::Reverse;
+        let n = instances.len();
+        let mut dependents = vec![Vec::new(); n];
+        let mut missing = vec![0usize; n];
         for (i, inst) in instances.iter().enumerate() {
+            missing[i] = inst.deps.len();
             for d in &inst.deps {
-                g.add_edge(nodes[d.index()], nodes[i], ());
                 dependents[d.index()].push(InstanceId(i as u32));
             }
         }
+        // Each instance's place among others ready at the same time.
+        let mut by_key: Vec<u32> = (0..n as u32).collect();
+        by_key.sort_by(|&a, &b| {
+            let (pa, pb) = (
+                &instances[a as usize].partition,
+                &instances[b as usize].partition,
+            );
+            let keys = if newest_first { pb.cmp(pa) } else { pa.cmp(pb) };
+            pa.is_some().cmp(&pb.is_some()).then(keys).then(a.cmp(&b))
+        });
+        let mut rank = vec![0u32; n];
+        for (r, i) in by_key.into_iter().enumerate() {
+            rank[i as usize] = r as u32;
+        }
+        // Kahn's algorithm, taking the lowest rank among the ready.
+        let mut ready: std::collections::BinaryHeap<Reverse<(u32, u32)>> = (0..n)
+            .filter(|&i| missing[i] == 0)
+            .map(|i| Reverse((rank[i], i as u32)))
+            .collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(Reverse((_, i))) = ready.pop() {
+            order.push(InstanceId(i));
+            for d in &dependents[i as usize] {
+                let m = &mut missing[d.index()];
+                *m -= 1;
+                if *m == 0 {
+                    ready.push(Reverse((rank[d.index()], d.0)));
+                }
+            }
+        }
         // The task graph is acyclic (validated), and so is this one.
-        let order = petgraph::algo::toposort(&g, None)
-            .map(|v| {
-                v.into_iter()
-                    .map(|n| InstanceId(n.index() as u32))
-                    .collect()
-            })
-            .unwrap_or_else(|_| (0..instances.len() as u32).map(InstanceId).collect());
+        debug_assert_eq!(order.len(), n);
         InstanceGraph {
             instances,
             selected,
             order,
             dependents,
+            newest_first,
         }
     }
 
@@ -267,16 +309,32 @@ fn bad_partition(project: &Project, t: TaskId, e: PartitionError) -> UsageError 
 
 fn partition_help(spec: Option<&PartitionSpec>) -> String {
     match spec {
-        Some(PartitionSpec::Daily { start, end }) => format!(
+        Some(PartitionSpec::Hourly { start, end, zone }) => format!(
+            "hourly partitions are YYYY-MM-DDTHH in {} from {}{} (a repeated hour adds its offset: 2025-10-26T02+01:00)",
+            zone.name,
+            crate::partition::hour_key(*start, zone),
+            end.map(|e| format!(" to {}", crate::partition::hour_key(e, zone)))
+                .unwrap_or_default()
+        ),
+        Some(PartitionSpec::Files(glob)) => {
+            format!("its partitions are the stems of the files {glob} matches")
+        }
+        Some(PartitionSpec::Daily { start, end, .. }) => format!(
             "daily partitions are YYYY-MM-DD from {start}{}",
             end.map(|e| format!(" to {e}")).unwrap_or_default()
         ),
-        Some(PartitionSpec::Monthly { start, end }) => format!(
+        Some(PartitionSpec::Monthly { start, end, .. }) => format!(
             "monthly partitions are YYYY-MM from {:04}-{:02}{}",
             start.year(),
             start.month(),
             end.map(|e| format!(" to {:04}-{:02}", e.year(), e.month()))
                 .unwrap_or_default()
+        ),
+        Some(PartitionSpec::Values(v)) if v.is_empty() => "it has no partitions now".into(),
+        Some(PartitionSpec::Values(v)) if v.len() > 10 => format!(
+            "its partitions are: {}, … ({} in all)",
+            v[..10].join(", "),
+            v.len()
         ),
         Some(PartitionSpec::Values(v)) => format!("its partitions are: {}", v.join(", ")),
         None => "this task is not partitioned".into(),
@@ -289,9 +347,29 @@ struct Builder<'a> {
     ids: HashMap<(TaskId, Option<String>), InstanceId>,
     graph: InstanceGraph,
     stack: Vec<InstanceId>,
+    /// Each partitioned task's partitioning, a `files` one listed once.
+    specs: HashMap<TaskId, Rc<PartitionSpec>>,
 }
 
 impl Builder<'_> {
+    /// The partitioning of `t` for this run (`None`: not partitioned);
+    /// a `files` partitioning's files are listed the first time it is asked.
+    fn spec(&mut self, t: TaskId) -> Result<Option<Rc<PartitionSpec>>, UsageError> {
+        let Some(declared) = &self.project.task(t).partitions else {
+            return Ok(None);
+        };
+        if let Some(s) = self.specs.get(&t) {
+            return Ok(Some(s.clone()));
+        }
+        let spec = Rc::new(
+            declared
+                .with_files(&self.project.root)
+                .map_err(|e| bad_partition(self.project, t, e))?,
+        );
+        self.specs.insert(t, spec.clone());
+        Ok(Some(spec))
+    }
+
     fn add(&mut self, task: TaskId, partition: Option<String>) -> Result<InstanceId, UsageError> {
         if let Some(&id) = self.ids.get(&(task, partition.clone())) {
             return Ok(id);
@@ -320,34 +398,36 @@ impl Builder<'_> {
         Ok(id)
     }
 
-    /// The partitions of `t` this run covers when nothing narrower applies.
-    fn partitions_for(&self, t: TaskId) -> Result<Vec<String>, UsageError> {
+    /// The partitions of `t` this run covers when nothing narrower applies,
+    /// in the order they should start (`--order`).
+    fn partitions_for(&mut self, t: TaskId) -> Result<Vec<String>, UsageError> {
         let task = self.project.task(t);
-        let spec = task.partitions.as_ref().expect("partitioned task");
+        let spec = self.spec(t)?.expect("partitioned task");
         if let Some(p) = &self.args.partition {
             return Ok(vec![
                 spec.check(p)
                     .map_err(|e| bad_partition(self.project, t, e))?,
             ]);
         }
-        if let Some((from, to)) = &self.args.backfill {
-            return spec.range(from, to).map_err(|e| {
+        let mut parts = if let Some((from, to)) = &self.args.backfill {
+            spec.range(from, to).map_err(|e| {
                 UsageError::new(
                     format!("bad backfill range for `{}`: {e}", task.name),
-                    Some(partition_help(Some(spec))),
+                    Some(partition_help(Some(&spec))),
                 )
-            });
+            })?
+        } else {
+            spec.latest(self.args.clock).map_err(|e| {
+                UsageError::new(
+                    format!("`{}` has no partition to run: {e}", task.name),
+                    Some(partition_help(Some(&spec))),
+                )
+            })?
+        };
+        if self.args.newest_first {
+            parts.reverse();
         }
-        let today = self
-            .args
-            .today
-            .unwrap_or_else(|| jiff::ZonedDateTime::now().date());
-        spec.latest(today).map_err(|e| {
-            UsageError::new(
-                format!("`{}` has no partition to run: {e}", task.name),
-                Some(partition_help(Some(spec))),
-            )
-        })
+        Ok(parts)
     }
 
     /// Adds the dependencies of every queued instance until none are left.
@@ -355,41 +435,40 @@ impl Builder<'_> {
         while let Some(id) = self.stack.pop() {
             let inst = &self.graph.instances[id.index()];
             let (name, partition) = (inst.name.clone(), inst.partition.clone());
-            let task = self.project.task(inst.task);
+            let inst_task = inst.task;
+            let task = self.project.task(inst_task);
             let mut deps = Vec::new();
             for &d in &task.deps {
                 let dep = self.project.task(d);
-                let parts: Vec<Option<String>> =
-                    match (&task.partitions, &dep.partitions, &partition) {
-                        (_, None, _) => vec![None],
-                        (None, Some(_), _) => {
+                let (mine, theirs) = (self.spec(inst_task)?, self.spec(d)?);
+                let parts: Vec<Option<String>> = match (&mine, &theirs, &partition) {
+                    (_, None, _) => vec![None],
+                    (None, Some(_), _) => self.partitions_for(d)?.into_iter().map(Some).collect(),
+                    (Some(mine), Some(theirs), Some(p)) => {
+                        if mine.kind() == theirs.kind()
+                            && task.partition_map != Some(PartitionMap::All)
+                        {
+                            let p = theirs.check(p).map_err(|e| {
+                                UsageError::new(
+                                    format!(
+                                        "`{}` needs `{}@{p}`, which does not exist: {e}",
+                                        name, dep.name
+                                    ),
+                                    Some(partition_help(Some(theirs))),
+                                )
+                            })?;
+                            vec![Some(p)]
+                        } else if task.partition_map == Some(PartitionMap::Calendar) {
+                            calendar(mine.kind(), theirs, p)
+                                .into_iter()
+                                .map(Some)
+                                .collect()
+                        } else {
                             self.partitions_for(d)?.into_iter().map(Some).collect()
                         }
-                        (Some(mine), Some(theirs), Some(p)) => {
-                            if mine.kind() == theirs.kind()
-                                && task.partition_map != Some(PartitionMap::All)
-                            {
-                                let p = theirs.check(p).map_err(|e| {
-                                    UsageError::new(
-                                        format!(
-                                            "`{}` needs `{}@{p}`, which does not exist: {e}",
-                                            name, dep.name
-                                        ),
-                                        Some(partition_help(Some(theirs))),
-                                    )
-                                })?;
-                                vec![Some(p)]
-                            } else if task.partition_map == Some(PartitionMap::Calendar) {
-                                calendar(mine.kind(), theirs, p)
-                                    .into_iter()
-                                    .map(Some)
-                                    .collect()
-                            } else {
-                                self.partitions_for(d)?.into_iter().map(Some).collect()
-                            }
-                        }
-                        (Some(_), Some(_), None) => vec![None],
-                    };
+                    }
+                    (Some(_), Some(_), None) => vec![None],
+                };
                 for p in parts {
                     let did = self.add(d, p)?;
                     if !deps.contains(&did) {
@@ -403,31 +482,30 @@ impl Builder<'_> {
     }
 }
 
-/// Calendar mapping: a day waits for its month; a month for its days.
+/// Calendar mapping between time partitionings: an hour waits for its day
+/// or month, a day for its month; a month for its days or hours, a day for
+/// its hours (in the dependency's zone).
 fn calendar(mine: PartitionKind, theirs: &PartitionSpec, p: &str) -> Vec<String> {
-    match (mine, theirs) {
-        (PartitionKind::Daily, PartitionSpec::Monthly { .. }) => PartitionSpec::month_of(p)
-            .and_then(|m| theirs.check(&m).ok())
-            .into_iter()
-            .collect(),
-        (PartitionKind::Monthly, PartitionSpec::Daily { .. }) => {
-            let Ok(first) = crate::partition::parse_month(p) else {
-                return Vec::new();
-            };
-            let last = first.last_of_month();
-            let mut out = Vec::new();
-            let mut d = first;
-            while d <= last {
-                if let Ok(k) = theirs.check(&d.to_string()) {
-                    out.push(k);
-                }
-                match d.tomorrow() {
-                    Ok(n) => d = n,
-                    Err(_) => break,
-                }
-            }
-            out
-        }
-        _ => Vec::new(),
+    let rank = |k| match k {
+        PartitionKind::Hourly => 0,
+        PartitionKind::Daily => 1,
+        PartitionKind::Monthly => 2,
+        _ => 3,
+    };
+    let (m, t) = (rank(mine), rank(theirs.kind()));
+    if m > 2 || t > 2 || m == t {
+        return Vec::new();
     }
+    if t > m {
+        // A coarser dependency: the period that holds this partition.
+        let period = match theirs.kind() {
+            PartitionKind::Daily => p.get(..10).map(str::to_owned),
+            _ => PartitionSpec::month_of(p),
+        };
+        return period
+            .and_then(|k| theirs.check(&k).ok())
+            .into_iter()
+            .collect();
+    }
+    theirs.within(p)
 }

@@ -138,6 +138,7 @@ impl Shard {
             .iter()
             .filter_map(|id| remap.get(&id.index()).map(|n| InstanceId(*n)))
             .collect();
+        let newest_first = graph.newest_first;
         let mut instances: Vec<_> = graph.instances.into_iter().map(Some).collect();
         let kept = keep
             .iter()
@@ -149,7 +150,7 @@ impl Shard {
                 inst
             })
             .collect();
-        InstanceGraph::new(kept, selected)
+        InstanceGraph::new(kept, selected, newest_first)
     }
 }
 
