@@ -116,6 +116,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every partition of a task and its state: cached, stale, failed or
+    /// never run, from the cache's records (nothing runs).
+    ///
+    /// Without --partition or --backfill: the last 30 partitions of a time
+    /// partitioning, every partition of values or files.
+    ///
+    /// Example: hotpass partitions pipeline:ingest --backfill 2025-01-01..2025-01-31
+    Partitions {
+        /// The partitioned task.
+        task: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        partitions: PartitionFlags,
+    },
     /// Say whether an instance would hit the cache, and if not exactly what changed.
     ///
     /// Example: hotpass explain gate:types

@@ -35,6 +35,9 @@ pub struct WatchSet {
     cache_dir: PathBuf,
     config_files: Vec<PathBuf>,
     include: Option<Patterns>,
+    /// The globs of `files` partitionings (relative to the root): a file
+    /// they match may be a new partition, so the graph is planned again.
+    partition_files: Option<Patterns>,
     gitignore: Gitignore,
     instances: Vec<Watched>,
 }
@@ -78,6 +81,16 @@ impl WatchSet {
             cache_dir: project.settings.cache_dir.clone(),
             config_files: project.files.iter().map(|f| f.path.clone()).collect(),
             include: compile(&project.settings.include),
+            partition_files: compile(
+                &project
+                    .tasks
+                    .iter()
+                    .filter_map(|t| match &t.partitions {
+                        Some(crate::partition::PartitionSpec::Files(g)) => Some(g.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
             gitignore,
             instances,
         }
@@ -98,8 +111,8 @@ impl WatchSet {
                 }
             }
         }
-        if let Some(inc) = &self.include {
-            for r in inc.roots() {
+        for set in [&self.include, &self.partition_files].into_iter().flatten() {
+            for r in set.roots() {
                 recursive.push(existing_dir(&self.root.join(r)));
             }
         }
@@ -151,10 +164,10 @@ impl WatchSet {
                 .map(rel_string)
                 .unwrap_or_else(|_| path.display().to_string());
             if self.config_files.iter().any(|f| f == path)
-                || self
-                    .include
-                    .as_ref()
-                    .is_some_and(|i| path.starts_with(&self.root) && i.matches(&rel_root))
+                || [&self.include, &self.partition_files]
+                    .into_iter()
+                    .flatten()
+                    .any(|i| path.starts_with(&self.root) && i.matches(&rel_root))
                 || path == &self.root.join(crate::config::load::CONFIG_NAME)
             {
                 out.config = true;

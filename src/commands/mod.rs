@@ -8,6 +8,7 @@ pub mod graph;
 pub mod init;
 pub mod inputs;
 pub mod list;
+pub mod partitions;
 pub mod run;
 pub mod start;
 pub mod strict;
@@ -29,6 +30,11 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
             partitions,
         } => graph::run(ctx, &selectors, format, &partitions),
         Command::Explain { instance } => explain::run(ctx, &instance),
+        Command::Partitions {
+            task,
+            json,
+            partitions: flags,
+        } => partitions::run(ctx, &task, json, &flags),
         Command::Inputs { instance, json } => inputs::run(ctx, &instance, json),
         Command::Cache { command } => cache::run(ctx, command),
         Command::Init { force } => init::run(ctx, force),

@@ -62,6 +62,10 @@ pub struct Counts {
     /// Stopped by Ctrl-C (or SIGTERM) or cancelled: not failures.
     pub interrupted: usize,
     pub skipped: usize,
+    /// Partition instances in the run, and how many of them are done (ran
+    /// well or came from the cache): a backfill's progress.
+    pub partitions: usize,
+    pub partitions_complete: usize,
 }
 
 /// One instance in the summary.
@@ -120,6 +124,12 @@ impl Summary {
         for &id in order {
             let (inst, o) = (graph.get(id), &result.outcomes[id.index()]);
             let task = project.task(inst.task);
+            if inst.partition.is_some() {
+                counts.partitions += 1;
+                if matches!(o.status, Status::Ok | Status::Cached) {
+                    counts.partitions_complete += 1;
+                }
+            }
             match &o.status {
                 Status::Ok => counts.ran += 1,
                 Status::Cached => counts.cached += 1,
@@ -222,6 +232,12 @@ impl Summary {
             s.push_str(&format!(
                 " (the cache saved {})",
                 human(Duration::from_millis(self.cache_saved_ms))
+            ));
+        }
+        if c.partitions > 0 {
+            s.push_str(&format!(
+                "; {} of {} partitions complete",
+                c.partitions_complete, c.partitions
             ));
         }
         s.push('\n');

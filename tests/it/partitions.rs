@@ -310,3 +310,213 @@ fn plain_tasks_never_count_against_the_backfill_limit() {
     let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(plan["instances"].as_array().unwrap().len(), 1500);
 }
+
+/// The dry run's instances (name → partition) of `task`.
+fn planned(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let mut all = vec!["run", "--dry-run=json"];
+    all.extend_from_slice(args);
+    let r = p.run_env(&all, env);
+    r.code(0);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    plan["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["partition"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Hours follow the zone's clocks: a spring-forward day in Berlin has 23
+/// hourly partitions, a fall-back day 25, the repeated hour twice with
+/// distinct keys (issue 15).
+#[test]
+fn hourly_partitions_follow_daylight_saving_time() {
+    let p = Project::new(
+        "[tasks.h]\nrun = \"true\"\npartitions = { hourly = { start = \"2025-01-01T00\", timezone = \"Europe/Berlin\" } }\n",
+    );
+    let spring = planned(&p, &["--backfill", "2025-03-30T00..2025-03-30T23"], &[]);
+    assert_eq!(spring.len(), 23, "{spring:?}");
+    assert!(!spring.iter().any(|k| k == "2025-03-30T02"));
+    let fall = planned(&p, &["--backfill", "2025-10-26T00..2025-10-26T23"], &[]);
+    assert_eq!(fall.len(), 25, "{fall:?}");
+    let distinct: std::collections::BTreeSet<_> = fall.iter().collect();
+    assert_eq!(distinct.len(), 25);
+    assert!(fall.iter().any(|k| k == "2025-10-26T02+02:00"));
+    assert!(fall.iter().any(|k| k == "2025-10-26T02+01:00"));
+    // The repeated hour named without its offset is refused, saying both.
+    let r = p.run(&["run", "--partition", "2025-10-26T02"]);
+    r.code(2);
+    assert_has(&r.stderr, "2025-10-26T02+01:00");
+    // A zone that does not exist is a config error at its span.
+    p.write(
+        "hotpass.toml",
+        "[tasks.h]\nrun = \"true\"\npartitions = { hourly = { start = \"2025-01-01T00\", timezone = \"Mars/Olympus\" } }\n",
+    );
+    let r = p.run(&["list"]);
+    r.code(2);
+    assert_has(&r.stderr, "not a known time zone");
+}
+
+/// The latest hourly partition is the last complete hour in the zone, at
+/// the instant `HOTPASS_NOW` gives; a daily one the last complete day there.
+#[test]
+fn the_latest_partition_is_the_last_complete_one_in_the_zone() {
+    let p = Project::new(
+        "[tasks.h]\nrun = \"true\"\npartitions = { hourly = { start = \"2025-01-01T00\", timezone = \"America/New_York\" } }\n\
+         [tasks.d]\nrun = \"true\"\npartitions = { daily = { start = \"2025-01-01\", timezone = \"America/New_York\" } }\n",
+    );
+    // 03:30 UTC on 2 July is 23:30 on 1 July in New York.
+    let now = [("HOTPASS_NOW", "2025-07-02T03:30:00Z")];
+    assert_eq!(planned(&p, &["h"], &now), vec!["2025-07-01T22"]);
+    assert_eq!(planned(&p, &["d"], &now), vec!["2025-06-30"]);
+    let r = p.run_env(&["run", "--dry-run"], &[("HOTPASS_NOW", "yesterday")]);
+    r.code(2);
+    assert_has(&r.stderr, "HOTPASS_NOW");
+}
+
+/// A `files` partitioning has one partition per file stem; a new file is a
+/// new partition, and the next run runs only its chain.
+#[test]
+fn files_partitions_pick_up_a_new_file_and_run_only_its_chain() {
+    let p = Project::new(
+        "[tasks.ingest]\nrun = \"mkdir -p out && cp data/{partition}.csv out/{partition}.txt\"\n\
+         inputs = [\"data/{partition}.csv\"]\noutputs = [\"out/{partition}.txt\"]\npartitions = { files = \"data/*.csv\" }\n\
+         [tasks.count]\ndeps = [\"ingest\"]\nrun = \"wc -l < out/{partition}.txt > out/{partition}.n\"\n\
+         inputs = [\"out/{partition}.txt\"]\noutputs = [\"out/{partition}.n\"]\npartitions = { files = \"data/*.csv\" }\n",
+    );
+    p.write("data/a.csv", "1\n");
+    p.write("data/b.csv", "1\n2\n");
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_eq!(statuses(&s).values().filter(|v| *v == "ok").count(), 4);
+    p.write("data/c.csv", "1\n2\n3\n");
+    let (_, s) = p.run_summary(&["run"], &[]);
+    let ran: Vec<String> = statuses(&s)
+        .into_iter()
+        .filter(|(_, v)| v == "ok")
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(ran, vec!["count@c", "ingest@c"]);
+    assert_eq!(p.read("out/c.n").trim(), "3");
+    // A stem that is not there is refused with the ones that are.
+    let r = p.run(&["run", "--partition", "zz"]);
+    r.code(2);
+    assert_has(&r.stderr, "a, b, c");
+}
+
+/// `--order newest-first` starts the newest partition first; oldest first
+/// is the default (with -j 1, the start order is the log's order).
+#[test]
+fn backfill_order_holds_for_starts() {
+    let p = Project::new(
+        "[tasks.d]\nrun = \"echo {partition} >> order.log\"\npartitions = { daily = { start = \"2025-01-01\" } }\n",
+    );
+    let days = "2025-01-01..2025-01-04";
+    p.run(&["run", "-j", "1", "--backfill", days]).code(0);
+    assert_eq!(
+        p.read("order.log"),
+        "2025-01-01\n2025-01-02\n2025-01-03\n2025-01-04\n"
+    );
+    std::fs::remove_file(p.path("order.log")).unwrap();
+    p.run(&[
+        "run",
+        "-j",
+        "1",
+        "--backfill",
+        days,
+        "--order",
+        "newest-first",
+    ])
+    .code(0);
+    assert_eq!(
+        p.read("order.log"),
+        "2025-01-04\n2025-01-03\n2025-01-02\n2025-01-01\n"
+    );
+}
+
+/// A backfill stopped by a failure is resumed by running it again: the
+/// partitions that succeeded are hits; only the failed and the unrun run.
+/// The summary's last line counts the partitions that are complete.
+#[test]
+fn a_stopped_backfill_resumes_where_it_stopped() {
+    let p = Project::new(
+        "[tasks.d]\nrun = \"test ! -f fail-{partition} && mkdir -p out && echo {partition} > out/{partition}\"\n\
+         inputs = [\"in\"]\noutputs = [\"out/{partition}\"]\npartitions = { daily = { start = \"2025-01-01\" } }\n",
+    );
+    p.write("in", "1\n");
+    p.write("fail-2025-01-02", "");
+    let days = "2025-01-01..2025-01-04";
+    let (r, s) = p.run_summary(&["run", "-j", "1", "--backfill", days], &[]);
+    r.code(1);
+    assert_eq!(instance(&s, "d@2025-01-01")["status"], "ok");
+    assert_eq!(instance(&s, "d@2025-01-02")["status"], "failed");
+    assert_has(&r.stdout, "1 of 4 partitions complete");
+    std::fs::remove_file(p.path("fail-2025-01-02")).unwrap();
+    let (r, s) = p.run_summary(&["run", "-j", "1", "--backfill", days], &[]);
+    r.code(0);
+    assert_eq!(instance(&s, "d@2025-01-01")["status"], "cached");
+    for day in ["2025-01-02", "2025-01-03", "2025-01-04"] {
+        assert_eq!(instance(&s, &format!("d@{day}"))["status"], "ok", "{day}");
+    }
+    assert_has(&r.stdout, "4 of 4 partitions complete");
+}
+
+/// `hotpass partitions` tells cached, stale, failed and never-run
+/// partitions apart from the cache's records, without running anything.
+#[test]
+fn partitions_report_each_state() {
+    let p = Project::new(
+        "[tasks.d]\nrun = \"test ! -f fail-{partition} && echo {partition} >> ran.log\"\n\
+         inputs = [\"data/{partition}.csv\"]\npartitions = { daily = { start = \"2025-01-01\", end = \"2025-01-04\" } }\n",
+    );
+    for day in 1..=4 {
+        p.write(&format!("data/2025-01-0{day}.csv"), "x\n");
+    }
+    p.write("fail-2025-01-03", "");
+    p.run(&[
+        "run",
+        "--keep-going",
+        "--backfill",
+        "2025-01-01..2025-01-03",
+    ])
+    .code(1);
+    p.write("data/2025-01-02.csv", "changed\n");
+    let before = p.read("ran.log");
+    let r = p.run(&[
+        "partitions",
+        "d",
+        "--json",
+        "--backfill",
+        "2025-01-01..2025-01-04",
+    ]);
+    r.code(0);
+    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let states: Vec<(&str, &str)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_str().unwrap(),
+                r["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("2025-01-01", "cached"),
+            ("2025-01-02", "stale"),
+            ("2025-01-03", "failed"),
+            ("2025-01-04", "never-run"),
+        ]
+    );
+    assert_eq!(p.read("ran.log"), before, "nothing ran");
+    // Off a terminal: a table, and the counts.
+    let r = p.run(&["partitions", "d", "--backfill", "2025-01-01..2025-01-04"]);
+    r.code(0);
+    assert_has(&r.stdout, "2025-01-03  failed");
+    assert_has(
+        &r.stdout,
+        "4 partitions: 1 cached, 1 stale, 1 failed, 1 never run",
+    );
+}

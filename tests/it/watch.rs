@@ -195,3 +195,22 @@ fn ignored_files_and_the_cache_do_not_trigger() {
 fn sighup_stops_watch_and_children() {
     stops_watch_and_children(libc::SIGHUP, 129);
 }
+
+/// A new file under a `files` partitioning is a new partition: watch plans
+/// again and runs its chain; the partitions already done stay cached.
+#[test]
+fn a_new_file_starts_its_partition_chain() {
+    let p = Project::new(
+        "[tasks.ingest]\nrun = \"echo {partition} >> ingest.log; mkdir -p out; cp data/{partition}.csv out/{partition}.txt\"\n\
+         inputs = [\"data/{partition}.csv\"]\noutputs = [\"out/{partition}.txt\"]\npartitions = { files = \"data/*.csv\" }\n\
+         [tasks.count]\ndeps = [\"ingest\"]\nrun = \"echo {partition} >> count.log\"\n\
+         inputs = [\"out/{partition}.txt\"]\npartitions = { files = \"data/*.csv\" }\n",
+    );
+    p.write("data/a.csv", "1\n");
+    let w = p.watch(&["watch", "--debounce", "50"]);
+    w.wait_count(CYCLE_END, 1);
+    p.write("data/b.csv", "2\n");
+    w.wait_count(CYCLE_END, 2);
+    assert_eq!(p.read("ingest.log"), "a\nb\n", "{}", w.output());
+    assert_eq!(p.read("count.log"), "a\nb\n", "{}", w.output());
+}
