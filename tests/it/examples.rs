@@ -37,9 +37,17 @@ fn every_example_loads() {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = example(e.file_name().to_str().unwrap());
         p.run(&["list"]).code(0);
+        // The clickstream's hours are in March; the others' days in January.
         let r = p.run_env(
             &["run", "--dry-run", "--strict"],
-            &[("HOTPASS_TODAY", "2025-01-08")],
+            &[
+                ("HOTPASS_TODAY", "2025-01-08"),
+                if e.file_name() == "clickstream" {
+                    ("HOTPASS_NOW", "2025-03-30T22:30:00Z")
+                } else {
+                    ("HOTPASS_NOW", "")
+                },
+            ],
         );
         r.code(0);
         assert!(
@@ -177,4 +185,44 @@ fn pipeline_schema_gate_catches_bad_rows() {
     assert_eq!(st["pipeline:normalize@2025-01-02"], "skipped");
     assert_eq!(st["pipeline:score@2025-01-01"], "ok");
     assert_has(&r.stdout, "bad row");
+}
+
+/// The clickstream example: hours cut by Berlin's clocks, rolled up per
+/// day. The day the clocks spring forward has 23 hours; a second run is
+/// all cached; the last complete hour follows HOTPASS_NOW.
+#[test]
+fn clickstream_example_rolls_up_hours_across_a_dst_change() {
+    let p = example("clickstream");
+    let (r, s) = p.run_summary(
+        &[
+            "run",
+            "--backfill",
+            "2025-03-29..2025-03-30",
+            "clicks:daily",
+        ],
+        &[],
+    );
+    r.code(0);
+    assert_eq!(s["counts"]["ran"], 24 + 23 + 2, "{}", r.stdout);
+    assert_has(&p.read("daily/2025-03-30.txt"), "hours 23");
+    assert_has(&p.read("daily/2025-03-29.txt"), "hours 24");
+    let (_, s) = p.run_summary(
+        &[
+            "run",
+            "--backfill",
+            "2025-03-29..2025-03-30",
+            "clicks:daily",
+        ],
+        &[],
+    );
+    assert_eq!(s["counts"]["cached"], 49);
+    // 10:20 UTC is 12:20 in Berlin (summer time): the last complete hour is 11.
+    let (_, s) = p.run_summary(
+        &["run", "clicks:count"],
+        &[("HOTPASS_NOW", "2025-03-30T10:20:00Z")],
+    );
+    assert_eq!(
+        statuses(&s).keys().collect::<Vec<_>>(),
+        vec!["clicks:count@2025-03-30T11"]
+    );
 }

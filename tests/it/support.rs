@@ -101,6 +101,7 @@ impl Project {
             .env_remove("NO_COLOR")
             .env_remove("HOTPASS_CACHE_DIR")
             .env_remove("HOTPASS_TODAY")
+            .env_remove("HOTPASS_NOW")
             .env_remove("HOTPASS_LOG")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("SECRET")
