@@ -85,6 +85,9 @@ pub enum Warning {
     /// A remote entry was refused (damaged, unsigned, unsafe): a miss.
     #[error("{instance}: the remote cache entry was refused ({why}); running it")]
     RemoteEntryRefused { instance: String, why: String },
+    /// Lineage events could not be delivered: the run is unchanged.
+    #[error("lineage events could not be delivered to {target} ({why}); the run is unaffected")]
+    LineageFailed { target: String, why: String },
     /// A configured service this version does not use.
     #[error("{0}")]
     Unsupported(&'static str),

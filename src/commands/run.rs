@@ -51,6 +51,16 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         .with_remote(project.settings.remote_cache.as_ref());
     let runner = CachedRunner::new(&project, &graph, cache, ctx.color);
     let mut reporters = start::reporters(ctx, &graph);
+    let lineage = crate::report::lineage::target(&project).map(|(target, namespace)| {
+        crate::report::lineage::Lineage::start(target, namespace, &args.selectors.join(" "))
+    });
+    if let Some(l) = &lineage {
+        reporters.push(Box::new(crate::report::lineage::LineageReporter::new(
+            l.clone(),
+            &project,
+            &graph,
+        )));
+    }
     let opts = Options {
         jobs,
         keep_going: args.keep_going,
@@ -60,6 +70,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     let result = scheduler::run(&project, &graph, &runner, &mut reporters, &opts);
     drop(reporters);
     runner.finish();
+    if let Some(l) = &lineage {
+        l.finish(result.any_failed(), result.interrupted);
+    }
 
     let code = if result.interrupted {
         crate::error::exit_for_signal(result.signal)

@@ -156,13 +156,6 @@ pub fn jobs_flag_error() -> Error {
 /// Says once that configured remote services are not used by this version,
 /// so nobody believes a remote cache or lineage is working when it is not.
 pub fn warn_unsupported(project: &Project) {
-    let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-    if project.settings.lineage.is_some() || env("OPENLINEAGE_URL") {
-        Warning::Unsupported(
-            "lineage is configured, but this version of hotpass does not emit OpenLineage events yet",
-        )
-        .emit();
-    }
     if project.settings.telemetry.is_some() {
         Warning::Unsupported(
             "telemetry is configured, but this version of hotpass does not export traces yet",

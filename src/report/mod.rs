@@ -2,6 +2,8 @@
 //! print and finish, and the ways of showing that to a person or to CI.
 
 pub mod junit;
+/// OpenLineage events for every instance and the run.
+pub mod lineage;
 pub mod lines;
 pub mod summary;
 pub mod terminal;

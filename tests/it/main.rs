@@ -6,6 +6,7 @@ mod examples;
 mod fuzz;
 mod init;
 mod keys;
+mod lineage;
 mod partitions;
 mod remote;
 mod reports;

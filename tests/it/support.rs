@@ -113,6 +113,12 @@ impl Project {
             .env_remove("HOTPASS_REMOTE_CACHE")
             .env_remove("HOTPASS_REMOTE_CACHE_KEY")
             .env_remove("HOTPASS_CACHE_SALT")
+            .env_remove("OPENLINEAGE_URL")
+            .env_remove("OPENLINEAGE_NAMESPACE")
+            .env_remove("OPENLINEAGE_API_KEY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("TRACEPARENT")
             .stdin(Stdio::null());
     }
 

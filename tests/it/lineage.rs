@@ -1,0 +1,246 @@
+//! OpenLineage events, received by a collector on loopback started here
+//! (a small HTTP server that records every body it is sent), and checked
+//! against the specification's JSON schema by Python's `jsonschema`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::support::{Project, assert_has};
+
+/// An HTTP server on a free loopback port that answers 200 to every POST
+/// and keeps its bodies; stopped when dropped.
+pub struct Collector {
+    pub url: String,
+    bodies: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    pub fn start() -> Collector {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api/v1/lineage", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, s) = (bodies.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((c, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                c.set_nonblocking(false).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut r = BufReader::new(c);
+                // Requests one after another on a kept-alive connection.
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    b.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                    let _ = r
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        });
+        Collector {
+            url,
+            bodies,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Every event received so far, parsed.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| serde_json::from_str(b).expect("an event is JSON"))
+            .collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const TWO: &str = "[tasks.a]\nrun = \"mkdir -p out && cp in.txt out/a.txt\"\ninputs = [\"in.txt\"]\noutputs = [\"out/a.txt\"]\n\
+    [tasks.b]\ndeps = [\"a\"]\nrun = \"cp out/a.txt out/b.txt\"\ninputs = [\"out/a.txt\"]\noutputs = [\"out/b.txt\"]\n";
+
+/// (eventType, job name) of each event, in order.
+fn kinds(events: &[serde_json::Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e["eventType"].as_str().unwrap().to_owned(),
+                e["job"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Validates events with the OpenLineage schema (Python's `jsonschema`);
+/// skipped with a reason where it is not installed, required in CI.
+fn validate(p: &Project, events: &[serde_json::Value]) {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import jsonschema, referencing"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("HOTPASS_TEST_TOOLS").as_deref() != Ok("1"),
+            "python3 with jsonschema is required (HOTPASS_TEST_TOOLS=1)"
+        );
+        eprintln!("skipping schema validation: python3 -m pip install jsonschema");
+        return;
+    }
+    let lines: String = events.iter().map(|e| format!("{e}\n")).collect();
+    p.write("events.jsonl", &lines);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/openlineage/validate.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(p.path("events.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two dependent tasks: a START and a COMPLETE each, under the run's own
+/// events, linked by the parent facet, with their datasets; a second run
+/// reports hits as COMPLETE with the cache facet; all valid per the schema.
+#[test]
+fn a_run_sends_start_and_complete_with_datasets_and_parent() {
+    let c = Collector::start();
+    let p = Project::new(TWO);
+    p.write("in.txt", "x\n");
+    let env = [("OPENLINEAGE_URL", ""), ("OPENLINEAGE_NAMESPACE", "team")];
+    let config = format!("[settings.lineage]\nurl = \"{}\"\n{TWO}", c.url);
+    p.write("hotpass.toml", &config);
+    p.run_env(&["run"], &env).code(0);
+    let events = c.events();
+    assert_eq!(
+        kinds(&events),
+        [
+            ("START", "hotpass"),
+            ("START", "a"),
+            ("COMPLETE", "a"),
+            ("START", "b"),
+            ("COMPLETE", "b"),
+            ("COMPLETE", "hotpass"),
+        ]
+        .map(|(k, j)| (k.to_owned(), j.to_owned()))
+    );
+    let run_id = events[0]["run"]["runId"].as_str().unwrap();
+    for e in &events[1..5] {
+        assert_eq!(e["job"]["namespace"], "team");
+        assert_eq!(e["run"]["facets"]["parent"]["run"]["runId"], run_id);
+        assert_ne!(e["run"]["runId"], run_id);
+    }
+    assert_eq!(events[1]["run"]["runId"], events[2]["run"]["runId"]);
+    // a's output is b's input: the same dataset.
+    let a_out = &events[2]["outputs"][0]["name"];
+    assert!(a_out.as_str().unwrap().ends_with("out/a.txt"), "{a_out}");
+    assert_eq!(&events[4]["inputs"][0]["name"], a_out);
+    assert_eq!(events[2]["run"]["facets"]["hotpass"]["exitCode"], 0);
+    assert!(events[2]["run"]["facets"]["hotpass"]["cacheKey"].is_string());
+    // The second run: hits.
+    p.run_env(&["run"], &env).code(0);
+    let second = &c.events()[6..];
+    assert_eq!(second[2]["eventType"], "COMPLETE");
+    assert_eq!(
+        second[2]["run"]["facets"]["hotpass_cache"]["restoredFromCache"],
+        true
+    );
+    validate(&p, &c.events());
+}
+
+/// A failing task sends FAIL (and the run FAIL); its dependent, skipped,
+/// sends nothing.
+#[test]
+fn a_failure_sends_fail() {
+    let c = Collector::start();
+    let p = Project::new(&format!(
+        "[settings.lineage]\nurl = \"{}\"\n[tasks.a]\nrun = \"exit 3\"\n[tasks.b]\ndeps = [\"a\"]\nrun = \"true\"\n",
+        c.url
+    ));
+    p.run(&["run"]).code(1);
+    let events = c.events();
+    assert_eq!(
+        kinds(&events),
+        [
+            ("START", "hotpass"),
+            ("START", "a"),
+            ("FAIL", "a"),
+            ("FAIL", "hotpass")
+        ]
+        .map(|(k, j)| (k.to_owned(), j.to_owned()))
+    );
+    assert_eq!(events[2]["run"]["facets"]["hotpass"]["exitCode"], 3);
+    validate(&p, &events);
+}
+
+/// A collector that refuses connections changes nothing but one warning;
+/// the file target writes JSON lines.
+#[test]
+fn a_collector_that_is_down_is_one_warning() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = Project::new("[tasks.a]\nrun = \"exit 0\"\n[tasks.b]\nrun = \"exit 4\"\n");
+    let url = format!("http://127.0.0.1:{port}");
+    let r = p.run_env(&["run", "--keep-going"], &[("OPENLINEAGE_URL", &url)]);
+    r.code(1);
+    assert_eq!(
+        r.stderr.matches("lineage events").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    let r = p.run_env(&["run", "a"], &[("OPENLINEAGE_URL", &url)]);
+    r.code(0);
+    p.write(
+        "hotpass.toml",
+        "[settings.lineage]\nfile = \"lineage/events.jsonl\"\n[tasks.a]\nrun = \"true\"\n",
+    );
+    p.run(&["run"]).code(0);
+    let lines = p.read("lineage/events.jsonl");
+    assert_eq!(lines.lines().count(), 4);
+    assert_has(&lines, "\"eventType\":\"COMPLETE\"");
+}
