@@ -88,6 +88,9 @@ pub enum Warning {
     /// Lineage events could not be delivered: the run is unchanged.
     #[error("lineage events could not be delivered to {target} ({why}); the run is unaffected")]
     LineageFailed { target: String, why: String },
+    /// Traces could not be exported: the run is unchanged.
+    #[error("traces could not be exported to {endpoint} ({why}); the run is unaffected")]
+    TelemetryFailed { endpoint: String, why: String },
     /// A configured service this version does not use.
     #[error("{0}")]
     Unsupported(&'static str),

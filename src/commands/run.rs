@@ -21,7 +21,6 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
             guardrail: true,
         },
     )?;
-    start::warn_unsupported(&project);
     let jobs = start::jobs(&project, args.jobs)?;
     if args.strict || project.settings.strict {
         super::strict::check(&project, &graph)?;
@@ -49,10 +48,22 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
 
     let cache = Cache::open_or_uncached(&project.settings.cache_dir, mode)
         .with_remote(project.settings.remote_cache.as_ref());
-    let runner = CachedRunner::new(&project, &graph, cache, ctx.color);
+    let what = args.selectors.join(" ");
+    let telemetry = crate::report::telemetry::endpoint(&project).and_then(|(url, service)| {
+        crate::report::telemetry::Telemetry::start(url, service, graph.len(), &what)
+    });
+    let runner =
+        CachedRunner::new(&project, &graph, cache, ctx.color).with_telemetry(telemetry.clone());
     let mut reporters = start::reporters(ctx, &graph);
+    if let Some(t) = &telemetry {
+        reporters.push(Box::new(crate::report::telemetry::TelemetryReporter::new(
+            t.clone(),
+            &project,
+            &graph,
+        )));
+    }
     let lineage = crate::report::lineage::target(&project).map(|(target, namespace)| {
-        crate::report::lineage::Lineage::start(target, namespace, &args.selectors.join(" "))
+        crate::report::lineage::Lineage::start(target, namespace, &what)
     });
     if let Some(l) = &lineage {
         reporters.push(Box::new(crate::report::lineage::LineageReporter::new(
@@ -72,6 +83,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     runner.finish();
     if let Some(l) = &lineage {
         l.finish(result.any_failed(), result.interrupted);
+    }
+    if let Some(t) = &telemetry {
+        t.finish(result.any_failed(), result.interrupted);
     }
 
     let code = if result.interrupted {

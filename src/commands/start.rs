@@ -153,12 +153,17 @@ pub fn jobs_flag_error() -> Error {
     .into()
 }
 
-/// Says once that configured remote services are not used by this version,
-/// so nobody believes a remote cache or lineage is working when it is not.
-pub fn warn_unsupported(project: &Project) {
-    if project.settings.telemetry.is_some() {
+/// Says once, in watch mode, that lineage and traces come from `hotpass
+/// run` only, so nobody waits for events a watch loop will not send.
+pub fn warn_watch_reports(project: &Project) {
+    let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if project.settings.lineage.is_some()
+        || project.settings.telemetry.is_some()
+        || env("OPENLINEAGE_URL")
+        || env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    {
         Warning::Unsupported(
-            "telemetry is configured, but this version of hotpass does not export traces yet",
+            "lineage events and traces are sent by `hotpass run`, not by `hotpass watch`",
         )
         .emit();
     }

@@ -70,7 +70,7 @@ fn load(ctx: &Context, args: &WatchArgs) -> Result<Loaded, Error> {
             guardrail: true,
         },
     )?;
-    start::warn_unsupported(&project);
+    start::warn_watch_reports(&project);
     start::jobs(&project, args.jobs)?;
     let set = WatchSet::new(&project, &graph);
     Ok(Loaded {

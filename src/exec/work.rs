@@ -62,6 +62,7 @@ const COLOR_ENV: &[(&str, &str)] = &[
 pub fn execute(
     inst: &Instance,
     color: bool,
+    traceparent: Option<String>,
     ctl: &Control,
     sink: &(dyn Fn(Stream, &[u8]) + Sync),
 ) -> Outcome {
@@ -76,6 +77,10 @@ pub fn execute(
     }
     env.extend(r.env.iter().cloned());
     env.push(("HOTPASS_TASK".into(), inst.name.clone()));
+    // The task's own span in the run's trace; never part of the key.
+    if let Some(tp) = traceparent {
+        env.push(("TRACEPARENT".into(), tp));
+    }
     let inherit_only = inherited(inst);
     let captured: Mutex<Captured> = Mutex::new(Captured::default());
     let capture = |stream: Stream, line: &[u8]| {
@@ -131,6 +136,8 @@ pub struct CachedRunner<'a> {
     misses: AtomicUsize,
     /// Keys computed ahead of their checks, by [`Runner::prepare`].
     ahead: Mutex<HashMap<InstanceId, Computed>>,
+    /// The run's trace, when exported: each task learns its span.
+    telemetry: Option<std::sync::Arc<crate::report::telemetry::Telemetry>>,
 }
 
 /// A key as [`CachedRunner`] computes it, and the time that took.
@@ -161,7 +168,17 @@ impl<'a> CachedRunner<'a> {
             hits: AtomicUsize::new(0),
             misses: AtomicUsize::new(0),
             ahead: Mutex::new(HashMap::new()),
+            telemetry: None,
         }
+    }
+
+    /// Tells each task its span in `telemetry`'s trace (`TRACEPARENT`).
+    pub fn with_telemetry(
+        mut self,
+        telemetry: Option<std::sync::Arc<crate::report::telemetry::Telemetry>>,
+    ) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// What the remote cache did this run (after [`CachedRunner::finish`],
@@ -481,7 +498,10 @@ impl Runner for CachedRunner<'_> {
             }
             _ => None,
         };
-        let mut o = Span::time(&mut spans, "run", || execute(inst, self.color, ctl, sink));
+        let traceparent = self.telemetry.as_ref().map(|t| t.traceparent(id));
+        let mut o = Span::time(&mut spans, "run", || {
+            execute(inst, self.color, traceparent, ctl, sink)
+        });
         o.reason = Some(reason);
         if let Some((k, encoded, digest)) = key {
             let files = k.files;

@@ -6,6 +6,8 @@ pub mod junit;
 pub mod lineage;
 pub mod lines;
 pub mod summary;
+/// OpenTelemetry traces of a run over OTLP.
+pub mod telemetry;
 pub mod terminal;
 pub mod trace;
 

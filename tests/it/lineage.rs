@@ -244,3 +244,121 @@ fn a_collector_that_is_down_is_one_warning() {
     assert_eq!(lines.lines().count(), 4);
     assert_has(&lines, "\"eventType\":\"COMPLETE\"");
 }
+
+/// Every span in the OTLP/JSON payloads the collector received:
+/// (name, traceId, spanId, parentSpanId, attributes).
+fn spans(c: &Collector) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for payload in c.events() {
+        for rs in payload["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                out.extend(ss["spans"].as_array().into_iter().flatten().cloned());
+            }
+        }
+    }
+    out
+}
+
+fn attr<'a>(span: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+/// One trace per run under the caller's TRACEPARENT: a root span, a span
+/// per instance under it with its phases as children, and each task sees
+/// a TRACEPARENT naming its own span; a different trace parent changes no
+/// key (the second run is all hits).
+#[test]
+fn a_run_exports_one_trace_with_a_span_per_instance() {
+    let c = Collector::start();
+    let base = c.url.trim_end_matches("/api/v1/lineage").to_owned();
+    let p = Project::new(
+        "[tasks.a]\nrun = \"echo $TRACEPARENT > tp.txt\"\ninputs = [\"in.txt\"]\n\
+         [tasks.b]\ndeps = [\"a\"]\nrun = \"true\"\ninputs = [\"in.txt\"]\n",
+    );
+    p.write("in.txt", "x\n");
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", base.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        (
+            "TRACEPARENT",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+    ];
+    let r = p.run_env(&["run"], &env);
+    r.code(0);
+    let all = spans(&c);
+    let root: Vec<_> = all
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().starts_with("hotpass run"))
+        .collect();
+    assert_eq!(root.len(), 1, "{all:#?}");
+    let root = root[0];
+    assert_eq!(root["traceId"], caller_trace);
+    assert_eq!(root["parentSpanId"], "00f067aa0ba902b7");
+    let instance = |name: &str| {
+        all.iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no span {name}: {all:#?}"))
+    };
+    for name in ["a", "b"] {
+        let s = instance(name);
+        assert_eq!(s["traceId"], caller_trace);
+        assert_eq!(s["parentSpanId"], root["spanId"]);
+        assert_eq!(attr(s, "hotpass.exit_code").unwrap()["intValue"], "0");
+        assert_eq!(attr(s, "hotpass.cached").unwrap()["boolValue"], false);
+        let phases: Vec<_> = all
+            .iter()
+            .filter(|c| c["parentSpanId"] == s["spanId"])
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            phases.contains(&"hash") && phases.contains(&"run"),
+            "{phases:?}"
+        );
+    }
+    let tp = p.read("tp.txt");
+    assert_eq!(
+        tp.trim(),
+        format!(
+            "00-{caller_trace}-{}-01",
+            instance("a")["spanId"].as_str().unwrap()
+        )
+    );
+    // Another trace parent: the same keys, so every instance is a hit.
+    let env2 = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", base.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        (
+            "TRACEPARENT",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+    ];
+    let (_, s) = p.run_summary(&["run"], &env2);
+    assert_eq!(s["counts"]["cached"], 2, "{s}");
+}
+
+/// A collector that refuses connections: the exit code is the tasks' own,
+/// with one warning.
+#[test]
+fn a_trace_collector_that_is_down_is_one_warning() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = Project::new("[tasks.a]\nrun = \"exit 5\"\n");
+    let url = format!("http://127.0.0.1:{port}");
+    let r = p.run_env(&["run"], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &url)]);
+    r.code(1);
+    assert_eq!(
+        r.stderr.matches("traces could not").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+}
