@@ -80,10 +80,14 @@ pub fn target(project: &Project) -> Option<(Target, String)> {
     Some((target, namespace))
 }
 
+/// Connections delivering events at once over HTTP; each run's events go
+/// through one of them, so they arrive in order.
+const SENDERS: usize = 8;
+
 /// The delivery of one run's events.
 pub struct Lineage {
-    queue: Mutex<Option<SyncSender<Value>>>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    queues: Mutex<Vec<SyncSender<Value>>>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Why delivery failed, said once at the end.
     failed: Arc<Mutex<Option<String>>>,
     dropped: std::sync::atomic::AtomicUsize,
@@ -98,11 +102,14 @@ fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-fn deliver(target: Target, rx: Receiver<Value>, failed: Arc<Mutex<Option<String>>>) {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(TIMEOUT)
-        .connect_timeout(TIMEOUT)
-        .build();
+type Client = Result<reqwest::blocking::Client, String>;
+
+fn deliver(
+    target: Target,
+    client: Client,
+    rx: Receiver<Value>,
+    failed: Arc<Mutex<Option<String>>>,
+) {
     let mut file = None;
     for event in rx {
         if failed.lock().expect("lineage state").is_some() {
@@ -133,7 +140,7 @@ fn deliver(target: Target, rx: Receiver<Value>, failed: Arc<Mutex<Option<String>
                         .append(true)
                         .open(path)
                         .map_err(|e| format!("{}: {e}", path.display()))
-                        .map(Some)
+                        .map(|f| Some(std::io::BufWriter::new(f)))
                         .unwrap_or_else(|e| {
                             *failed.lock().expect("lineage state") = Some(e);
                             None
@@ -151,25 +158,47 @@ fn deliver(target: Target, rx: Receiver<Value>, failed: Arc<Mutex<Option<String>
             *failed.lock().expect("lineage state") = Some(why);
         }
     }
+    if let Some(mut f) = file
+        && let Err(e) = f.flush()
+    {
+        *failed.lock().expect("lineage state") = Some(e.to_string());
+    }
 }
 
 impl Lineage {
     /// Starts delivery to `target` and sends the hotpass run's START.
     pub fn start(target: Target, namespace: String, selection: &str) -> Arc<Lineage> {
-        let (tx, rx) = sync_channel(QUEUE);
         let failed = Arc::new(Mutex::new(None));
-        let shown = match &target {
-            Target::Http { url, .. } => url.clone(),
-            Target::File(p) => p.display().to_string(),
+        let (shown, senders) = match &target {
+            Target::Http { url, .. } => (url.clone(), SENDERS),
+            // One writer keeps the file's lines whole.
+            Target::File(p) => (p.display().to_string(), 1),
         };
-        let f = failed.clone();
-        let worker = std::thread::Builder::new()
-            .name("hotpass-lineage".into())
-            .spawn(move || deliver(target, rx, f))
-            .ok();
+        // One client (and its connection pool) for every sender.
+        let client: Client = match &target {
+            Target::Http { .. } => reqwest::blocking::Client::builder()
+                .timeout(TIMEOUT)
+                .connect_timeout(TIMEOUT)
+                .build()
+                .map_err(|e| e.to_string()),
+            Target::File(_) => Err("no HTTP".into()),
+        };
+        let mut queues = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..senders {
+            let (tx, rx) = sync_channel(QUEUE / senders);
+            let (t, f, c) = (target.clone(), failed.clone(), client.clone());
+            if let Ok(w) = std::thread::Builder::new()
+                .name("hotpass-lineage".into())
+                .spawn(move || deliver(t, c, rx, f))
+            {
+                queues.push(tx);
+                workers.push(w);
+            }
+        }
         let l = Lineage {
-            queue: Mutex::new(Some(tx)),
-            worker: Mutex::new(worker),
+            queues: Mutex::new(queues),
+            workers: Mutex::new(workers),
             failed,
             dropped: Default::default(),
             shown,
@@ -186,8 +215,13 @@ impl Lineage {
     }
 
     fn send(&self, event: Value) {
-        let queue = self.queue.lock().expect("lineage queue");
-        if let Some(tx) = queue.as_ref() {
+        let queues = self.queues.lock().expect("lineage queue");
+        // A run's events all take the same queue: they arrive in order.
+        let run = event["run"]["runId"].as_str().unwrap_or("");
+        let n = run
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        if let Some(tx) = queues.get(n % queues.len().max(1)) {
             match tx.try_send(event) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
@@ -231,14 +265,15 @@ impl Lineage {
             "COMPLETE"
         };
         self.send(self.event(kind, &self.run_id, &self.job, json!({}), vec![], vec![]));
-        drop(self.queue.lock().expect("lineage queue").take());
-        if let Some(worker) = self.worker.lock().expect("lineage worker").take() {
-            let done = std::time::Instant::now() + TIMEOUT * 2;
-            while !worker.is_finished() && std::time::Instant::now() < done {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if worker.is_finished() {
-                let _ = worker.join();
+        self.queues.lock().expect("lineage queue").clear();
+        let workers = std::mem::take(&mut *self.workers.lock().expect("lineage worker"));
+        let done = std::time::Instant::now() + TIMEOUT * 2;
+        while workers.iter().any(|w| !w.is_finished()) && std::time::Instant::now() < done {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for w in workers {
+            if w.is_finished() {
+                let _ = w.join();
             } else {
                 self.failed
                     .lock()

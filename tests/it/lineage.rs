@@ -34,34 +34,9 @@ impl Collector {
                 };
                 c.set_nonblocking(false).unwrap();
                 c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut r = BufReader::new(c);
-                // Requests one after another on a kept-alive connection.
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if r.read_exact(&mut body).is_err() {
-                        break;
-                    }
-                    b.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&body).into_owned());
-                    let _ = r
-                        .get_mut()
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-                }
+                let b = b.clone();
+                // A thread per connection: clients keep several open.
+                std::thread::spawn(move || serve(c, &b));
             }
         });
         Collector {
@@ -92,20 +67,72 @@ impl Drop for Collector {
     }
 }
 
+/// Answers 200 to each request on one connection, keeping the bodies.
+fn serve(c: std::net::TcpStream, bodies: &Mutex<Vec<String>>) {
+    let mut r = BufReader::new(c);
+    // Requests one after another on a kept-alive connection.
+    loop {
+        let mut len = 0usize;
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        bodies
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&body).into_owned());
+        let _ = r
+            .get_mut()
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+}
+
 const TWO: &str = "[tasks.a]\nrun = \"mkdir -p out && cp in.txt out/a.txt\"\ninputs = [\"in.txt\"]\noutputs = [\"out/a.txt\"]\n\
     [tasks.b]\ndeps = [\"a\"]\nrun = \"cp out/a.txt out/b.txt\"\ninputs = [\"out/a.txt\"]\noutputs = [\"out/b.txt\"]\n";
 
-/// (eventType, job name) of each event, in order.
-fn kinds(events: &[serde_json::Value]) -> Vec<(String, String)> {
-    events
+/// Each job's event types, in the order they arrived (each run's events
+/// arrive in order; different runs' may interleave).
+fn kinds(events: &[serde_json::Value]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for e in events {
+        out.entry(e["job"]["name"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(e["eventType"].as_str().unwrap().to_owned());
+    }
+    out
+}
+
+fn expect(pairs: &[(&str, &[&str])]) -> std::collections::BTreeMap<String, Vec<String>> {
+    pairs
         .iter()
-        .map(|e| {
+        .map(|(job, kinds)| {
             (
-                e["eventType"].as_str().unwrap().to_owned(),
-                e["job"]["name"].as_str().unwrap().to_owned(),
+                job.to_string(),
+                kinds.iter().map(|k| k.to_string()).collect(),
             )
         })
         .collect()
+}
+
+/// The event of `job` with type `kind`.
+fn find<'a>(events: &'a [serde_json::Value], job: &str, kind: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["job"]["name"] == job && e["eventType"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} for {job}"))
 }
 
 /// Validates events with the OpenLineage schema (Python's `jsonschema`);
@@ -155,35 +182,36 @@ fn a_run_sends_start_and_complete_with_datasets_and_parent() {
     let events = c.events();
     assert_eq!(
         kinds(&events),
-        [
-            ("START", "hotpass"),
-            ("START", "a"),
-            ("COMPLETE", "a"),
-            ("START", "b"),
-            ("COMPLETE", "b"),
-            ("COMPLETE", "hotpass"),
-        ]
-        .map(|(k, j)| (k.to_owned(), j.to_owned()))
+        expect(&[
+            ("hotpass", &["START", "COMPLETE"]),
+            ("a", &["START", "COMPLETE"]),
+            ("b", &["START", "COMPLETE"]),
+        ])
     );
-    let run_id = events[0]["run"]["runId"].as_str().unwrap();
-    for e in &events[1..5] {
-        assert_eq!(e["job"]["namespace"], "team");
-        assert_eq!(e["run"]["facets"]["parent"]["run"]["runId"], run_id);
-        assert_ne!(e["run"]["runId"], run_id);
+    let run_id = find(&events, "hotpass", "START")["run"]["runId"]
+        .as_str()
+        .unwrap();
+    for job in ["a", "b"] {
+        for kind in ["START", "COMPLETE"] {
+            let e = find(&events, job, kind);
+            assert_eq!(e["job"]["namespace"], "team");
+            assert_eq!(e["run"]["facets"]["parent"]["run"]["runId"], run_id);
+            assert_ne!(e["run"]["runId"], run_id);
+        }
     }
-    assert_eq!(events[1]["run"]["runId"], events[2]["run"]["runId"]);
+    let (a_start, a_done) = (find(&events, "a", "START"), find(&events, "a", "COMPLETE"));
+    assert_eq!(a_start["run"]["runId"], a_done["run"]["runId"]);
     // a's output is b's input: the same dataset.
-    let a_out = &events[2]["outputs"][0]["name"];
+    let a_out = &a_done["outputs"][0]["name"];
     assert!(a_out.as_str().unwrap().ends_with("out/a.txt"), "{a_out}");
-    assert_eq!(&events[4]["inputs"][0]["name"], a_out);
-    assert_eq!(events[2]["run"]["facets"]["hotpass"]["exitCode"], 0);
-    assert!(events[2]["run"]["facets"]["hotpass"]["cacheKey"].is_string());
+    assert_eq!(&find(&events, "b", "COMPLETE")["inputs"][0]["name"], a_out);
+    assert_eq!(a_done["run"]["facets"]["hotpass"]["exitCode"], 0);
+    assert!(a_done["run"]["facets"]["hotpass"]["cacheKey"].is_string());
     // The second run: hits.
     p.run_env(&["run"], &env).code(0);
     let second = &c.events()[6..];
-    assert_eq!(second[2]["eventType"], "COMPLETE");
     assert_eq!(
-        second[2]["run"]["facets"]["hotpass_cache"]["restoredFromCache"],
+        find(second, "a", "COMPLETE")["run"]["facets"]["hotpass_cache"]["restoredFromCache"],
         true
     );
     validate(&p, &c.events());
@@ -202,15 +230,12 @@ fn a_failure_sends_fail() {
     let events = c.events();
     assert_eq!(
         kinds(&events),
-        [
-            ("START", "hotpass"),
-            ("START", "a"),
-            ("FAIL", "a"),
-            ("FAIL", "hotpass")
-        ]
-        .map(|(k, j)| (k.to_owned(), j.to_owned()))
+        expect(&[("hotpass", &["START", "FAIL"]), ("a", &["START", "FAIL"])])
     );
-    assert_eq!(events[2]["run"]["facets"]["hotpass"]["exitCode"], 3);
+    assert_eq!(
+        find(&events, "a", "FAIL")["run"]["facets"]["hotpass"]["exitCode"],
+        3
+    );
     validate(&p, &events);
 }
 
