@@ -288,4 +288,13 @@ pub struct RunArgs {
     /// Write a Chrome trace of the run to FILE (open it in Perfetto).
     #[arg(long, value_name = "FILE", help_heading = "Reports")]
     pub profile: Option<PathBuf>,
+    /// Write an in-toto Statement with a SLSA v1 provenance predicate for
+    /// the outputs (a DSSE envelope, signed, when HOTPASS_PROVENANCE_KEY
+    /// names an ed25519 key).
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub provenance: Option<PathBuf>,
+    /// Attest the outputs of these instances (a task, glob or instance)
+    /// instead of the selected ones.
+    #[arg(long, value_name = "SELECTOR", help_heading = "Reports")]
+    pub provenance_subjects: Vec<String>,
 }

@@ -73,6 +73,8 @@ pub struct Outcome {
     pub lane: Option<(usize, Instant, Instant)>,
     /// Phases inside the instance (hash, restore, run, store), for `--profile`.
     pub spans: Vec<Span>,
+    /// For a hit: the invocation id of the run that stored it, if known.
+    pub origin: Option<String>,
 }
 
 impl Outcome {
@@ -88,6 +90,7 @@ impl Outcome {
             output: Captured::default(),
             lane: None,
             spans: Vec::new(),
+            origin: None,
         }
     }
 

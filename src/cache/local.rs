@@ -629,6 +629,7 @@ mod tests {
             log_size: None,
             outputs: vec![],
             dep_keys: Default::default(),
+            invocation: None,
         }
     }
 

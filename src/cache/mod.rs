@@ -80,6 +80,8 @@ pub struct Success<'a> {
     pub output: &'a Captured,
     /// Each dependency's key digest.
     pub dep_keys: &'a BTreeMap<String, String>,
+    /// The run's invocation id.
+    pub invocation: Option<&'a str>,
 }
 
 /// A hit put back in place.
@@ -333,6 +335,7 @@ impl Cache {
             log_size,
             outputs: collected.outputs.clone(),
             dep_keys: run.dep_keys.clone(),
+            invocation: run.invocation.map(str::to_owned),
         };
         store.put_entry(&entry)?;
         if let (Some(r), Some(local)) = (&self.remote, &self.local) {

@@ -360,6 +360,7 @@ mod tests {
             log_size: None,
             outputs,
             dep_keys: Default::default(),
+            invocation: None,
         };
         std::fs::remove_dir_all(root.join("out")).unwrap();
         let globs = ["out/*.txt".to_owned()];

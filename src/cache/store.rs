@@ -46,6 +46,10 @@ pub struct Entry {
     /// differs now re-ran and wrote the same outputs (early cutoff).
     #[serde(default)]
     pub dep_keys: std::collections::BTreeMap<String, String>,
+    /// The invocation id of the run that stored it (for provenance: a
+    /// restored output is attested as that run's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<String>,
 }
 
 impl Entry {

@@ -78,7 +78,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         grace: std::time::Duration::from_secs(2),
         done: Default::default(),
     };
+    let started = jiff::Timestamp::now();
     let result = scheduler::run(&project, &graph, &runner, &mut reporters, &opts);
+    let finished = jiff::Timestamp::now();
     drop(reporters);
     runner.finish();
     if let Some(l) = &lineage {
@@ -120,6 +122,45 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     }
     if let Some(path) = &args.profile {
         write(path, crate::report::trace::render(&graph, &result))?;
+    }
+    let provenance = args
+        .provenance
+        .clone()
+        .or_else(|| project.settings.provenance.clone());
+    if let Some(path) = provenance {
+        use crate::report::provenance as prov;
+        let statement = prov::statement(
+            &project,
+            &graph,
+            &result,
+            runner.cache(),
+            &prov::Run {
+                invocation: runner.invocation(),
+                selectors: &args.selectors,
+                partition: args.partitions.partition.as_deref(),
+                backfill: args.partitions.backfill.as_deref(),
+                subjects: &args.provenance_subjects,
+                started,
+                finished,
+            },
+        )
+        .map_err(|e| Error::io("recording the provenance", e))?;
+        let document = match std::env::var_os("HOTPASS_PROVENANCE_KEY").filter(|v| !v.is_empty()) {
+            Some(key) => {
+                let key = prov::signing_key(std::path::Path::new(&key)).map_err(|why| {
+                    Error::io(
+                        "signing the provenance (HOTPASS_PROVENANCE_KEY)",
+                        std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+                    )
+                })?;
+                prov::envelope(&statement, &key)
+            }
+            None => statement,
+        };
+        write(
+            &path,
+            serde_json::to_string_pretty(&document).expect("serialisable"),
+        )?;
     }
     Ok(code)
 }

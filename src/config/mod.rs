@@ -111,6 +111,9 @@ pub struct Settings {
     pub lineage: Option<(Option<String>, Option<String>, Option<String>)>,
     /// `[settings.telemetry]`: (endpoint, service name).
     pub telemetry: Option<(Option<String>, Option<String>)>,
+    /// `provenance`: where `hotpass run` writes its attestation, relative
+    /// to the root.
+    pub provenance: Option<PathBuf>,
 }
 
 /// Where in the configuration something was written.

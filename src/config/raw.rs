@@ -35,6 +35,8 @@ pub struct RawSettings {
     pub remote_cache: Option<Spanned<RawRemoteCache>>,
     pub lineage: Option<Spanned<RawLineage>>,
     pub telemetry: Option<Spanned<RawTelemetry>>,
+    /// Where `hotpass run` writes its provenance (as `--provenance`).
+    pub provenance: Option<Spanned<String>>,
 }
 
 /// `[settings.remote_cache]`.
@@ -271,4 +273,5 @@ pub const SETTINGS_FIELDS: &[&str] = &[
     "remote_cache",
     "lineage",
     "telemetry",
+    "provenance",
 ];

@@ -249,6 +249,7 @@ fn settings(
                 t.service_name.map(Spanned::into_inner),
             )
         }),
+        provenance: raw.provenance.map(|p| root.join(p.into_inner())),
     }
 }
 

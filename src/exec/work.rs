@@ -136,6 +136,8 @@ pub struct CachedRunner<'a> {
     misses: AtomicUsize,
     /// Keys computed ahead of their checks, by [`Runner::prepare`].
     ahead: Mutex<HashMap<InstanceId, Computed>>,
+    /// This run's invocation id, stored with every entry it stores.
+    invocation: String,
     /// The run's trace, when exported: each task learns its span.
     telemetry: Option<std::sync::Arc<crate::report::telemetry::Telemetry>>,
 }
@@ -168,8 +170,19 @@ impl<'a> CachedRunner<'a> {
             hits: AtomicUsize::new(0),
             misses: AtomicUsize::new(0),
             ahead: Mutex::new(HashMap::new()),
+            invocation: uuid::Uuid::now_v7().to_string(),
             telemetry: None,
         }
+    }
+
+    /// This run's invocation id (for provenance).
+    pub fn invocation(&self) -> &str {
+        &self.invocation
+    }
+
+    /// The cache this runner uses (for provenance, after the run).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
     /// Tells each task its span in `telemetry`'s trace (`TRACEPARENT`).
@@ -316,6 +329,7 @@ impl CachedRunner<'_> {
             o.result = Some(result_of(inst, digest, &entry.outputs));
         }
         o.key = Some(digest.to_owned());
+        o.origin = entry.invocation.clone();
         o.spans = spans;
         o
     }
@@ -344,6 +358,7 @@ impl CachedRunner<'_> {
                     duration: o.duration,
                     output: &o.output,
                     dep_keys,
+                    invocation: Some(&self.invocation),
                 },
             )
         } else {

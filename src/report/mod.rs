@@ -5,6 +5,8 @@ pub mod junit;
 /// OpenLineage events for every instance and the run.
 pub mod lineage;
 pub mod lines;
+/// SLSA provenance of a run's outputs, optionally signed (DSSE).
+pub mod provenance;
 pub mod summary;
 /// OpenTelemetry traces of a run over OTLP.
 pub mod telemetry;

@@ -8,6 +8,7 @@ mod init;
 mod keys;
 mod lineage;
 mod partitions;
+mod provenance;
 mod remote;
 mod reports;
 mod run;
