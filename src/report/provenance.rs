@@ -163,6 +163,9 @@ pub fn statement(
             files.insert(name.clone(), json!({ "name": name, "digest": digest }));
         }
         for (tool, found) in &scan.tools {
+            if tools.contains_key(tool) {
+                continue;
+            }
             let entry = match found {
                 Some(t) => json!({
                     "name": format!("tool:{tool}"),
