@@ -384,11 +384,7 @@ fn broken_cache_folder_runs_uncached() {
 /// Configured remote services that this version does not use are named in a warning.
 #[test]
 fn an_unreachable_remote_cache_is_one_warning_and_the_run_goes_on() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let p = Project::new(&format!(
         "[settings.remote_cache]\nurl = \"webdav+http://127.0.0.1:{port}/cache\"\n[tasks.a]\nrun = \"true\"\ninputs = [\"in\"]\n"
     ));

@@ -138,16 +138,7 @@ fn find<'a>(events: &'a [serde_json::Value], job: &str, kind: &str) -> &'a serde
 /// Validates events with the OpenLineage schema (Python's `jsonschema`);
 /// skipped with a reason where it is not installed, required in CI.
 fn validate(p: &Project, events: &[serde_json::Value]) {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import jsonschema, referencing"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("HOTPASS_TEST_TOOLS").as_deref() != Ok("1"),
-            "python3 with jsonschema is required (HOTPASS_TEST_TOOLS=1)"
-        );
-        eprintln!("skipping schema validation: python3 -m pip install jsonschema");
+    if !crate::support::python_has("jsonschema, referencing", "jsonschema") {
         return;
     }
     let lines: String = events.iter().map(|e| format!("{e}\n")).collect();
@@ -243,11 +234,7 @@ fn a_failure_sends_fail() {
 /// the file target writes JSON lines.
 #[test]
 fn a_collector_that_is_down_is_one_warning() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let p = Project::new("[tasks.a]\nrun = \"exit 0\"\n[tasks.b]\nrun = \"exit 4\"\n");
     let url = format!("http://127.0.0.1:{port}");
     let r = p.run_env(&["run", "--keep-going"], &[("OPENLINEAGE_URL", &url)]);
@@ -371,11 +358,7 @@ fn a_run_exports_one_trace_with_a_span_per_instance() {
 /// with one warning.
 #[test]
 fn a_trace_collector_that_is_down_is_one_warning() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let p = Project::new("[tasks.a]\nrun = \"exit 5\"\n");
     let url = format!("http://127.0.0.1:{port}");
     let r = p.run_env(&["run"], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &url)]);

@@ -22,21 +22,10 @@ fn sha256(p: &Project, rel: &str) -> String {
 }
 
 fn python_ok() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import in_toto_attestation, securesystemslib, google.protobuf",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("HOTPASS_TEST_TOOLS").as_deref() != Ok("1"),
-            "in-toto-attestation and securesystemslib are required (HOTPASS_TEST_TOOLS=1)"
-        );
-        eprintln!("skipping: python3 -m pip install in-toto-attestation securesystemslib");
-    }
-    ok
+    crate::support::python_has(
+        "in_toto_attestation, securesystemslib, google.protobuf",
+        "in-toto-attestation securesystemslib",
+    )
 }
 
 /// Validates `file` with the Python consumers (and, for an envelope,

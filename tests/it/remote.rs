@@ -62,13 +62,7 @@ fn program(name: &str, places: &[&str]) -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::free_port;
 
 fn start(mut c: Command, port: u16, dir: tempfile::TempDir) -> Server {
     let child = c

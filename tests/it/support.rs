@@ -367,3 +367,33 @@ impl Watcher {
         );
     }
 }
+
+/// A loopback port nothing listens on (for a server to start on, or for a
+/// client to be refused by).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether `python3` can import `modules` (a comma-separated import line).
+/// Where it cannot, the caller skips with a printed reason, except under
+/// `HOTPASS_TEST_TOOLS=1` (CI), where that is a failure.
+pub fn python_has(modules: &str, install: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("HOTPASS_TEST_TOOLS").as_deref() != Ok("1"),
+            "python3 with {modules} is required (HOTPASS_TEST_TOOLS=1)"
+        );
+        eprintln!("skipping: python3 -m pip install {install}");
+    }
+    ok
+}
