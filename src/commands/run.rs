@@ -75,7 +75,6 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     let opts = Options {
         jobs,
         keep_going: args.keep_going,
-        grace: std::time::Duration::from_secs(2),
         done: Default::default(),
     };
     let started = jiff::Timestamp::now();

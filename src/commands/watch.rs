@@ -331,7 +331,6 @@ fn cycle(
     let opts = Options {
         jobs: args.jobs.unwrap_or(l.project.settings.jobs),
         keep_going: args.keep_going,
-        grace: Duration::from_secs(2),
         done,
     };
     let mut again: BTreeSet<String> = BTreeSet::new();

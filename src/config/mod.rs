@@ -114,6 +114,10 @@ pub struct Settings {
     /// `provenance`: where `hotpass run` writes its attestation, relative
     /// to the root.
     pub provenance: Option<PathBuf>,
+    /// The signal every stop sends first (default SIGTERM), and how long it
+    /// waits before SIGKILL (default 5 s), unless a task says otherwise.
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
 }
 
 /// Where in the configuration something was written.
@@ -151,6 +155,10 @@ pub struct Task {
     /// Relative to the root, `/`-separated; "." for the root.
     pub cwd: String,
     pub timeout: Option<Duration>,
+    /// The signal a stop sends first (`None`: the settings' default).
+    pub stop_signal: Option<i32>,
+    /// How long a stop waits before SIGKILL (`None`: the settings' default).
+    pub stop_timeout: Option<Duration>,
     /// Whether results are cached (defaults to "has inputs").
     pub cache: bool,
     pub max_parallel: Option<usize>,

@@ -37,6 +37,9 @@ pub struct RawSettings {
     pub telemetry: Option<Spanned<RawTelemetry>>,
     /// Where `hotpass run` writes its provenance (as `--provenance`).
     pub provenance: Option<Spanned<String>>,
+    /// Every task's default stop signal and stop timeout.
+    pub stop_signal: Option<Spanned<String>>,
+    pub stop_timeout: Option<Spanned<Timeout>>,
 }
 
 /// `[settings.remote_cache]`.
@@ -77,6 +80,10 @@ pub struct RawTask {
     pub env: Option<BTreeMap<String, Spanned<EnvValue>>>,
     pub cwd: Option<Spanned<String>>,
     pub timeout: Option<Spanned<Timeout>>,
+    /// The signal that stops it (default SIGTERM), before SIGKILL.
+    pub stop_signal: Option<Spanned<String>>,
+    /// How long a stop waits for it before SIGKILL (default 5 s).
+    pub stop_timeout: Option<Spanned<Timeout>>,
     pub cache: Option<Spanned<bool>>,
     pub max_parallel: Option<Spanned<i64>>,
     pub partitions: Option<Spanned<RawPartitions>>,
@@ -253,6 +260,8 @@ pub const TASK_FIELDS: &[&str] = &[
     "env",
     "cwd",
     "timeout",
+    "stop_signal",
+    "stop_timeout",
     "cache",
     "max_parallel",
     "partitions",
@@ -274,4 +283,6 @@ pub const SETTINGS_FIELDS: &[&str] = &[
     "lineage",
     "telemetry",
     "provenance",
+    "stop_signal",
+    "stop_timeout",
 ];

@@ -249,6 +249,16 @@ fn settings(
                 t.service_name.map(Spanned::into_inner),
             )
         }),
+        stop_signal: raw
+            .stop_signal
+            .as_ref()
+            .and_then(|s| stop_signal(s, src, problems))
+            .unwrap_or(libc::SIGTERM),
+        stop_timeout: raw
+            .stop_timeout
+            .as_ref()
+            .and_then(|t| duration(t, "stop_timeout", true, src, problems))
+            .unwrap_or(std::time::Duration::from_secs(5)),
         provenance: raw.provenance.map(|p| root.join(p.into_inner())),
     }
 }
@@ -376,6 +386,14 @@ fn task(
             .collect::<BTreeMap<_, _>>(),
         cwd: cwd(raw, src, problems),
         timeout: timeout(raw, src, problems),
+        stop_signal: raw
+            .stop_signal
+            .as_ref()
+            .and_then(|s| stop_signal(s, src, problems)),
+        stop_timeout: raw
+            .stop_timeout
+            .as_ref()
+            .and_then(|t| duration(t, "stop_timeout", true, src, problems)),
         cache,
         max_parallel: max_parallel(raw, src, problems),
         partitions: raw
@@ -541,14 +559,28 @@ fn timeout(
     src: &SourceFile,
     problems: &mut Vec<Problem>,
 ) -> Option<std::time::Duration> {
-    let t = raw.timeout.as_ref()?;
+    duration(raw.timeout.as_ref()?, "timeout", false, src, problems)
+}
+
+/// A duration field: `"30s"`, `"10m"` or a number of seconds, at most
+/// [`MAX_TIMEOUT`]; zero only where `zero_ok`.
+fn duration(
+    t: &Spanned<Timeout>,
+    what: &str,
+    zero_ok: bool,
+    src: &SourceFile,
+    problems: &mut Vec<Problem>,
+) -> Option<std::time::Duration> {
+    let zero = || format!("{what} must be longer than zero");
     let parsed = match t.get_ref() {
-        Timeout::Seconds(n) if *n > 0 => Ok(std::time::Duration::from_secs(*n as u64)),
-        Timeout::Seconds(_) => Err("timeout must be longer than zero".to_owned()),
+        Timeout::Seconds(n) if *n > 0 || (zero_ok && *n == 0) => {
+            Ok(std::time::Duration::from_secs(*n as u64))
+        }
+        Timeout::Seconds(_) => Err(zero()),
         Timeout::Text(text) => match humantime::parse_duration(text) {
-            Ok(d) if !d.is_zero() => Ok(d),
-            Ok(_) => Err("timeout must be longer than zero".to_owned()),
-            Err(err) => Err(format!("invalid timeout `{text}`: {err}")),
+            Ok(d) if !d.is_zero() || zero_ok => Ok(d),
+            Ok(_) => Err(zero()),
+            Err(err) => Err(format!("invalid {what} `{text}`: {err}")),
         },
     };
     match parsed {
@@ -558,10 +590,10 @@ fn timeout(
                     ProblemKind::BadTimeout,
                     src,
                     t.span(),
-                    "timeout is longer than the most hotpass accepts, 7 days",
+                    format!("{what} is longer than the most hotpass accepts, 7 days"),
                     "too long",
                 )
-                .with_help("leave timeout out for no limit"),
+                .with_help(format!("leave {what} out for the default")),
             );
             None
         }
@@ -570,6 +602,40 @@ fn timeout(
             problems.push(
                 Problem::at(ProblemKind::BadTimeout, src, t.span(), message, "not a duration")
                     .with_help("write a duration such as \"30s\", \"10m\" or \"1h 30m\", or a number of seconds"),
+            );
+            None
+        }
+    }
+}
+
+/// The signals a stop may send first, by name.
+const STOP_SIGNALS: &[(&str, i32)] = &[
+    ("TERM", libc::SIGTERM),
+    ("INT", libc::SIGINT),
+    ("HUP", libc::SIGHUP),
+    ("QUIT", libc::SIGQUIT),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("WINCH", libc::SIGWINCH),
+    ("KILL", libc::SIGKILL),
+];
+
+/// A `stop_signal`: `"SIGTERM"`, `"TERM"` (any case).
+fn stop_signal(s: &Spanned<String>, src: &SourceFile, problems: &mut Vec<Problem>) -> Option<i32> {
+    let name = s.get_ref().trim().to_ascii_uppercase();
+    let bare = name.strip_prefix("SIG").unwrap_or(&name);
+    match STOP_SIGNALS.iter().find(|(n, _)| *n == bare) {
+        Some((_, sig)) => Some(*sig),
+        None => {
+            problems.push(
+                Problem::at(
+                    ProblemKind::InvalidValue,
+                    src,
+                    s.span(),
+                    format!("`{}` is not a signal a stop can send", s.get_ref()),
+                    "not a signal",
+                )
+                .with_help("use SIGTERM (the default), SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH or SIGKILL"),
             );
             None
         }

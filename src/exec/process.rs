@@ -13,14 +13,39 @@ use crate::capture::Stream;
 
 /// Shared handle to the process group an instance is running, so the
 /// scheduler can kill it while a worker thread waits on it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Control {
     pgid: AtomicI32,
     cancelled: AtomicBool,
     timed_out: AtomicBool,
+    /// What a stop sends first, and how long it waits before SIGKILL.
+    stop_signal: i32,
+    stop_timeout: Duration,
+    /// When a stop that began escalates to SIGKILL; whether it had to.
+    escalate_at: std::sync::Mutex<Option<Instant>>,
+    escalated: AtomicBool,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control::new(libc::SIGTERM, Duration::from_secs(5))
+    }
 }
 
 impl Control {
+    /// A control whose stops send `stop_signal`, then SIGKILL after `stop_timeout`.
+    pub fn new(stop_signal: i32, stop_timeout: Duration) -> Control {
+        Control {
+            pgid: AtomicI32::new(0),
+            cancelled: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
+            stop_signal,
+            stop_timeout,
+            escalate_at: std::sync::Mutex::new(None),
+            escalated: AtomicBool::new(false),
+        }
+    }
+
     /// Kills the running group (if any) with `signal`, and stops further commands.
     pub fn kill(&self, signal: i32) {
         self.cancelled.store(true, Ordering::SeqCst);
@@ -31,10 +56,47 @@ impl Control {
         }
     }
 
-    /// Marks the instance as timed out and kills its group.
+    /// The one way an instance is stopped (Ctrl-C, a timeout, a watch
+    /// restart): its stop signal to the whole group now, SIGKILL once its
+    /// stop timeout has passed ([`Control::escalate_if_due`]).
+    pub fn stop(&self) {
+        let mut at = self.escalate_at.lock().expect("stop state");
+        if at.is_none() {
+            *at = Some(Instant::now() + self.stop_timeout);
+            drop(at);
+            self.kill(self.stop_signal);
+            if self.stop_signal == libc::SIGKILL || self.stop_timeout.is_zero() {
+                self.kill(libc::SIGKILL);
+            }
+        }
+    }
+
+    /// When a stop in progress escalates to SIGKILL.
+    pub fn escalates_at(&self) -> Option<Instant> {
+        if self.escalated.load(Ordering::SeqCst) {
+            return None;
+        }
+        *self.escalate_at.lock().expect("stop state")
+    }
+
+    /// SIGKILLs the group if a stop's timeout has passed; says so once.
+    pub fn escalate_if_due(&self, now: Instant, name: &str) {
+        if self.escalates_at().is_some_and(|at| at <= now)
+            && self.pgid.load(Ordering::SeqCst) > 0
+            && !self.escalated.swap(true, Ordering::SeqCst)
+        {
+            tracing::warn!(
+                "{name}: still running {:?} after its stop signal; sending SIGKILL",
+                self.stop_timeout
+            );
+            self.kill(libc::SIGKILL);
+        }
+    }
+
+    /// Marks the instance as timed out and stops it.
     pub fn time_out(&self) {
         self.timed_out.store(true, Ordering::SeqCst);
-        self.kill(libc::SIGKILL);
+        self.stop();
     }
 
     /// Whether the scheduler asked this instance to stop.
@@ -113,6 +175,16 @@ pub fn run(
         // group id) cannot be reused while we kill what it left behind.
         wait_exited_no_reap(pid);
         unsafe { libc::killpg(pid, libc::SIGKILL) };
+        // What it left outside its group (a setsid daemon) came back to
+        // hotpass, the subreaper: stop it as the task would be stopped.
+        let task = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "HOTPASS_TASK")
+            .map(|(_, v)| v.as_str());
+        if task.is_some() {
+            super::orphans::stop(task, ctl.stop_signal, ctl.stop_timeout);
+        }
         leader_gone.store(true, Ordering::SeqCst);
         child.wait()
     });

@@ -80,8 +80,6 @@ pub struct Options {
     pub jobs: usize,
     /// Keep starting what does not depend on a failure.
     pub keep_going: bool,
-    /// How long a SIGTERM'd group gets before SIGKILL on Ctrl-C.
-    pub grace: Duration,
     /// Instances already finished before this run (watch mode re-runs only
     /// what a change affects): they are not run or reported again, and a
     /// success satisfies its dependents.
@@ -155,6 +153,8 @@ pub fn run_with<R: Runner>(
     on_start: impl FnOnce(Canceller),
 ) -> RunResult {
     let begin = Instant::now();
+    // Orphans of tasks come back to hotpass, to be stopped with their task.
+    super::orphans::become_subreaper();
     let (tx, rx) = mpsc::channel::<Event>();
     on_start(Canceller(tx.clone()));
     let mut s = Scheduler::new(project, graph, reporters, opts);
@@ -180,6 +180,12 @@ pub fn run_with<R: Runner>(
             h.close();
         }
     });
+    // Nothing a task started outlives the run.
+    super::orphans::stop(
+        None,
+        project.settings.stop_signal,
+        project.settings.stop_timeout,
+    );
     s.into_result(begin)
 }
 
@@ -260,7 +266,9 @@ fn worker<R: Runner>(
         let began = Instant::now();
         let mut outcome = runner.run(id, prepared, &ctl, &sink);
         outcome.lane = Some((lane, began, Instant::now()));
-        if ctl.is_timed_out() && !outcome.status.is_success() {
+        // A timed-out instance is reported so, even if its stop handler
+        // exited 0: it did not finish its work in time.
+        if ctl.is_timed_out() {
             outcome.status = Status::TimedOut;
         }
         let _ = events.send(Event::Finished(id, Box::new(outcome)));
@@ -285,7 +293,6 @@ struct Scheduler<'a, 'r, P> {
     interrupted: bool,
     /// The first signal that stopped the run.
     signal: Option<i32>,
-    interrupt_at: Option<Instant>,
     killed_hard: bool,
     dispatch: tracing::Dispatch,
 }
@@ -320,7 +327,6 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             failed: false,
             interrupted: false,
             signal: None,
-            interrupt_at: None,
             killed_hard: false,
             dispatch: tracing::dispatcher::get_default(|d| d.clone()),
         };
@@ -508,12 +514,12 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         let task = self.graph.get(id).task;
         *self.per_task.entry(task).or_default() += 1;
         self.running += 1;
-        let ctl = Arc::new(Control::default());
-        let deadline = self
-            .project
-            .task(task)
-            .timeout
-            .and_then(|t| Instant::now().checked_add(t));
+        let t = self.project.task(task);
+        let ctl = Arc::new(Control::new(
+            t.stop_signal.unwrap_or(self.project.settings.stop_signal),
+            t.stop_timeout.unwrap_or(self.project.settings.stop_timeout),
+        ));
+        let deadline = t.timeout.and_then(|t| Instant::now().checked_add(t));
         self.states[id.index()] = State::Running {
             deadline,
             ctl: ctl.clone(),
@@ -538,15 +544,11 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         let now = Instant::now();
         let mut wake = now + TICK;
         for s in &self.states {
-            if let State::Running {
-                deadline: Some(d), ..
-            } = s
-            {
-                wake = wake.min(*d);
+            if let State::Running { deadline, ctl } = s {
+                for d in [*deadline, ctl.escalates_at()].into_iter().flatten() {
+                    wake = wake.min(d);
+                }
             }
-        }
-        if let Some(at) = self.interrupt_at {
-            wake = wake.min(at + self.opts.grace);
         }
         events
             .recv_timeout(wake.saturating_duration_since(now))
@@ -584,32 +586,32 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         self.complete(id, outcome);
     }
 
-    /// Ctrl-C or SIGTERM: the first stops every running group with SIGTERM,
-    /// the second (or the grace running out) with SIGKILL.
+    /// Ctrl-C, SIGTERM or SIGHUP: the first stops every running group (its
+    /// stop signal, then SIGKILL after its stop timeout); the second kills
+    /// them all at once.
     fn interrupt(&mut self) {
         if !self.interrupted {
             tracing::info!("interrupted: stopping every running task");
             self.interrupted = true;
-            self.interrupt_at = Some(Instant::now());
-            self.kill_running(libc::SIGTERM);
+            for s in &self.states {
+                if let State::Running { ctl, .. } = s {
+                    ctl.stop();
+                }
+            }
         } else if !self.killed_hard {
             self.killed_hard = true;
-            self.kill_running(libc::SIGKILL);
-        }
-    }
-
-    fn kill_running(&self, signal: i32) {
-        for s in &self.states {
-            if let State::Running { ctl, .. } = s {
-                ctl.kill(signal);
+            for s in &self.states {
+                if let State::Running { ctl, .. } = s {
+                    ctl.kill(libc::SIGKILL);
+                }
             }
         }
     }
 
-    /// Watch mode cancels `id`: killed if running, skipped if not started.
+    /// Watch mode cancels `id`: stopped if running, skipped if not started.
     fn cancel(&mut self, id: InstanceId) {
         match &self.states[id.index()] {
-            State::Running { ctl, .. } => ctl.kill(libc::SIGKILL),
+            State::Running { ctl, .. } => ctl.stop(),
             State::Waiting { .. } | State::Ready | State::Prepared => {
                 self.skip(id, "cancelled by a change");
             }
@@ -617,27 +619,17 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         }
     }
 
-    /// Times out running instances past their deadline, and SIGKILLs
-    /// everything once an interruption's grace has run out.
+    /// Stops running instances past their deadline, and SIGKILLs those
+    /// whose stop timeout has run out.
     fn enforce_deadlines(&mut self) {
         let now = Instant::now();
-        for s in &self.states {
-            if let State::Running {
-                deadline: Some(d),
-                ctl,
-            } = s
-                && *d <= now
-                && !ctl.is_timed_out()
-            {
-                ctl.time_out();
+        for (id, inst) in self.graph.iter() {
+            if let State::Running { deadline, ctl } = &self.states[id.index()] {
+                if deadline.is_some_and(|d| d <= now) && !ctl.is_timed_out() {
+                    ctl.time_out();
+                }
+                ctl.escalate_if_due(now, &inst.name);
             }
-        }
-        if let Some(at) = self.interrupt_at
-            && !self.killed_hard
-            && now >= at + self.opts.grace
-        {
-            self.killed_hard = true;
-            self.kill_running(libc::SIGKILL);
         }
     }
 
@@ -820,7 +812,6 @@ mod tests {
         let opts = Options {
             jobs: 2,
             keep_going,
-            grace: Duration::from_secs(1),
             done: HashMap::new(),
         };
         let r = run(project, graph, &Fake(graph), &mut fan, &opts);

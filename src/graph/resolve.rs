@@ -122,6 +122,8 @@ mod tests {
             env: [("DAY".to_owned(), "{partition}".to_owned())].into(),
             cwd: "work/{partition}".into(),
             timeout: None,
+            stop_signal: None,
+            stop_timeout: None,
             cache: true,
             max_parallel: None,
             partitions: None,

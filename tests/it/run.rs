@@ -367,22 +367,27 @@ fn sighup_stops_the_run_and_its_children_with_129() {
     );
 }
 
-/// A daemon the task detaches (its own session) and that holds the output
-/// pipe does not keep the run waiting: once the task's shell has exited,
-/// hotpass reads what is left for a short grace and goes on (issue 17).
+/// A daemon the task detaches (its own session, so outside its process
+/// group) neither keeps the run waiting nor survives it: it comes back to
+/// hotpass, the subreaper, and is stopped with its task (issues 14, 17).
 #[test]
-fn a_detached_daemon_does_not_hold_the_run() {
+fn a_detached_daemon_is_stopped_with_its_task() {
     let p = Project::new(
-        "[tasks.t]\nrun = \"setsid sh -c 'echo $$ > daemon.pid; exec sleep 25' & sleep 0.2; echo started\"\ntimeout = \"20s\"\n",
+        "[tasks.t]\nrun = \"setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' & sleep 0.2; echo started\"\ntimeout = \"20s\"\n",
     );
     let mut child = p.spawn(&["run"]);
     let ended = child.wait_output(Duration::from_secs(15));
-    if let Ok(pid) = p.read("daemon.pid").trim().parse::<i32>() {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+    let pid = p.read("daemon.pid").trim().parse::<i32>();
+    let gone = pid
+        .as_ref()
+        .is_ok_and(|pid| wait_for(Duration::from_secs(5), || !alive(*pid)));
+    if let (false, Ok(pid)) = (gone, &pid) {
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
     }
     let (code, out) = ended.expect("the run waited for the daemon");
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("t | started"), "{out}");
+    assert!(gone, "the daemon {pid:?} outlived its task");
 }
 
 /// Runs hotpass to the end, its stdout discarded, and returns its exit code
@@ -430,4 +435,47 @@ fn memory_stays_flat_whatever_a_task_prints() {
         .filter(|l| l.ends_with(b"0007"))
         .count();
     assert_eq!(lines, 200_000_000 / 4001, "every whole line is replayed");
+}
+
+/// Every stop sends the task's stop signal first: a task that handles it
+/// gets to clean up (here, on a timeout); one that ignores it is SIGKILLed
+/// after `stop_timeout`, and hotpass says it had to (issue 14).
+#[test]
+fn stops_send_the_stop_signal_then_sigkill_after_the_stop_timeout() {
+    let p = Project::new(
+        "[tasks.tidy]\ntimeout = \"1s\"\nrun = \"trap 'echo cleaned > marker; exit 0' TERM; sleep 30 & wait\"\n\
+         [tasks.stubborn]\ntimeout = \"1s\"\nstop_timeout = \"1s\"\nrun = \"trap '' TERM; sleep 30 & echo $! > s.pid; wait\"\n",
+    );
+    let mut child = p.spawn(&["run", "--keep-going", "-j", "2"]);
+    let (code, out) = child
+        .wait_output(Duration::from_secs(20))
+        .expect("the stubborn task was not killed after its stop timeout");
+    assert_eq!(code, Some(1));
+    assert_eq!(p.read("marker"), "cleaned\n", "the handler ran");
+    assert_has(&out, "tidy     | timed out");
+    assert_has(&out, "stubborn: still running");
+    assert_has(&out, "sending SIGKILL");
+    let pid: i32 = p.read("s.pid").trim().parse().unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !alive(pid)));
+}
+
+/// `stop_signal` chooses what Ctrl-C sends first (here SIGUSR1, which the
+/// task handles), and a name that is not a signal is a config error.
+#[test]
+fn stop_signal_is_what_ctrl_c_sends_first() {
+    let p = Project::new(
+        "[tasks.server]\nstop_signal = \"SIGUSR1\"\nrun = \"trap 'echo usr1 > marker; exit 0' USR1; echo up > up; sleep 30 & wait\"\n",
+    );
+    let mut child = p.spawn(&["run"]);
+    assert!(wait_for(Duration::from_secs(10), || p.exists("up")));
+    child.signal(libc::SIGINT);
+    assert_eq!(child.wait_code(Duration::from_secs(10)), Some(130));
+    assert_eq!(p.read("marker"), "usr1\n");
+    p.write(
+        "hotpass.toml",
+        "[tasks.a]\nrun = \"true\"\nstop_signal = \"SIGBOGUS\"\n",
+    );
+    let r = p.run(&["run"]);
+    r.code(2);
+    assert_has(&r.stderr, "not a signal a stop can send");
 }

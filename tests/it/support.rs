@@ -254,7 +254,7 @@ impl ChildGuard {
     }
 
     /// Waits for exit up to `limit`, returning the exit code and what the
-    /// child printed on stdout (or None on timeout).
+    /// child printed on stdout, then stderr (or None on timeout).
     pub fn wait_output(&mut self, limit: Duration) -> Option<(Option<i32>, String)> {
         use std::io::Read;
         let start = Instant::now();
@@ -263,6 +263,9 @@ impl ChildGuard {
                 let mut child = self.0.take().unwrap();
                 let mut out = String::new();
                 if let Some(mut pipe) = child.stdout.take() {
+                    let _ = pipe.read_to_string(&mut out);
+                }
+                if let Some(mut pipe) = child.stderr.take() {
                     let _ = pipe.read_to_string(&mut out);
                 }
                 let _ = child.wait(); // already exited: reaps it
