@@ -50,11 +50,7 @@ pub fn run(
                         name: &i.name,
                         task: &t.name,
                         partition: i.partition.as_deref(),
-                        kind: if t.kind == TaskKind::Gate {
-                            "gate"
-                        } else {
-                            "task"
-                        },
+                        kind: t.kind_word(),
                         description: t.description.as_deref(),
                         deps: i.deps.iter().map(|d| graph.get(*d).name.as_str()).collect(),
                     }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::Context;
-use crate::config::{self, TaskKind};
+use crate::config;
 use crate::error::Error;
 use crate::partition::PartitionSpec;
 
@@ -25,11 +25,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<u8, Error> {
         .iter()
         .map(|t| Entry {
             name: &t.name,
-            kind: if t.kind == TaskKind::Gate {
-                "gate"
-            } else {
-                "task"
-            },
+            kind: t.kind_word(),
             description: t.description.as_deref(),
             deps: t
                 .deps

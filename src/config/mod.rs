@@ -91,6 +91,27 @@ pub enum Tools {
 
 pub use remote::RemoteCache;
 
+/// When a service is ready for its dependents.
+#[derive(Debug, Clone)]
+pub enum Ready {
+    /// A line of its output matches.
+    Log(regex::Regex),
+    /// A TCP connection to 127.0.0.1:PORT succeeds.
+    Tcp(u16),
+    /// A GET of this `http://` URL answers 2xx.
+    Http(String),
+    /// As soon as it has started.
+    Started,
+}
+
+/// A `service = true` task.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub ready: Ready,
+    /// How long it may take to be ready (default 60 s).
+    pub ready_timeout: Duration,
+}
+
 /// `[settings]`, with defaults applied.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -155,6 +176,8 @@ pub struct Task {
     /// Relative to the root, `/`-separated; "." for the root.
     pub cwd: String,
     pub timeout: Option<Duration>,
+    /// A long-running service, and when it is ready (`None`: not a service).
+    pub service: Option<Service>,
     /// The signal a stop sends first (`None`: the settings' default).
     pub stop_signal: Option<i32>,
     /// How long a stop waits before SIGKILL (`None`: the settings' default).
@@ -179,6 +202,17 @@ pub struct Project {
     /// Tasks sorted by name; `TaskId` indexes this.
     pub tasks: Vec<Task>,
     by_name: HashMap<String, TaskId>,
+}
+
+impl Task {
+    /// What it is, as lists and plans show it: `gate`, `service` or `task`.
+    pub fn kind_word(&self) -> &'static str {
+        match (self.kind, self.service.is_some()) {
+            (TaskKind::Gate, _) => "gate",
+            (_, true) => "service",
+            _ => "task",
+        }
+    }
 }
 
 impl Project {

@@ -80,6 +80,14 @@ pub struct RawTask {
     pub env: Option<BTreeMap<String, Spanned<EnvValue>>>,
     pub cwd: Option<Spanned<String>>,
     pub timeout: Option<Spanned<Timeout>>,
+    /// A long-running service (a dev server, a database): never cached,
+    /// ready when `ready` says so.
+    pub service: Option<Spanned<bool>>,
+    /// When a service is ready: `{ log = "REGEX" }`, `{ tcp = PORT }` or
+    /// `{ http = "URL" }`.
+    pub ready: Option<Spanned<RawReady>>,
+    /// How long a service may take to be ready (default 60 s).
+    pub ready_timeout: Option<Spanned<Timeout>>,
     /// The signal that stops it (default SIGTERM), before SIGKILL.
     pub stop_signal: Option<Spanned<String>>,
     /// How long a stop waits for it before SIGKILL (default 5 s).
@@ -221,6 +229,15 @@ impl<'de> Deserialize<'de> for EnvValue {
     }
 }
 
+/// `ready = { log = "REGEX" }`, `{ tcp = PORT }` or `{ http = "URL" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReady {
+    pub log: Option<Spanned<String>>,
+    pub tcp: Option<Spanned<u16>>,
+    pub http: Option<Spanned<String>>,
+}
+
 /// A `timeout`: a duration string (`"10m"`) or a whole number of seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Timeout {
@@ -262,6 +279,9 @@ pub const TASK_FIELDS: &[&str] = &[
     "timeout",
     "stop_signal",
     "stop_timeout",
+    "service",
+    "ready",
+    "ready_timeout",
     "cache",
     "max_parallel",
     "partitions",

@@ -346,11 +346,13 @@ fn task(
         .flatten()
         .map(|i| Input::parse(i.get_ref()))
         .collect();
+    let service = service(raw, src, problems);
     let cache = raw
         .cache
         .as_ref()
         .map(|c| *c.get_ref())
-        .unwrap_or(!inputs.is_empty());
+        .unwrap_or(!inputs.is_empty())
+        && service.is_none();
     let task = Task {
         id,
         name: def.name.clone(),
@@ -386,6 +388,7 @@ fn task(
             .collect::<BTreeMap<_, _>>(),
         cwd: cwd(raw, src, problems),
         timeout: timeout(raw, src, problems),
+        service,
         stop_signal: raw
             .stop_signal
             .as_ref()
@@ -606,6 +609,101 @@ fn duration(
             None
         }
     }
+}
+
+/// `service = true` with its readiness check and timeout.
+fn service(
+    raw: &RawTask,
+    src: &SourceFile,
+    problems: &mut Vec<Problem>,
+) -> Option<crate::config::Service> {
+    use crate::config::Ready;
+    let is_service = raw.service.as_ref().is_some_and(|s| *s.get_ref());
+    if !is_service {
+        for (span, field) in [
+            (raw.ready.as_ref().map(|r| r.span()), "ready"),
+            (
+                raw.ready_timeout.as_ref().map(|r| r.span()),
+                "ready_timeout",
+            ),
+        ] {
+            if let Some(span) = span {
+                problems.push(
+                    Problem::at(
+                        ProblemKind::InvalidValue,
+                        src,
+                        span,
+                        format!("`{field}` applies only to a service"),
+                        "not a service",
+                    )
+                    .with_help("add service = true, or remove it"),
+                );
+            }
+        }
+        return None;
+    }
+    let ready = match raw.ready.as_ref() {
+        None => Ready::Started,
+        Some(r) => {
+            let v = r.get_ref();
+            let given = [v.log.is_some(), v.tcp.is_some(), v.http.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if given != 1 {
+                problems.push(
+                    Problem::at(
+                        ProblemKind::InvalidValue,
+                        src,
+                        r.span(),
+                        "ready must say one of log, tcp or http",
+                        "here",
+                    )
+                    .with_help("e.g. ready = { http = \"http://127.0.0.1:8000/health\" } or ready = { log = \"listening on\" }"),
+                );
+                return None;
+            }
+            if let Some(l) = &v.log {
+                match regex::Regex::new(l.get_ref()) {
+                    Ok(re) => Ready::Log(re),
+                    Err(e) => {
+                        problems.push(
+                            Problem::at(ProblemKind::InvalidValue, src, l.span(), format!("not a regular expression: {e}"), "here")
+                                .with_help("ready.log is a regular expression a line of the service's output matches"),
+                        );
+                        return None;
+                    }
+                }
+            } else if let Some(t) = &v.tcp {
+                Ready::Tcp(*t.get_ref())
+            } else {
+                let url = v.http.as_ref().expect("one of three");
+                if !url.get_ref().starts_with("http://") {
+                    problems.push(
+                        Problem::at(
+                            ProblemKind::InvalidValue,
+                            src,
+                            url.span(),
+                            "ready.http must be an http:// URL",
+                            "here",
+                        )
+                        .with_help("e.g. http://127.0.0.1:8000/health (a GET must answer 2xx)"),
+                    );
+                    return None;
+                }
+                Ready::Http(url.get_ref().clone())
+            }
+        }
+    };
+    let ready_timeout = raw
+        .ready_timeout
+        .as_ref()
+        .and_then(|t| duration(t, "ready_timeout", false, src, problems))
+        .unwrap_or(std::time::Duration::from_secs(60));
+    Some(crate::config::Service {
+        ready,
+        ready_timeout,
+    })
 }
 
 /// The signals a stop may send first, by name.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::cache::Cache;
 use crate::cache::key::{CacheKey, dep_digests, dep_key_tag, result_of};
 use crate::cache::policy::{Blobs, Decision, Reason};
-use crate::config::{Project, TaskKind};
+use crate::config::Project;
 use crate::graph::{InstanceGraph, InstanceId};
 
 /// Version of the dry-run JSON.
@@ -120,10 +120,7 @@ pub fn plan(
             name: inst.name.clone(),
             task: task.name.clone(),
             partition: inst.partition.clone(),
-            kind: match task.kind {
-                TaskKind::Gate => "gate",
-                TaskKind::Task => "task",
-            },
+            kind: task.kind_word(),
             action: if cached { "cached" } else { "run" },
             cached,
             key: digest,

@@ -130,6 +130,80 @@ enum Event {
     Finished(InstanceId, Box<Outcome>),
     Signal(i32),
     Cancel(Vec<InstanceId>),
+    /// A service's readiness check (TCP or HTTP) succeeded.
+    Ready(InstanceId),
+}
+
+/// A running service: when it must be ready, and what its dependents see.
+struct ServiceRun {
+    ready_by: Instant,
+    /// Once ready: the outcome its dependents read (its result digest).
+    ready: Option<Outcome>,
+    /// hotpass stopped it (its dependents are done): not a failure.
+    stopping: bool,
+    /// It was not ready in time.
+    not_ready: bool,
+}
+
+/// Polls a TCP or HTTP readiness check until it succeeds (then says so),
+/// the service stops, or its time runs out.
+fn probe(
+    id: InstanceId,
+    ready: crate::config::Ready,
+    until: Instant,
+    ctl: Arc<Control>,
+    tx: mpsc::Sender<Event>,
+) {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let check = || -> bool {
+        match &ready {
+            crate::config::Ready::Tcp(port) => {
+                TcpStream::connect_timeout(&([127, 0, 0, 1], *port).into(), Duration::from_secs(1))
+                    .is_ok()
+            }
+            crate::config::Ready::Http(url) => {
+                let rest = url.trim_start_matches("http://");
+                let (host, path) = rest
+                    .split_once('/')
+                    .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+                let addr = if host.contains(':') {
+                    host.to_owned()
+                } else {
+                    format!("{host}:80")
+                };
+                let Ok(addrs) = std::net::ToSocketAddrs::to_socket_addrs(&addr) else {
+                    return false;
+                };
+                addrs.into_iter().any(|a| {
+                    let Ok(mut s) = TcpStream::connect_timeout(&a, Duration::from_secs(1)) else {
+                        return false;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let req =
+                        format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+                    let mut head = [0u8; 16];
+                    s.write_all(req.as_bytes()).is_ok()
+                        && s.read(&mut head).is_ok_and(|n| {
+                            let line = String::from_utf8_lossy(&head[..n]);
+                            line.starts_with("HTTP/")
+                                && line
+                                    .split_whitespace()
+                                    .nth(1)
+                                    .is_some_and(|c| c.starts_with('2'))
+                        })
+                })
+            }
+            _ => false,
+        }
+    };
+    while Instant::now() < until && !ctl.is_cancelled() {
+        if check() {
+            let _ = tx.send(Event::Ready(id));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Runs every instance of `graph`, dependencies first.
@@ -158,6 +232,7 @@ pub fn run_with<R: Runner>(
     let (tx, rx) = mpsc::channel::<Event>();
     on_start(Canceller(tx.clone()));
     let mut s = Scheduler::new(project, graph, reporters, opts);
+    s.probes = Some(tx.clone());
     let signals = signal_hook::iterator::Signals::new(crate::error::STOP_SIGNALS).ok();
     let signal_handle = signals.as_ref().map(|s| s.handle());
     let (job_tx, job_rx) = mpsc::channel();
@@ -295,6 +370,10 @@ struct Scheduler<'a, 'r, P> {
     signal: Option<i32>,
     killed_hard: bool,
     dispatch: tracing::Dispatch,
+    /// Each running service's state, by instance.
+    services: Vec<Option<ServiceRun>>,
+    /// Where readiness probes report.
+    probes: Option<mpsc::Sender<Event>>,
 }
 
 impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
@@ -328,6 +407,8 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             interrupted: false,
             signal: None,
             killed_hard: false,
+            services: (0..graph.len()).map(|_| None).collect(),
+            probes: None,
             dispatch: tracing::dispatcher::get_default(|d| d.clone()),
         };
         let mut behind_failure = Vec::new();
@@ -483,6 +564,11 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             .iter()
             .filter_map(|d| match &self.states[d.index()] {
                 State::Done(o) => Some((*d, o)),
+                // A ready service: what it offers its dependents.
+                State::Running { .. } => self.services[d.index()]
+                    .as_ref()
+                    .and_then(|s| s.ready.as_ref())
+                    .map(|o| (*d, o)),
                 _ => None,
             })
             .collect()
@@ -531,6 +617,28 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             self.jobs
         );
         self.reporters.started(id);
+        if let Some(service) = &self.project.task(task).service {
+            self.services[id.index()] = Some(ServiceRun {
+                ready_by: Instant::now() + service.ready_timeout,
+                ready: None,
+                stopping: false,
+                not_ready: false,
+            });
+            match &service.ready {
+                crate::config::Ready::Started => self.serving(id),
+                crate::config::Ready::Log(_) => {}
+                r => {
+                    if let Some(tx) = self.probes.clone() {
+                        let (r, until, c) = (
+                            r.clone(),
+                            Instant::now() + service.ready_timeout,
+                            ctl.clone(),
+                        );
+                        std::thread::spawn(move || probe(id, r, until, c, tx));
+                    }
+                }
+            }
+        }
         pool.submit(Job {
             id,
             prepared: p,
@@ -543,9 +651,16 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     fn wait(&self, events: &mpsc::Receiver<Event>) -> Option<Event> {
         let now = Instant::now();
         let mut wake = now + TICK;
-        for s in &self.states {
+        for (s, svc) in self.states.iter().zip(&self.services) {
             if let State::Running { deadline, ctl } = s {
-                for d in [*deadline, ctl.escalates_at()].into_iter().flatten() {
+                let ready_by = svc
+                    .as_ref()
+                    .filter(|s| s.ready.is_none())
+                    .map(|s| s.ready_by);
+                for d in [*deadline, ctl.escalates_at(), ready_by]
+                    .into_iter()
+                    .flatten()
+                {
                     wake = wake.min(d);
                 }
             }
@@ -558,7 +673,30 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     /// Acts on one event.
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Output(id, stream, line) => self.reporters.output(id, stream, &line),
+            Event::Output(id, stream, line) => {
+                self.reporters.output(id, stream, &line);
+                let task = self.project.task(self.graph.get(id).task);
+                if let Some(crate::config::Service {
+                    ready: crate::config::Ready::Log(re),
+                    ..
+                }) = &task.service
+                    && self.services[id.index()]
+                        .as_ref()
+                        .is_some_and(|s| s.ready.is_none())
+                    && re.is_match(&String::from_utf8_lossy(&line))
+                {
+                    self.serving(id);
+                }
+            }
+            Event::Ready(id) => {
+                if self.services[id.index()]
+                    .as_ref()
+                    .is_some_and(|s| s.ready.is_none())
+                    && matches!(self.states[id.index()], State::Running { .. })
+                {
+                    self.serving(id);
+                }
+            }
             Event::Finished(id, outcome) => self.finished(id, *outcome),
             Event::Signal(signal) => {
                 self.signal.get_or_insert(signal);
@@ -577,6 +715,44 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         }
         let cancelled =
             matches!(&self.states[id.index()], State::Running { ctl, .. } if ctl.is_cancelled());
+        if let Some(svc) = self.services[id.index()].take() {
+            let name = &self.graph.get(id).name;
+            // Said like its own output: live, and kept with the outcome.
+            let reporters = &mut self.reporters;
+            let mut note = |text: String| {
+                reporters.output(id, Stream::Stderr, text.trim_end().as_bytes());
+                outcome.output.push(Stream::Stderr, text.as_bytes());
+            };
+            if svc.stopping && svc.ready.is_some() {
+                // hotpass stopped it: its dependents are done.
+                outcome.status = Status::Ok;
+            } else if svc.not_ready {
+                let t = self.project.task(self.graph.get(id).task);
+                let limit = t
+                    .service
+                    .as_ref()
+                    .map(|s| s.ready_timeout)
+                    .unwrap_or_default();
+                note(format!(
+                    "hotpass: service {name} was not ready after {limit:?}\n"
+                ));
+                outcome.status = Status::Failed { code: None };
+                // hotpass stopped it, but the failure is the service's.
+                self.complete(id, outcome);
+                return;
+            } else if !self.interrupted && !cancelled {
+                note(format!("hotpass: service {name} exited by itself\n"));
+                if outcome.status.is_success() {
+                    outcome.status = Status::Failed { code: None };
+                }
+            }
+            if svc.ready.is_some() && outcome.status.is_success() {
+                // Its dependents were released when it became ready.
+                self.reporters.finished(id, &outcome);
+                self.states[id.index()] = State::Done(outcome);
+                return;
+            }
+        }
         if (self.interrupted || cancelled)
             && !outcome.status.is_success()
             && outcome.status != Status::TimedOut
@@ -624,12 +800,83 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     fn enforce_deadlines(&mut self) {
         let now = Instant::now();
         for (id, inst) in self.graph.iter() {
+            if let (Some(svc), State::Running { ctl, .. }) =
+                (self.services[id.index()].as_mut(), &self.states[id.index()])
+                && svc.ready.is_none()
+                && !svc.not_ready
+                && svc.ready_by <= now
+            {
+                tracing::warn!("{}: not ready in time; stopping it", inst.name);
+                svc.not_ready = true;
+                ctl.stop();
+            }
             if let State::Running { deadline, ctl } = &self.states[id.index()] {
                 if deadline.is_some_and(|d| d <= now) && !ctl.is_timed_out() {
                     ctl.time_out();
                 }
                 ctl.escalate_if_due(now, &inst.name);
             }
+        }
+    }
+
+    /// A service is ready: its dependents may start (they read the outcome
+    /// kept for them); it keeps running.
+    fn serving(&mut self, id: InstanceId) {
+        let inst = self.graph.get(id);
+        tracing::info!("{}: ready", inst.name);
+        let mut o = Outcome::new(Status::Ok);
+        o.result = Some(
+            blake3::hash(format!("service {} {:?}", inst.name, inst.resolved.commands).as_bytes())
+                .to_hex()
+                .to_string(),
+        );
+        if let Some(s) = self.services[id.index()].as_mut() {
+            s.ready = Some(o);
+        }
+        self.release(id);
+        self.stop_idle_services();
+    }
+
+    /// Stops each ready service whose dependents are all done (a service
+    /// that no instance of the run depends on stays up until Ctrl-C).
+    fn stop_idle_services(&mut self) {
+        for (id, _) in self.graph.iter() {
+            let Some(svc) = self.services[id.index()].as_mut() else {
+                continue;
+            };
+            let deps = self.graph.dependents(id);
+            let idle = svc.ready.is_some()
+                && !svc.stopping
+                && !deps.is_empty()
+                && deps
+                    .iter()
+                    .all(|d| matches!(self.states[d.index()], State::Done(_)));
+            if idle && let State::Running { ctl, .. } = &self.states[id.index()] {
+                tracing::info!(
+                    "{}: its dependents are done; stopping it",
+                    self.graph.get(id).name
+                );
+                svc.stopping = true;
+                ctl.stop();
+            }
+        }
+    }
+
+    /// Lets `id`'s dependents whose dependencies are all satisfied start.
+    fn release(&mut self, id: InstanceId) {
+        let mut newly: Vec<InstanceId> = Vec::new();
+        for &d in self.graph.dependents(id) {
+            if let State::Waiting { missing } = &mut self.states[d.index()] {
+                *missing -= 1;
+                if *missing == 0 {
+                    newly.push(d);
+                }
+            }
+        }
+        newly.sort_by_key(|d| self.rank[d.index()]);
+        for d in newly {
+            self.states[d.index()] = State::Ready;
+            self.ready.push_back(d);
         }
     }
 
@@ -645,25 +892,13 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         self.reporters.finished(id, &outcome);
         self.states[id.index()] = State::Done(outcome);
         if success {
-            let mut newly: Vec<InstanceId> = Vec::new();
-            for &d in self.graph.dependents(id) {
-                if let State::Waiting { missing } = &mut self.states[d.index()] {
-                    *missing -= 1;
-                    if *missing == 0 {
-                        newly.push(d);
-                    }
-                }
-            }
-            newly.sort_by_key(|d| self.rank[d.index()]);
-            for d in newly {
-                self.states[d.index()] = State::Ready;
-                self.ready.push_back(d);
-            }
+            self.release(id);
         } else {
             self.failed = true;
             let reason = format!("dependency `{}` failed", self.graph.get(id).name);
             self.skip_dependents(id, &reason);
         }
+        self.stop_idle_services();
     }
 
     /// Marks `id` skipped (it never started), and everything behind it.

@@ -122,6 +122,7 @@ mod tests {
             env: [("DAY".to_owned(), "{partition}".to_owned())].into(),
             cwd: "work/{partition}".into(),
             timeout: None,
+            service: None,
             stop_signal: None,
             stop_timeout: None,
             cache: true,

@@ -13,5 +13,6 @@ mod remote;
 mod reports;
 mod run;
 mod selectors;
+mod services;
 mod support;
 mod watch;
