@@ -335,6 +335,8 @@ fn cycle(
     };
     let mut again: BTreeSet<String> = BTreeSet::new();
     let mut again_paths: Vec<String> = Vec::new();
+    // Restarts asked of the running cycle, and when.
+    let mut restarted: Vec<(InstanceId, Instant)> = Vec::new();
     let mut interrupted: Option<i32> = None;
     let started = Instant::now();
     let result = std::thread::scope(|s| {
@@ -357,19 +359,39 @@ fn cycle(
             match rx.recv_timeout(Duration::from_millis(25)) {
                 Ok(Event::Files(paths)) => {
                     let ch = l.set.classify(&l.graph, &paths);
-                    let ids: Vec<InstanceId> = if ch.config {
+                    if ch.config {
+                        // The graph itself may change: stop this cycle, plan again.
                         *reload = true;
-                        l.graph.iter().map(|(id, _)| id).collect()
-                    } else {
-                        ch.affected.iter().copied().collect()
-                    };
+                        let ids: Vec<InstanceId> = l.graph.iter().map(|(id, _)| id).collect();
+                        again_paths.extend(ch.paths);
+                        again.extend(ids.iter().map(|id| l.graph.get(*id).name.clone()));
+                        if let Some(c) = &canceller {
+                            c.cancel(ids);
+                        }
+                        continue;
+                    }
+                    let ids: Vec<InstanceId> = ch.affected.iter().copied().collect();
                     if ids.is_empty() {
                         continue;
                     }
-                    again_paths.extend(ch.paths);
-                    again.extend(ids.iter().map(|id| l.graph.get(*id).name.clone()));
-                    if let Some(c) = &canceller {
-                        c.cancel(ids);
+                    // Acted on now, whatever else runs: the affected (and
+                    // their dependents) stop if running and start again.
+                    let names: BTreeSet<String> =
+                        ids.iter().map(|id| l.graph.get(*id).name.clone()).collect();
+                    out(format!(
+                        "── changed: {}: restarting {}\n",
+                        summarize(&ch.paths),
+                        describe(&names)
+                    )
+                    .as_bytes());
+                    let sent = canceller.as_ref().is_some_and(|c| c.restart(ids.clone()));
+                    let at = Instant::now();
+                    for id in ids {
+                        restarted.push((id, at));
+                    }
+                    if !sent {
+                        again_paths.extend(ch.paths);
+                        again.extend(names);
                     }
                 }
                 Ok(Event::Signal(signal)) => {
@@ -381,6 +403,16 @@ fn cycle(
         }
         handle.join().expect("the cycle thread does not panic")
     });
+    // A restart the cycle ended before acting on runs in the next one.
+    for (id, at) in restarted {
+        let began = result.outcomes[id.index()].lane.map(|(_, b, _)| b);
+        if began.is_none_or(|b| b < at) {
+            again.insert(l.graph.get(id).name.clone());
+            for d in l.graph.with_dependents([id]) {
+                again.insert(l.graph.get(d).name.clone());
+            }
+        }
+    }
     tracing::debug!("cycle took {:?}", started.elapsed());
     let stop = if interrupted.is_some() || result.interrupted {
         Stop::Interrupted(interrupted.or(result.signal))

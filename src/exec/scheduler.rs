@@ -96,6 +96,13 @@ impl Canceller {
     pub fn cancel(&self, ids: Vec<InstanceId>) -> bool {
         self.0.send(Event::Cancel(ids)).is_ok()
     }
+
+    /// Runs these instances and their dependents again, now: stopped first
+    /// if running; whatever else runs keeps running. Returns false if the
+    /// run is already over.
+    pub fn restart(&self, ids: Vec<InstanceId>) -> bool {
+        self.0.send(Event::Restart(ids)).is_ok()
+    }
 }
 
 /// Where one instance is in its life. Every instance ends `Done`, so
@@ -132,6 +139,8 @@ enum Event {
     Cancel(Vec<InstanceId>),
     /// A service's readiness check (TCP or HTTP) succeeded.
     Ready(InstanceId),
+    /// Watch mode: run these (and their dependents) again.
+    Restart(Vec<InstanceId>),
 }
 
 /// A running service: when it must be ready, and what its dependents see.
@@ -374,6 +383,8 @@ struct Scheduler<'a, 'r, P> {
     services: Vec<Option<ServiceRun>>,
     /// Where readiness probes report.
     probes: Option<mpsc::Sender<Event>>,
+    /// Running instances stopped to be started again when they end.
+    restart_pending: std::collections::HashSet<InstanceId>,
 }
 
 impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
@@ -409,6 +420,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             killed_hard: false,
             services: (0..graph.len()).map(|_| None).collect(),
             probes: None,
+            restart_pending: Default::default(),
             dispatch: tracing::dispatcher::get_default(|d| d.clone()),
         };
         let mut behind_failure = Vec::new();
@@ -703,6 +715,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
                 self.interrupt();
             }
             Event::Cancel(ids) => ids.into_iter().for_each(|id| self.cancel(id)),
+            Event::Restart(ids) => self.restart(ids),
         }
     }
 
@@ -712,6 +725,14 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         self.running -= 1;
         if let Some(c) = self.per_task.get_mut(&self.graph.get(id).task) {
             *c -= 1;
+        }
+        if self.restart_pending.remove(&id) {
+            // Stopped to run again: said as interrupted, then queued anew.
+            self.services[id.index()] = None;
+            outcome.status = Status::Interrupted;
+            self.reporters.finished(id, &outcome);
+            self.requeue(id);
+            return;
         }
         let cancelled =
             matches!(&self.states[id.index()], State::Running { ctl, .. } if ctl.is_cancelled());
@@ -860,6 +881,73 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
                 ctl.stop();
             }
         }
+    }
+
+    /// Whether `d` satisfies its dependents: done well, or a ready service.
+    fn satisfied(&self, d: InstanceId) -> bool {
+        match &self.states[d.index()] {
+            State::Done(o) => o.status.is_success(),
+            State::Running { .. } => self.services[d.index()]
+                .as_ref()
+                .is_some_and(|s| s.ready.is_some()),
+            _ => false,
+        }
+    }
+
+    /// Puts `id` back to waiting for its dependencies (ready if none is
+    /// missing).
+    fn requeue(&mut self, id: InstanceId) {
+        let missing = self
+            .graph
+            .get(id)
+            .deps
+            .iter()
+            .filter(|d| !self.satisfied(**d))
+            .count();
+        if missing == 0 {
+            self.states[id.index()] = State::Ready;
+            self.ready.push_back(id);
+        } else {
+            self.states[id.index()] = State::Waiting { missing };
+        }
+    }
+
+    /// Watch mode: `ids` and everything that depends on them run again. A
+    /// running one is stopped and queued again when it ends; the rest are
+    /// queued now. Unrelated instances are left as they are.
+    fn restart(&mut self, ids: Vec<InstanceId>) {
+        let all = self.graph.with_dependents(ids);
+        self.prepared.retain(|(id, _)| !all.contains(id));
+        self.ready.retain(|id| !all.contains(id));
+        // Dependencies first, so that each sees the others' new states.
+        for &id in self.graph.order() {
+            if !all.contains(&id) {
+                continue;
+            }
+            match &self.states[id.index()] {
+                State::Running { ctl, .. } => {
+                    if self.restart_pending.insert(id) {
+                        tracing::info!("{}: restarting", self.graph.get(id).name);
+                        ctl.stop();
+                    }
+                }
+                _ => {
+                    self.states[id.index()] = State::Waiting {
+                        missing: usize::MAX,
+                    }
+                }
+            }
+        }
+        for &id in self.graph.order() {
+            if all.contains(&id) && matches!(self.states[id.index()], State::Waiting { .. }) {
+                self.requeue(id);
+            }
+        }
+        // A failure among them no longer stops the run.
+        self.failed = self
+            .states
+            .iter()
+            .any(|s| matches!(s, State::Done(o) if o.status.is_failure()));
     }
 
     /// Lets `id`'s dependents whose dependencies are all satisfied start.

@@ -214,3 +214,39 @@ fn a_new_file_starts_its_partition_chain() {
     assert_eq!(p.read("ingest.log"), "a\nb\n", "{}", w.output());
     assert_eq!(p.read("count.log"), "a\nb\n", "{}", w.output());
 }
+
+/// An edit is acted on at once, whatever else runs: A re-runs while an
+/// unrelated, long task B is still running, and B is not restarted
+/// (issue 14). Synchronised on files and B's pid, not on time.
+#[test]
+fn an_edit_does_not_wait_for_unrelated_work() {
+    let p = Project::new(
+        "[tasks.a]\nrun = \"echo ran >> a.log\"\ninputs = [\"a.txt\"]\n\
+         [tasks.b]\nrun = \"echo $$ > b.pid; echo ran >> b.log; sleep 30\"\ninputs = [\"b.txt\"]\n",
+    );
+    p.write("a.txt", "1\n").write("b.txt", "1\n");
+    let mut w = p.watch(&["watch", "--debounce", "50", "-j", "2"]);
+    assert!(
+        crate::support::wait_for(Duration::from_secs(15), || lines(&p, "a.log") == 1
+            && !p.read("b.pid").trim().is_empty()),
+        "{}",
+        w.output()
+    );
+    let b: i32 = p.read("b.pid").trim().parse().unwrap();
+    p.write("a.txt", "2\n");
+    assert!(
+        crate::support::wait_for(Duration::from_secs(15), || lines(&p, "a.log") == 2),
+        "a did not re-run while b ran: {}",
+        w.output()
+    );
+    assert!(alive(b), "b was stopped");
+    assert_eq!(lines(&p, "b.log"), 1, "b was restarted");
+    assert!(w.output().contains("restarting a"), "{}", w.output());
+    // Ctrl-C takes b (and its sleep) down with it.
+    w.child.signal(libc::SIGINT);
+    assert_eq!(w.child.wait_code(Duration::from_secs(10)), Some(130));
+    assert!(crate::support::wait_for(
+        Duration::from_secs(10),
+        || !alive(b)
+    ));
+}
