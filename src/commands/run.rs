@@ -76,6 +76,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         jobs,
         keep_going: args.keep_going,
         done: Default::default(),
+        keep_services: false,
     };
     let started = jiff::Timestamp::now();
     let result = scheduler::run(&project, &graph, &runner, &mut reporters, &opts);

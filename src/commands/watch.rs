@@ -332,6 +332,7 @@ fn cycle(
         jobs: args.jobs.unwrap_or(l.project.settings.jobs),
         keep_going: args.keep_going,
         done,
+        keep_services: true,
     };
     let mut again: BTreeSet<String> = BTreeSet::new();
     let mut again_paths: Vec<String> = Vec::new();

@@ -84,6 +84,9 @@ pub struct Options {
     /// what a change affects): they are not run or reported again, and a
     /// success satisfies its dependents.
     pub done: HashMap<InstanceId, Outcome>,
+    /// Watch mode: services stay up when their dependents are done (a
+    /// change restarts them instead); the run then lasts until Ctrl-C.
+    pub keep_services: bool,
 }
 
 /// Lets another thread cancel running or pending instances of a run.
@@ -861,6 +864,9 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     /// Stops each ready service whose dependents are all done (a service
     /// that no instance of the run depends on stays up until Ctrl-C).
     fn stop_idle_services(&mut self) {
+        if self.opts.keep_services {
+            return;
+        }
         for (id, _) in self.graph.iter() {
             let Some(svc) = self.services[id.index()].as_mut() else {
                 continue;
@@ -1136,6 +1142,7 @@ mod tests {
             jobs: 2,
             keep_going,
             done: HashMap::new(),
+            keep_services: false,
         };
         let r = run(project, graph, &Fake(graph), &mut fan, &opts);
         drop(fan);

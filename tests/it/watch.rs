@@ -250,3 +250,37 @@ fn an_edit_does_not_wait_for_unrelated_work() {
         || !alive(b)
     ));
 }
+
+/// In watch a service stays up after its dependents are done; a change to
+/// its own inputs restarts it, and its dependent runs again once it is
+/// ready again (issue 14).
+#[test]
+fn a_service_stays_up_in_watch_and_restarts_on_its_inputs() {
+    let p = Project::new(
+        "[tasks.api]\nservice = true\nrun = \"echo $$ >> api.pids; cat api.conf; echo ready; exec sleep 300\"\n\
+         ready = { log = \"^ready\" }\ninputs = [\"api.conf\"]\n\
+         [tasks.check]\ndeps = [\"api\"]\nrun = \"echo ran >> check.log\"\n",
+    );
+    p.write("api.conf", "v1\n");
+    let mut w = p.watch(&["watch", "--debounce", "50"]);
+    w.wait("the first check", || lines(&p, "check.log") == 1);
+    let first: i32 = p.read("api.pids").lines().next().unwrap().parse().unwrap();
+    assert!(alive(first), "the service stays up: {}", w.output());
+    p.write("api.conf", "v2\n");
+    w.wait("the check after the restart", || {
+        lines(&p, "check.log") == 2
+    });
+    assert_eq!(lines(&p, "api.pids"), 2, "{}", w.output());
+    assert!(crate::support::wait_for(
+        Duration::from_secs(10),
+        || !alive(first)
+    ));
+    let second: i32 = p.read("api.pids").lines().nth(1).unwrap().parse().unwrap();
+    assert!(alive(second));
+    w.child.signal(libc::SIGINT);
+    assert_eq!(w.child.wait_code(Duration::from_secs(10)), Some(130));
+    assert!(crate::support::wait_for(
+        Duration::from_secs(10),
+        || !alive(second)
+    ));
+}
