@@ -284,3 +284,45 @@ fn a_service_stays_up_in_watch_and_restarts_on_its_inputs() {
         || !alive(second)
     ));
 }
+
+/// Whether any live (not zombie) process is in process group `pgid`.
+fn group_alive(pgid: i32) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp.
+        let rest: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        rest.first().is_some_and(|s| *s != "Z") && rest.get(2) == Some(&pgid.to_string().as_str())
+    })
+}
+
+/// A restart, then Ctrl-C, SIGTERM or SIGHUP: nothing of the task's process
+/// group is left alive (checked by group id), and the exit is 130 (129 for
+/// SIGHUP).
+#[test]
+fn restart_then_a_signal_leaves_no_process_of_the_group() {
+    for (signal, code) in [
+        (libc::SIGINT, 130),
+        (libc::SIGTERM, 130),
+        (libc::SIGHUP, 129),
+    ] {
+        let p = Project::new(
+            "[tasks.long]\nrun = \"echo $$ >> pids; sleep 60 & sleep 60 & wait\"\ninputs = [\"s.txt\"]\n",
+        );
+        p.write("s.txt", "1\n");
+        let mut w = p.watch(&["watch", "--debounce", "50"]);
+        w.wait("the first run", || lines(&p, "pids") == 1);
+        p.write("s.txt", "2\n");
+        w.wait("the restart", || lines(&p, "pids") == 2);
+        let groups: Vec<i32> = p.read("pids").lines().map(|l| l.parse().unwrap()).collect();
+        w.child.signal(signal);
+        assert_eq!(w.child.wait_code(Duration::from_secs(10)), Some(code));
+        for g in groups {
+            assert!(
+                crate::support::wait_for(Duration::from_secs(10), || !group_alive(g)),
+                "signal {signal}: group {g} survived"
+            );
+        }
+    }
+}
