@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Latency from a file write to the start of the re-run it causes, in
-`hotpass watch` over a generated project of 1,000 tasks.
+`hotpass watch`:
 
-    cargo build --release && python3 scripts/watch_latency.py [--edits 20] [--debounce MS]
+  many     a generated project of 1,000 tasks: one task's input is edited;
+  busy     an edit to task A while an unrelated task B sleeps 30 s: A must
+           not wait for B;
+  service  an edit to a service's input: the time until its dependent
+           starts again (the service restarted and ready again).
+
+    cargo build --release && python3 scripts/watch_latency.py [--edits 20] [--debounce MS] [--only NAME]
 
 Each task writes the wall-clock time (ns) it started to a marker file before
-doing anything else; the script writes one task's input, then reads the marker.
+doing anything else; the script writes an input, then reads the marker.
 Prints the median, min and max over the edits.
 """
 
@@ -22,12 +28,78 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOTPASS = os.path.join(ROOT, "target", "release", "hotpass")
 
 
+def edits(d, args, input_of, marker, label, extra=()):
+    """Starts watch in `d`, waits for `marker`, then edits `input_of(k)` and
+    times each re-run start; prints the summary line."""
+    cmd = [HOTPASS, "watch", *extra] + (["--debounce", str(args.debounce)] if args.debounce is not None else [])
+    proc = subprocess.Popen(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (os.path.exists(marker) and open(marker).read().strip()):
+            if time.time() > deadline:
+                sys.exit(f"{label}: nothing started within 60 s")
+            time.sleep(0.01)
+        latencies = []
+        for k in range(args.edits):
+            before = open(marker).read()
+            t0 = time.time_ns()
+            with open(input_of(k), "w") as f:
+                f.write(f"{k + 1}\n")
+            deadline = time.time() + 30
+            while True:
+                now = open(marker).read()
+                if now != before and now.strip():
+                    break
+                if time.time() > deadline:
+                    sys.exit(f"{label}: no re-run within 30 s")
+                time.sleep(0.002)
+            latencies.append((int(now.strip()) - t0) / 1e6)
+        print(f"{label}, edits {args.edits}, debounce {args.debounce or 'default'}: "
+              f"write -> re-run start median {statistics.median(latencies):.1f} ms "
+              f"(min {min(latencies):.1f}, max {max(latencies):.1f})")
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def busy(args):
+    with tempfile.TemporaryDirectory() as d:
+        with open(f"{d}/hotpass.toml", "w") as f:
+            f.write('[tasks.a]\nrun = "date +%s%N > a.started"\ninputs = ["a.txt"]\n'
+                    '[tasks.b]\nrun = "sleep 30"\ninputs = ["b.txt"]\n')
+        for name in ("a.txt", "b.txt"):
+            open(f"{d}/{name}", "w").write("0\n")
+        edits(d, args, lambda k: f"{d}/a.txt", f"{d}/a.started",
+              "busy: an edit while an unrelated 30 s task runs", ["-j", "2"])
+
+
+def service(args):
+    with tempfile.TemporaryDirectory() as d:
+        with open(f"{d}/hotpass.toml", "w") as f:
+            f.write('[tasks.api]\nservice = true\nrun = "echo ready; exec sleep 300"\n'
+                    'ready = { log = "^ready" }\ninputs = ["api.conf"]\n'
+                    '[tasks.check]\ndeps = ["api"]\nrun = "date +%s%N > check.started"\n')
+        open(f"{d}/api.conf", "w").write("0\n")
+        edits(d, args, lambda k: f"{d}/api.conf", f"{d}/check.started",
+              "service: restart to ready (its dependent starts again)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--edits", type=int, default=20)
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--debounce", type=int, default=None)
+    ap.add_argument("--only", choices=["many", "busy", "service"])
     args = ap.parse_args()
+    if args.only in (None, "busy"):
+        busy(args)
+    if args.only in (None, "service"):
+        service(args)
+    if args.only not in (None, "many"):
+        return
     with tempfile.TemporaryDirectory() as d:
         toml = []
         for i in range(args.tasks):
