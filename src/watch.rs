@@ -131,11 +131,21 @@ impl WatchSet {
                 kept.push(r);
             }
         }
-        let flat = if kept.iter().any(|k| self.root.starts_with(k)) {
+        let mut flat = if kept.iter().any(|k| self.root.starts_with(k)) {
             Vec::new()
         } else {
             vec![self.root.clone()]
         };
+        // Each folder's parent too (on its own): a watched folder that is
+        // deleted and created again is noticed, and watched again.
+        for k in &kept {
+            if let Some(parent) = k.parent()
+                && !kept.iter().any(|o| parent.starts_with(o))
+                && !flat.iter().any(|f| f == parent)
+            {
+                flat.push(parent.to_path_buf());
+            }
+        }
         (kept, flat)
     }
 

@@ -83,7 +83,9 @@ fn load(ctx: &Context, args: &WatchArgs) -> Result<Loaded, Error> {
 /// The file watcher and the folders it watches.
 struct Watches {
     debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
-    watched: Vec<(PathBuf, RecursiveMode)>,
+    /// What is watched: each folder, how, and its inode then (a folder
+    /// deleted and created again is another inode, and needs a new watch).
+    watched: Vec<(PathBuf, RecursiveMode, u64)>,
 }
 
 impl Watches {
@@ -114,17 +116,45 @@ impl Watches {
     /// touching a path that stays wanted: a change made while re-watching is
     /// not lost. With `keep`, nothing is dropped (a broken config keeps every
     /// watch so that any save can fix it).
+    /// Watches `set`'s folders as they are now: a watched folder that was
+    /// deleted is forgotten (its nearest existing ancestor is watched
+    /// instead), and watched again once it exists. Returns the files under
+    /// folders that are watched anew: they may have appeared before the
+    /// watch did, so they count as changed.
+    fn refresh(&mut self, set: &WatchSet, changed: &[PathBuf]) -> Vec<PathBuf> {
+        // A folder that changed itself (deleted, created: its parent's
+        // watch says so) or is another folder now needs a new watch.
+        let gone: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|(w, _, ino)| inode(w) != Some(*ino) || changed.contains(w))
+            .map(|(w, _, _)| w.clone())
+            .collect();
+        for w in &gone {
+            let _ = self.debouncer.unwatch(w);
+            self.watched.retain(|(p, _, _)| p != w);
+        }
+        self.set(wanted(set), false);
+        let mut files = Vec::new();
+        for w in gone.iter().filter(|w| w.is_dir()) {
+            files_under(w, &mut files);
+        }
+        files
+    }
+
     fn set(&mut self, wanted: Vec<(PathBuf, RecursiveMode)>, keep: bool) {
         for (p, mode) in &wanted {
             if self
                 .watched
                 .iter()
-                .any(|(w, m)| w == p && (*m == *mode || *m == RecursiveMode::Recursive))
+                .any(|(w, m, _)| w == p && (*m == *mode || *m == RecursiveMode::Recursive))
             {
                 continue;
             }
             match self.debouncer.watch(p, *mode) {
-                Ok(()) => self.watched.push((p.clone(), *mode)),
+                Ok(()) => self
+                    .watched
+                    .push((p.clone(), *mode, inode(p).unwrap_or_default())),
                 // A folder that vanished in between is no news; a limit is.
                 Err(e) if matches!(&e.kind, ErrorKind::PathNotFound) => {
                     tracing::debug!("cannot watch {}: {e}", p.display())
@@ -138,12 +168,12 @@ impl Watches {
         let stale: Vec<PathBuf> = self
             .watched
             .iter()
-            .filter(|(w, _)| !wanted.iter().any(|(p, _)| p == w))
-            .map(|(w, _)| w.clone())
+            .filter(|(w, _, _)| !wanted.iter().any(|(p, _)| p == w))
+            .map(|(w, _, _)| w.clone())
             .collect();
         for w in stale {
             let _ = self.debouncer.unwatch(&w);
-            self.watched.retain(|(p, _)| *p != w);
+            self.watched.retain(|(p, _, _)| *p != w);
         }
     }
 }
@@ -166,16 +196,44 @@ fn forward_signals(tx: mpsc::Sender<Event>) -> Result<signal_hook::iterator::Han
 /// Loads the project and watches what it needs; a broken config is
 /// reported, and its folder watched (on top of everything watched so far)
 /// so that a fix is noticed.
+/// Files under `dir` (at most 10,000 of them).
+fn files_under(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if out.len() >= 10_000 {
+            return;
+        }
+        match e.file_type() {
+            Ok(t) if t.is_dir() => files_under(&e.path(), out),
+            Ok(_) => out.push(e.path()),
+            Err(_) => {}
+        }
+    }
+}
+
+/// A folder's inode, if it exists.
+fn inode(p: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| m.ino())
+}
+
+/// The folders `set` needs watched, as they are now.
+fn wanted(set: &WatchSet) -> Vec<(PathBuf, RecursiveMode)> {
+    let (rec, flat) = set.roots();
+    let mut wanted: Vec<(PathBuf, RecursiveMode)> = rec
+        .into_iter()
+        .map(|p| (p, RecursiveMode::Recursive))
+        .collect();
+    wanted.extend(flat.into_iter().map(|p| (p, RecursiveMode::NonRecursive)));
+    wanted
+}
+
 fn reload(ctx: &Context, args: &WatchArgs, watches: &mut Watches) -> Option<Loaded> {
     match load(ctx, args) {
         Ok(l) => {
-            let (rec, flat) = l.set.roots();
-            let mut wanted: Vec<(PathBuf, RecursiveMode)> = rec
-                .into_iter()
-                .map(|p| (p, RecursiveMode::Recursive))
-                .collect();
-            wanted.extend(flat.into_iter().map(|p| (p, RecursiveMode::NonRecursive)));
-            watches.set(wanted, false);
+            watches.set(wanted(&l.set), false);
             Some(l)
         }
         Err(e) => {
@@ -287,11 +345,17 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
         }
         // Idle: wait for a change.
         match rx.recv() {
-            Ok(Event::Files(paths)) => match on_change(loaded.as_ref(), &paths) {
-                Next::Nothing => {}
-                Next::Reload(w) => (reloading, why) = (true, w),
-                Next::Run(names, w) => (pending, why) = (Some(names), w),
-            },
+            Ok(Event::Files(mut paths)) => {
+                if let Some(l) = &loaded {
+                    let again = watches.refresh(&l.set, &paths);
+                    paths.extend(again);
+                }
+                match on_change(loaded.as_ref(), &paths) {
+                    Next::Nothing => {}
+                    Next::Reload(w) => (reloading, why) = (true, w),
+                    Next::Run(names, w) => (pending, why) = (Some(names), w),
+                }
+            }
             Ok(Event::Signal(signal)) => break exit_for_signal(Some(signal)),
             Err(_) => break EXIT_INTERRUPTED,
         }

@@ -292,7 +292,12 @@ fn group_alive(pgid: i32) -> bool {
             return false;
         };
         // After the command's closing parenthesis: state, ppid, pgrp.
-        let rest: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let rest: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         rest.first().is_some_and(|s| *s != "Z") && rest.get(2) == Some(&pgid.to_string().as_str())
     })
 }
