@@ -131,6 +131,7 @@ impl Watches {
             .map(|(w, _, _)| w.clone())
             .collect();
         for w in &gone {
+            tracing::debug!("{} is another folder now: watching it again", w.display());
             let _ = self.debouncer.unwatch(w);
             self.watched.retain(|(p, _, _)| p != w);
         }
@@ -196,6 +197,16 @@ fn forward_signals(tx: mpsc::Sender<Event>) -> Result<signal_hook::iterator::Han
 /// Loads the project and watches what it needs; a broken config is
 /// reported, and its folder watched (on top of everything watched so far)
 /// so that a fix is noticed.
+/// Adds the files under each folder among `paths`: a folder created (or
+/// created again) may have files in it before its watch exists, and those
+/// count as changed.
+fn with_new_folders(paths: &mut Vec<PathBuf>) {
+    let folders: Vec<PathBuf> = paths.iter().filter(|p| p.is_dir()).cloned().collect();
+    for f in folders {
+        files_under(&f, paths);
+    }
+}
+
 /// Files under `dir` (at most 10,000 of them).
 fn files_under(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -214,9 +225,17 @@ fn files_under(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
 }
 
 /// A folder's inode, if it exists.
+/// A folder's identity, if it exists: its inode and birth time (an inode
+/// is often reused by the next folder created; a birth time is not).
 fn inode(p: &std::path::Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(p).ok().map(|m| m.ino())
+    let m = std::fs::metadata(p).ok()?;
+    let born = m
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    Some(m.ino() ^ born.rotate_left(17))
 }
 
 /// The folders `set` needs watched, as they are now.
@@ -344,12 +363,30 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> Result<u8, Error> {
             }
         }
         // Idle: wait for a change.
-        match rx.recv() {
+        // A second without news: check that every watched folder is still
+        // the one watched (one deleted and created again within a debounce
+        // can go unreported).
+        let event = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(e) => Ok(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => match &loaded {
+                Some(l) => {
+                    let files = watches.refresh(&l.set, &[]);
+                    if files.is_empty() {
+                        continue;
+                    }
+                    Ok(Event::Files(files))
+                }
+                None => continue,
+            },
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(mpsc::RecvError),
+        };
+        match event {
             Ok(Event::Files(mut paths)) => {
                 if let Some(l) = &loaded {
                     let again = watches.refresh(&l.set, &paths);
                     paths.extend(again);
                 }
+                with_new_folders(&mut paths);
                 match on_change(loaded.as_ref(), &paths) {
                     Next::Nothing => {}
                     Next::Reload(w) => (reloading, why) = (true, w),
@@ -422,7 +459,8 @@ fn cycle(
         // Forward file changes while the cycle runs; the cycle ends on its own.
         while !handle.is_finished() {
             match rx.recv_timeout(Duration::from_millis(25)) {
-                Ok(Event::Files(paths)) => {
+                Ok(Event::Files(mut paths)) => {
+                    with_new_folders(&mut paths);
                     let ch = l.set.classify(&l.graph, &paths);
                     if ch.config {
                         // The graph itself may change: stop this cycle, plan again.

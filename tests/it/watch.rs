@@ -331,3 +331,17 @@ fn restart_then_a_signal_leaves_no_process_of_the_group() {
         }
     }
 }
+
+/// A watched folder deleted and created again is still watched: a file
+/// written in the new folder right away triggers its task.
+#[test]
+fn a_folder_deleted_and_recreated_is_still_watched() {
+    let p = project();
+    let w = p.watch(&["watch", "--debounce", "50"]);
+    w.wait_count(CYCLE_END, 1);
+    std::fs::remove_dir_all(p.path("src")).unwrap();
+    p.write("src/x.txt", "again\n");
+    w.wait("a run for the new file", || {
+        p.read("out/a.txt") == "again\n"
+    });
+}
