@@ -891,6 +891,9 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
 
     /// Whether `d` satisfies its dependents: done well, or a ready service.
     fn satisfied(&self, d: InstanceId) -> bool {
+        if self.restart_pending.contains(&d) {
+            return false; // being stopped, to run again
+        }
         match &self.states[d.index()] {
             State::Done(o) => o.status.is_success(),
             State::Running { .. } => self.services[d.index()]
