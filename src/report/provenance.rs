@@ -95,7 +95,8 @@ pub fn statement(
         )
     };
     // Subjects: the declared outputs of the attested instances.
-    let mut subjects: BTreeMap<String, Value> = BTreeMap::new();
+    // (name, file, blake3, annotations), hashed in parallel below.
+    let mut subjects: BTreeMap<String, (std::path::PathBuf, String, Value)> = BTreeMap::new();
     for id in subject_instances(graph, run)? {
         if !succeeded(id) {
             continue;
@@ -112,19 +113,14 @@ pub fn statement(
                 annotations["restored"] = json!(true);
                 annotations["builtBy"] = json!(o.origin);
             }
-            subjects.insert(
-                out.path.clone(),
-                json!({
-                    "name": out.path,
-                    "digest": { "sha256": sha256_file(&path)?, "blake3": out.hash },
-                    "annotations": annotations,
-                }),
-            );
+            subjects.insert(out.path.clone(), (path, out.hash, annotations));
         }
     }
     // Resolved dependencies: every input file, tool and `$NAME` input of
     // every instance that succeeded, once each.
-    let mut files: BTreeMap<String, Value> = BTreeMap::new();
+    // Each input file once: its content (hashed in parallel below), or
+    // for a symlink not read through, its target text.
+    let mut files: BTreeMap<String, Result<std::path::PathBuf, String>> = BTreeMap::new();
     let mut tools: BTreeMap<String, Value> = BTreeMap::new();
     let mut names: BTreeMap<String, Value> = BTreeMap::new();
     let mut byproducts = Vec::new();
@@ -149,18 +145,16 @@ pub fn statement(
             if files.contains_key(&name) {
                 continue;
             }
-            let digest = if f.is_content() {
-                json!({ "sha256": sha256_file(&f.abs)? })
+            let what = if f.is_content() {
+                Ok(f.abs.clone())
             } else {
-                // A symlink that is not read through: its target text.
-                let target = f
+                Err(f
                     .link
                     .as_ref()
                     .map(|l| l.display().to_string())
-                    .unwrap_or_default();
-                json!({ "sha256": format!("{:x}", Sha256::digest(target.as_bytes())) })
+                    .unwrap_or_default())
             };
-            files.insert(name.clone(), json!({ "name": name, "digest": digest }));
+            files.insert(name, what);
         }
         for (tool, found) in &scan.tools {
             if tools.contains_key(tool) {
@@ -186,6 +180,27 @@ pub fn statement(
             );
         }
     }
+    use rayon::prelude::*;
+    let subjects: Vec<Value> = subjects
+        .into_par_iter()
+        .map(|(name, (path, blake3, annotations))| {
+            Ok(json!({
+                "name": name,
+                "digest": { "sha256": sha256_file(&path)?, "blake3": blake3 },
+                "annotations": annotations,
+            }))
+        })
+        .collect::<io::Result<_>>()?;
+    let files: Vec<Value> = files
+        .into_par_iter()
+        .map(|(name, what)| {
+            let sha256 = match what {
+                Ok(path) => sha256_file(&path)?,
+                Err(target) => format!("{:x}", Sha256::digest(target.as_bytes())),
+            };
+            Ok(json!({ "name": name, "digest": { "sha256": sha256 } }))
+        })
+        .collect::<io::Result<_>>()?;
     let config: Vec<Value> = project
         .files
         .iter()
@@ -211,7 +226,7 @@ pub fn statement(
                 "envMode": format!("{:?}", project.settings.env_mode).to_lowercase(),
             },
             "resolvedDependencies": files
-                .into_values()
+                .into_iter()
                 .chain(tools.into_values())
                 .chain(names.into_values())
                 .collect::<Vec<_>>(),
@@ -228,7 +243,7 @@ pub fn statement(
     });
     Ok(json!({
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": subjects.into_values().collect::<Vec<_>>(),
+        "subject": subjects,
         "predicateType": "https://slsa.dev/provenance/v1",
         "predicate": predicate,
     }))
