@@ -10,12 +10,10 @@ HOTPASS_BIN picks the binary (default: target/release/hotpass).
 
 import argparse
 import os
-import statistics
 import subprocess
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import copy_project, hotpass_bin, interleaved, print_medians
 
 
 def main():
@@ -23,26 +21,17 @@ def main():
     ap.add_argument("--runs", type=int, default=21)
     ap.add_argument("--tasks", type=int, default=1000)
     args = ap.parse_args()
-    hotpass = os.environ.get("HOTPASS_BIN") or os.path.join(ROOT, "target", "release", "hotpass")
+    hotpass = hotpass_bin()
     with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "hotpass.toml"), "w") as f:
-            for i in range(args.tasks):
-                with open(os.path.join(d, f"f{i}.txt"), "w") as g:
-                    g.write(f"input {i}\n" * 64)
-                f.write(f'[tasks.t{i}]\nrun = "cp f{i}.txt o{i}.out"\n'
-                        f'inputs = ["f{i}.txt"]\noutputs = ["o{i}.out"]\n')
+        copy_project(d, args.tasks, lines=64)
         subprocess.run([hotpass, "-q", "run"], cwd=d, check=True, stdout=subprocess.DEVNULL)
-        times = {"plain": [], "--provenance": []}
-        for _ in range(args.runs):
-            for name, extra in (("plain", []), ("--provenance", ["--provenance", "prov.json"])):
-                start = time.perf_counter()
-                subprocess.run([hotpass, "-q", "run", *extra], cwd=d, check=True,
-                               stdout=subprocess.DEVNULL)
-                times[name].append((time.perf_counter() - start) * 1000)
-    a, b = statistics.median(times["plain"]), statistics.median(times["--provenance"])
-    print(f"{args.tasks} cached tasks, {args.tasks} outputs, medians of {args.runs} interleaved runs")
-    print(f"  plain          {a:8.1f} ms")
-    print(f"  --provenance   {b:8.1f} ms   ({b / a:.2f}x)")
+        env = dict(os.environ)
+        medians = interleaved(d, [
+            ("plain", [hotpass, "-q", "run"], env),
+            ("--provenance", [hotpass, "-q", "run", "--provenance", "prov.json"], env),
+        ], args.runs)
+    print_medians(f"{args.tasks} cached tasks, {args.tasks} outputs, "
+                  f"medians of {args.runs} interleaved runs", medians)
 
 
 if __name__ == "__main__":

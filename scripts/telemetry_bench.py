@@ -16,13 +16,12 @@ import http.server
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import copy_project, hotpass_bin, interleaved, print_medians
 
 
 class Sink(http.server.BaseHTTPRequestHandler):
@@ -43,7 +42,7 @@ def main():
     ap.add_argument("--runs", type=int, default=21)
     ap.add_argument("--tasks", type=int, default=1000)
     args = ap.parse_args()
-    hotpass = os.environ.get("HOTPASS_BIN") or os.path.join(ROOT, "target", "release", "hotpass")
+    hotpass = hotpass_bin()
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     work = tempfile.mkdtemp(prefix="hotpass-telemetry-bench-")
     server = proc = None
@@ -73,37 +72,24 @@ def main():
         collector = "python http.server"
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "hotpass.toml"), "w") as f:
-            for i in range(args.tasks):
-                with open(os.path.join(d, f"f{i}.txt"), "w") as g:
-                    g.write(str(i))
-                f.write(f'[tasks.t{i}]\nrun = "cp f{i}.txt o{i}.out"\n'
-                        f'inputs = ["f{i}.txt"]\noutputs = ["o{i}.out"]\n')
+        copy_project(d, args.tasks)
         plain = {k: v for k, v in os.environ.items()
                  if not k.startswith(("OTEL_", "OPENLINEAGE_")) and k != "TRACEPARENT"}
         traced = dict(plain, OPENLINEAGE_URL=base, OTEL_EXPORTER_OTLP_ENDPOINT=base)
         subprocess.run([hotpass, "-q", "run"], cwd=d, env=plain, check=True,
                        stdout=subprocess.DEVNULL)
-        times = {"plain": [], "lineage+traces": []}
-        for _ in range(args.runs):
-            for name, env in (("plain", plain), ("lineage+traces", traced)):
-                start = time.perf_counter()
-                r = subprocess.run([hotpass, "-q", "run"], cwd=d, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                times[name].append((time.perf_counter() - start) * 1000)
-                if r.returncode != 0 or "could not" in r.stderr:
-                    raise SystemExit(r.stderr)
+        medians = interleaved(d, [
+            ("plain", [hotpass, "-q", "run"], plain),
+            ("lineage+traces", [hotpass, "-q", "run"], traced),
+        ], args.runs)
     if server:
         server.shutdown()
     if proc:
         proc.terminate()
         proc.wait(timeout=10)
     shutil.rmtree(work, ignore_errors=True)
-    a, b = statistics.median(times["plain"]), statistics.median(times["lineage+traces"])
-    print(f"{args.tasks} cached tasks, medians of {args.runs} interleaved runs, collector: {collector}")
-    print(f"  plain            {a:8.1f} ms")
-    print(f"  lineage+traces   {b:8.1f} ms   ({b / a:.2f}x)")
-
+    print_medians(f"{args.tasks} cached tasks, medians of {args.runs} interleaved runs, "
+                  f"collector: {collector}", medians)
 
 if __name__ == "__main__":
     main()

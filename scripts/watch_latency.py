@@ -28,6 +28,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOTPASS = os.path.join(ROOT, "target", "release", "hotpass")
 
 
+def time_rerun(marker, path, k, label):
+    """Writes edit `k` to `path` and waits (at most 30 s) for the task to
+    write a new start time to `marker`; returns the latency in ms."""
+    before = open(marker).read()
+    t0 = time.time_ns()
+    with open(path, "w") as f:
+        f.write(f"{k + 1}\n")
+    deadline = time.time() + 30
+    while True:
+        now = open(marker).read()
+        if now != before and now.strip():
+            return (int(now.strip()) - t0) / 1e6
+        if time.time() > deadline:
+            sys.exit(f"{label}: no re-run within 30 s")
+        time.sleep(0.002)
+
+
+def report(label, args, latencies):
+    print(f"{label}, edits {args.edits}, debounce {args.debounce or 'default'}: "
+          f"write -> re-run start median {statistics.median(latencies):.1f} ms "
+          f"(min {min(latencies):.1f}, max {max(latencies):.1f})")
+
+
 def edits(d, args, input_of, marker, label, extra=()):
     """Starts watch in `d`, waits for `marker`, then edits `input_of(k)` and
     times each re-run start; prints the summary line."""
@@ -39,24 +62,8 @@ def edits(d, args, input_of, marker, label, extra=()):
             if time.time() > deadline:
                 sys.exit(f"{label}: nothing started within 60 s")
             time.sleep(0.01)
-        latencies = []
-        for k in range(args.edits):
-            before = open(marker).read()
-            t0 = time.time_ns()
-            with open(input_of(k), "w") as f:
-                f.write(f"{k + 1}\n")
-            deadline = time.time() + 30
-            while True:
-                now = open(marker).read()
-                if now != before and now.strip():
-                    break
-                if time.time() > deadline:
-                    sys.exit(f"{label}: no re-run within 30 s")
-                time.sleep(0.002)
-            latencies.append((int(now.strip()) - t0) / 1e6)
-        print(f"{label}, edits {args.edits}, debounce {args.debounce or 'default'}: "
-              f"write -> re-run start median {statistics.median(latencies):.1f} ms "
-              f"(min {min(latencies):.1f}, max {max(latencies):.1f})")
+        latencies = [time_rerun(marker, input_of(k), k, label) for k in range(args.edits)]
+        report(label, args, latencies)
     finally:
         proc.send_signal(2)
         try:
@@ -136,24 +143,9 @@ def main():
             latencies = []
             for k in range(args.edits):
                 i = (k * 37) % args.tasks
-                marker = f"{d}/started/t{i}"
-                before = open(marker).read()
-                t0 = time.time_ns()
-                with open(f"{d}/src/p{i}/f.txt", "w") as f:
-                    f.write(f"{k + 1}\n")
-                deadline = time.time() + 30
-                while True:
-                    now = open(marker).read()
-                    if now != before and now.strip():
-                        break
-                    if time.time() > deadline:
-                        sys.exit("no re-run within 30 s")
-                    time.sleep(0.002)
-                latencies.append((int(now.strip()) - t0) / 1e6)
+                latencies.append(time_rerun(f"{d}/started/t{i}", f"{d}/src/p{i}/f.txt", k, "many"))
                 wait_cycles(k + 2)
-            print(f"tasks {args.tasks}, edits {args.edits}, debounce {args.debounce or 'default'}: "
-                  f"write -> re-run start median {statistics.median(latencies):.1f} ms "
-                  f"(min {min(latencies):.1f}, max {max(latencies):.1f})")
+            report(f"many: {args.tasks} tasks", args, latencies)
         finally:
             proc.send_signal(2)
             try:
