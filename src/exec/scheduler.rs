@@ -386,6 +386,8 @@ struct Scheduler<'a, 'r, P> {
     services: Vec<Option<ServiceRun>>,
     /// Where readiness probes report.
     probes: Option<mpsc::Sender<Event>>,
+    /// The services started in this run (their states are in `services`).
+    service_ids: Vec<InstanceId>,
     /// Running instances stopped to be started again when they end.
     restart_pending: std::collections::HashSet<InstanceId>,
 }
@@ -424,6 +426,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             services: (0..graph.len()).map(|_| None).collect(),
             probes: None,
             restart_pending: Default::default(),
+            service_ids: Vec::new(),
             dispatch: tracing::dispatcher::get_default(|d| d.clone()),
         };
         let mut behind_failure = Vec::new();
@@ -633,6 +636,9 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         );
         self.reporters.started(id);
         if let Some(service) = &self.project.task(task).service {
+            if !self.service_ids.contains(&id) {
+                self.service_ids.push(id);
+            }
             self.services[id.index()] = Some(ServiceRun {
                 ready_by: Instant::now() + service.ready_timeout,
                 ready: None,
@@ -864,10 +870,14 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     /// Stops each ready service whose dependents are all done (a service
     /// that no instance of the run depends on stays up until Ctrl-C).
     fn stop_idle_services(&mut self) {
-        if self.opts.keep_services {
+        // Called after every instance ends: only the running services are
+        // looked at, never the whole graph.
+        if self.opts.keep_services || self.service_ids.is_empty() {
             return;
         }
-        for (id, _) in self.graph.iter() {
+        self.service_ids
+            .retain(|id| self.services[id.index()].is_some());
+        for id in self.service_ids.clone() {
             let Some(svc) = self.services[id.index()].as_mut() else {
                 continue;
             };
