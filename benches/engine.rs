@@ -63,9 +63,9 @@ fn hash_tree(c: &mut Criterion) {
         memo.hash_files(&pairs).unwrap().len()
     };
     c.bench_function("hash 10k files, cold", |b| {
-        b.iter(|| hash_all(&Memo::load(None)))
+        b.iter(|| hash_all(&Memo::new()))
     });
-    let warm = Memo::load(None);
+    let warm = Memo::new();
     hash_all(&warm);
     c.bench_function("hash 10k files, stat memo warm", |b| {
         b.iter(|| hash_all(&warm))

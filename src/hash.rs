@@ -4,9 +4,9 @@
 //! as a hash can never be mistaken for "unchanged".
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::Metadata;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,19 +17,19 @@ use serde::{Deserialize, Serialize};
 
 /// How recent a modification must be for its memo entry to be distrusted.
 pub const RACY_WINDOW: Duration = Duration::from_secs(2);
-/// 2: paths as bytes (file names need not be UTF-8).
-const MEMO_VERSION: u32 = 2;
 
-/// What the memo knows about one file.
+/// What the memo knows about one file: its stat signature. Equal
+/// signatures mean unchanged content (as git, make and ninja assume).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Stat {
-    size: u64,
-    mtime_ns: i64,
-    ino: u64,
+pub struct Stat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
 }
 
 impl Stat {
-    fn of(meta: &Metadata) -> Stat {
+    /// The signature of a file as `meta` describes it.
+    pub fn of(meta: &Metadata) -> Stat {
         Stat {
             size: meta.len(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
@@ -38,45 +38,57 @@ impl Stat {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct MemoFile {
-    version: u32,
-    /// Path bytes, stat, content hash.
-    entries: Vec<(Vec<u8>, Stat, [u8; 32])>,
-}
+/// A memo entry: the signature, the content hash, and whether it was
+/// learned this run (so not yet saved).
+type Known = (Stat, [u8; 32], bool);
 
-/// Path → (stat, content hash), and whether anything changed since loading.
-type Table = (HashMap<PathBuf, (Stat, [u8; 32])>, bool);
+/// Path (as bytes: hashed whole, not by component) → what is known.
+type Table = HashMap<OsString, Known, rustc_hash::FxBuildHasher>;
 
-/// The stat memo: path → (stat, content hash), shared by every worker.
-#[derive(Debug)]
+/// The stat memo: path → (stat, content hash), shared by every worker. It
+/// is kept in the cache's state file ([`crate::cache::state`]).
+#[derive(Debug, Default)]
 pub struct Memo {
-    path: Option<PathBuf>,
     entries: Mutex<Table>,
 }
 
+/// A file the memo learned, as the state file saves it.
+pub type Learned = (PathBuf, Stat, [u8; 32]);
+
 impl Memo {
-    /// Loads the memo from `path`; a missing or unreadable memo is empty.
-    pub fn load(path: Option<PathBuf>) -> Memo {
-        let mut map = HashMap::new();
-        if let Some(p) = &path
-            && let Ok(bytes) = std::fs::read(p)
-        {
-            match postcard::from_bytes::<MemoFile>(&bytes) {
-                Ok(f) if f.version == MEMO_VERSION => {
-                    map.reserve(f.entries.len());
-                    for (k, stat, hash) in f.entries {
-                        let path = std::ffi::OsString::from_vec(k);
-                        map.insert(PathBuf::from(path), (stat, hash));
-                    }
-                }
-                _ => tracing::debug!("ignoring an unreadable stat memo"),
-            }
+    /// An empty memo (nothing is known: every file is read).
+    pub fn new() -> Memo {
+        Memo::default()
+    }
+
+    /// A memo that knows `known` (as the state file kept it).
+    pub fn with(known: Vec<(OsString, Stat, [u8; 32])>) -> Memo {
+        let mut entries = Table::default();
+        entries.reserve(known.len());
+        for (p, stat, hash) in known {
+            entries.insert(p, (stat, hash, false));
         }
         Memo {
-            path,
-            entries: Mutex::new((map, false)),
+            entries: Mutex::new(entries),
         }
+    }
+
+    /// What was learned since the last call, leaving out files modified
+    /// within the racy window before now: those are hashed again next time.
+    pub fn learned(&self) -> Vec<Learned> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let cutoff = now.saturating_sub(RACY_WINDOW).as_nanos() as i64;
+        let mut guard = self.entries.lock().expect("memo lock");
+        let mut out = Vec::new();
+        for (path, (stat, hash, fresh)) in guard.iter_mut() {
+            if *fresh && stat.mtime_ns < cutoff {
+                *fresh = false;
+                out.push((PathBuf::from(path), *stat, *hash));
+            }
+        }
+        out
     }
 
     /// Content hashes of `files` (absolute path and metadata), in order.
@@ -87,8 +99,8 @@ impl Memo {
         {
             let guard = self.entries.lock().expect("memo lock");
             for (i, (path, meta)) in files.iter().enumerate() {
-                match guard.0.get(*path) {
-                    Some((stat, hash)) if *stat == Stat::of(meta) => out[i] = Some(*hash),
+                match guard.get(path.as_os_str()) {
+                    Some((stat, hash, _)) if *stat == Stat::of(meta) => out[i] = Some(*hash),
                     _ => todo.push(i),
                 }
             }
@@ -107,8 +119,7 @@ impl Memo {
             for (i, h) in hashed {
                 let h = h?;
                 let (path, meta) = files[i];
-                guard.0.insert(path.to_path_buf(), (Stat::of(meta), h));
-                guard.1 = true;
+                guard.insert(path.as_os_str().to_owned(), (Stat::of(meta), h, true));
                 out[i] = Some(h);
             }
         }
@@ -121,35 +132,7 @@ impl Memo {
     /// Records a hash we already know (a file just restored from the cache).
     pub fn remember(&self, path: &Path, meta: &Metadata, hash: [u8; 32]) {
         let mut guard = self.entries.lock().expect("memo lock");
-        guard.0.insert(path.to_path_buf(), (Stat::of(meta), hash));
-        guard.1 = true;
-    }
-
-    /// Writes the memo atomically, leaving out entries in the racy window.
-    pub fn save(&self) -> io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let guard = self.entries.lock().expect("memo lock");
-        if !guard.1 {
-            return Ok(());
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let cutoff = now.saturating_sub(RACY_WINDOW).as_nanos() as i64;
-        let entries = guard
-            .0
-            .iter()
-            .filter(|(_, (stat, _))| stat.mtime_ns < cutoff)
-            .map(|(p, (s, h))| (p.as_os_str().as_bytes().to_vec(), *s, *h))
-            .collect();
-        let bytes = postcard::to_allocvec(&MemoFile {
-            version: MEMO_VERSION,
-            entries,
-        })
-        .map_err(io::Error::other)?;
-        crate::atomic::write_atomic(path, &bytes)
+        guard.insert(path.as_os_str().to_owned(), (Stat::of(meta), hash, true));
     }
 }
 
@@ -180,7 +163,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("a");
         std::fs::write(&f, "one").unwrap();
-        let memo = Memo::load(None);
+        let memo = Memo::new();
         let m = std::fs::metadata(&f).unwrap();
         let h1 = memo.hash_files(&[(&f, &m)]).unwrap()[0];
         assert_eq!(h1, *blake3::hash(b"one").as_bytes());
@@ -195,15 +178,23 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("a");
         std::fs::write(&f, "x").unwrap();
-        let memo_path = t.path().join("memo");
-        let memo = Memo::load(Some(memo_path.clone()));
+        let memo = Memo::new();
         let m = std::fs::metadata(&f).unwrap();
         memo.hash_files(&[(&f, &m)]).unwrap();
-        memo.save().unwrap();
-        let again = Memo::load(Some(memo_path));
         assert!(
-            again.entries.lock().unwrap().0.is_empty(),
+            memo.learned().is_empty(),
             "a file modified just now must not be trusted"
         );
+        let old = std::time::SystemTime::now() - 2 * RACY_WINDOW;
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let m = std::fs::metadata(&f).unwrap();
+        memo.hash_files(&[(&f, &m)]).unwrap();
+        assert_eq!(memo.learned().len(), 1);
+        assert!(memo.learned().is_empty(), "learned once");
     }
 }

@@ -40,8 +40,25 @@ impl Zone {
     }
 }
 
+/// A zone is kept as its name (the saved project).
+impl serde::Serialize for Zone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Zone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
+        let name = <String as serde::Deserialize>::deserialize(d)?;
+        if name == "UTC" {
+            return Ok(Zone::utc());
+        }
+        Zone::named(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 /// How a task is partitioned, as validated from `partitions = {...}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PartitionSpec {
     /// One instance per hour of the zone's clock, keys `YYYY-MM-DDTHH`.
     Hourly {

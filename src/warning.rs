@@ -75,9 +75,19 @@ pub enum Warning {
     /// restored (reading one could block forever or never end).
     #[error("skipping {}: not a regular file", path.display())]
     NotAFile { path: PathBuf },
-    /// The stat memo could not be saved: the next run hashes more.
-    #[error("could not save the stat memo: {0}")]
-    MemoNotSaved(#[source] std::io::Error),
+    /// The cache's state file could not be saved: the next run reads
+    /// entries and hashes files again (slower, never wrong).
+    #[error("could not save the cache's state file: {0}")]
+    StateNotSaved(#[source] std::io::Error),
+    /// The cache's state file is damaged (a crash mid-write, a full disk,
+    /// an edit): what follows the damage is ignored and every instance it
+    /// described is checked against its entry again.
+    #[error("the cache's state file {} is damaged at byte {offset} ({why}); checking again from the entries", path.display())]
+    StateDamaged {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
     /// The remote cache failed (down, slow, refusing): the run goes on with
     /// the local cache alone, and the remote is not asked again this run.
     #[error("the remote cache {url} is unavailable ({why}); going on with the local cache only")]

@@ -6,7 +6,8 @@
 //!   entries/KEY.entry a checksum line, then the entry as JSON
 //!   blobs/xx/HASH     content-addressed outputs and captured logs
 //!   runs/H.json       each instance's last recorded key (for explain and reasons)
-//!   memo.bin          the stat memo
+//!   state             what a no-op reads: the stat memo and each instance's
+//!                     last key and entry (see `state.rs`)
 //!   salt              the salt for `$NAME` digests
 //!   history           hits and misses per run (for stats)
 //!   tmp/              temporary files on their way to blobs/
@@ -23,7 +24,6 @@ use serde::Serialize;
 use super::key::CacheKey;
 use super::store::{Entry, Lookup, Store};
 use crate::atomic::write_atomic;
-use crate::hash::Memo;
 
 /// The local cache folder.
 #[derive(Debug, Clone)]
@@ -155,9 +155,15 @@ impl LocalStore {
         child(&self.runs, &[&h[..32], ".json"])
     }
 
-    /// The stat memo kept in this folder.
-    pub fn memo(&self) -> Memo {
-        Memo::load(Some(self.dir.join("memo.bin")))
+    /// Where the state file lives.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// The entry file of `key`'s metadata (not following a symlink), when
+    /// there is one.
+    pub fn entry_meta(&self, key: &str) -> Option<std::fs::Metadata> {
+        std::fs::symlink_metadata(self.entry_path(key)).ok()
     }
 
     /// The salt for digests of `$NAME` inputs (created once).

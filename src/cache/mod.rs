@@ -12,6 +12,8 @@ pub mod outputs;
 pub mod policy;
 /// The remote cache: a shared store reached through OpenDAL.
 pub mod remote;
+/// The state file: the stat memo and each instance's last key and entry.
+pub mod state;
 /// The storage trait, entries and blobs.
 pub mod store;
 /// Programs in the key, found on PATH and known by their content.
@@ -61,6 +63,8 @@ pub struct Cache {
     /// `None` when the cache is disabled.
     local: Option<LocalStore>,
     memo: Memo,
+    /// The state file, when the cache is enabled.
+    state: Option<state::State>,
     salt: [u8; 32],
     /// Folders never hashed nor collected (the cache folder itself).
     skip: Vec<PathBuf>,
@@ -70,6 +74,10 @@ pub struct Cache {
     /// Keys already asked of the remote this run, and those it gave.
     asked: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// How often a hit the state file answers touches its entry file, which
+/// `cache gc` reads as its last use.
+const TOUCH_EVERY: Duration = Duration::from_secs(3600);
 
 /// A successful run, as [`Cache::save`] stores it.
 pub struct Success<'a> {
@@ -98,22 +106,23 @@ impl Cache {
     /// Opens the cache folder `dir` (creating it, unless the mode is
     /// `Disabled`), its salt and its stat memo.
     pub fn open(dir: &Path, mode: Mode) -> io::Result<Cache> {
-        let (local, memo, salt) = match mode {
-            Mode::Disabled => (None, Memo::load(None), [0; 32]),
+        let (local, memo, state, salt) = match mode {
+            Mode::Disabled => (None, Memo::new(), None, [0; 32]),
             Mode::Normal | Mode::Force => {
                 let local = LocalStore::open(dir)?;
                 let salt = match shared_salt() {
                     Some(s) => s,
                     None => local.salt()?,
                 };
-                let memo = local.memo();
-                (Some(local), memo, salt)
+                let (state, files) = state::State::load(&local.state_path());
+                (Some(local), Memo::with(files), Some(state), salt)
             }
         };
         Ok(Cache {
             mode,
             local,
             memo,
+            state,
             salt,
             skip: vec![dir.to_path_buf()],
             tools: tools::ToolIndex::from_env(),
@@ -288,7 +297,6 @@ impl Cache {
         };
         let allowed = outputs::Allowed::new(&inst.resolved.cwd, &inst.resolved.outputs, &self.skip);
         let written = outputs::restore(store, entry, root, &allowed, &self.memo)?;
-        store.touch(&entry.key);
         Ok(Restored {
             output,
             saved: Duration::from_millis(entry.duration_ms),
@@ -338,6 +346,7 @@ impl Cache {
             invocation: run.invocation.map(str::to_owned),
         };
         store.put_entry(&entry)?;
+        self.seen(&entry);
         if let (Some(r), Some(local)) = (&self.remote, &self.local) {
             r.upload(local, &entry);
         }
@@ -383,13 +392,64 @@ impl Cache {
         }
     }
 
-    /// Records the key of an instance's latest run (for reasons and explain).
-    pub fn record_run(&self, instance: &str, encoded_key: &[u8]) {
-        if let Some(local) = &self.local
-            && let Err(e) = local.record_run(instance, encoded_key)
-        {
+    /// Records the key of an instance's latest run (for reasons and
+    /// explain), and in the state file its digest and the entry stored
+    /// under it. A hit whose run is already recorded writes nothing.
+    pub fn record_run(&self, instance: &str, encoded_key: &[u8], digest: &str) {
+        let Some(local) = &self.local else { return };
+        let d = state::digest_bytes(digest);
+        let known = match (&self.state, d) {
+            (Some(state), Some(d)) => state.last_digest(instance) == Some(d),
+            _ => false,
+        };
+        if !known && let Err(e) = local.record_run(instance, encoded_key) {
             tracing::debug!("could not record the run of {instance}: {e}");
         }
+        if let (Some(state), Some(d)) = (&self.state, d) {
+            state.ran(instance, d);
+        }
+    }
+
+    /// Notes in the state file an entry just read and checked, or stored,
+    /// with its file's signature now.
+    fn seen(&self, entry: &Entry) {
+        let (Some(state), Some(local)) = (&self.state, &self.local) else {
+            return;
+        };
+        if let Some(d) = state::digest_bytes(&entry.key)
+            && let Some(meta) = local.entry_meta(&entry.key)
+            && let Some(known) = state::KnownEntry::of(entry, crate::hash::Stat::of(&meta))
+        {
+            state.seen(d, known);
+        }
+    }
+
+    /// A hit the state file answers: `instance`'s last run had key
+    /// `digest`, stored in an entry file that has not changed since (by its
+    /// stat signature), so its content is what the state file kept. One
+    /// stat, no read. Keeps the entry recently used for `cache gc`,
+    /// touching it at most once an hour.
+    fn known_hit(&self, instance: &str, digest: &str) -> Option<Entry> {
+        let (state, local) = (self.state.as_ref()?, self.local.as_ref()?);
+        let d = state::digest_bytes(digest)?;
+        let known = state.known(instance)?;
+        let kept = known.entry.filter(|_| known.digest == d)?;
+        let meta = local.entry_meta(digest)?;
+        if crate::hash::Stat::of(&meta) != kept.sig {
+            return None;
+        }
+        let entry = kept.entry(digest, instance);
+        let idle = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        if idle > TOUCH_EVERY {
+            local.touch(digest);
+            self.seen(&entry);
+            state.ran(instance, d);
+        }
+        Some(entry)
     }
 
     /// The key of an instance's last recorded run.
@@ -403,8 +463,10 @@ impl Cache {
             r.flush();
         }
         let Some(local) = &self.local else { return };
-        if let Err(e) = self.memo.save() {
-            Warning::MemoNotSaved(e).emit();
+        if let Some(state) = &self.state
+            && let Err(e) = state.save(self.memo.learned())
+        {
+            Warning::StateNotSaved(e).emit();
         }
         let r = self.remote_report().unwrap_or_default();
         let counts = local::RunCounts {

@@ -336,7 +336,7 @@ mod tests {
         std::fs::write(root.join("out/a.txt"), "A").unwrap();
         std::fs::write(root.join("out/b.txt"), "B").unwrap();
         let store = LocalStore::open(&t.path().join("cache")).unwrap();
-        let memo = Memo::load(None);
+        let memo = Memo::new();
         let collected = collect(
             Some(&store),
             &memo,

@@ -92,6 +92,12 @@ impl Cache {
         if self.mode() == super::Mode::Force {
             return Decision::Run(Reason::Forced);
         }
+        // About to restore: the state file may answer with one stat.
+        if blobs == Blobs::OnRestore
+            && let Some(entry) = self.known_hit(instance, digest)
+        {
+            return Decision::Hit(entry);
+        }
         let mut lookup = store.entry(digest);
         if matches!(lookup, Lookup::Missing)
             && let Some(remote) = &self.remote
@@ -114,7 +120,12 @@ impl Cache {
         match lookup {
             Lookup::Found(entry) => {
                 let missing = match blobs {
-                    Blobs::OnRestore => None,
+                    Blobs::OnRestore => {
+                        // Used now (for `cache gc`), and known from now on.
+                        store.touch(digest);
+                        self.seen(&entry);
+                        None
+                    }
                     Blobs::Check => entry
                         .blobs()
                         .find(|b| !store.has_blob(b))
@@ -216,13 +227,13 @@ mod tests {
         // A recorded run with other inputs names the first difference.
         let mut before = k.clone();
         before.files.insert("a".into(), "old".into());
-        normal.record_run("t", &before.encode());
+        normal.record_run("t", &before.encode(), &before.digest());
         assert_eq!(reason(decide(&normal, true, &k)), "file:a");
         before = k.clone();
         before.commands = vec!["false".into()];
-        normal.record_run("t", &before.encode());
+        normal.record_run("t", &before.encode(), &before.digest());
         assert_eq!(reason(decide(&normal, true, &k)), "command");
-        normal.record_run("t", &k.encode());
+        normal.record_run("t", &k.encode(), &k.digest());
         assert_eq!(reason(decide(&normal, true, &k)), "no-entry");
 
         // A stored entry is a hit, unless forced, damaged or missing a blob.

@@ -102,7 +102,7 @@ mod tests {
             std::fs::write(&p, text).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let memo = Memo::load(None);
+        let memo = Memo::new();
         let path = std::env::join_paths([&a, &b]).unwrap();
         let first = ToolIndex::new(Some(path))
             .resolve("tool", t.path(), &memo)

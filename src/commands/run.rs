@@ -46,8 +46,10 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         return Ok(EXIT_OK);
     }
 
+    let t = std::time::Instant::now();
     let cache = Cache::open_or_uncached(&project.settings.cache_dir, mode)
         .with_remote(project.settings.remote_cache.as_ref());
+    tracing::debug!("opened the cache in {:?}", t.elapsed());
     let what = args.selectors.join(" ");
     let telemetry = crate::report::telemetry::endpoint(&project).and_then(|(url, service)| {
         crate::report::telemetry::Telemetry::start(url, service, graph.len(), &what)
@@ -79,10 +81,14 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         keep_services: false,
     };
     let started = jiff::Timestamp::now();
+    let t = std::time::Instant::now();
     let result = scheduler::run(&project, &graph, &runner, &mut reporters, &opts);
     let finished = jiff::Timestamp::now();
+    tracing::debug!("ran the graph in {:?}", t.elapsed());
     drop(reporters);
+    let t = std::time::Instant::now();
     runner.finish();
+    tracing::debug!("saved the cache's state in {:?}", t.elapsed());
     if let Some(l) = &lineage {
         l.finish(result.any_failed(), result.interrupted);
     }
@@ -162,5 +168,13 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
             serde_json::to_string_pretty(&document).expect("serialisable"),
         )?;
     }
+    // The process ends next: freeing the graph, the results and the cache's
+    // tables one allocation at a time would cost a large no-op more than
+    // its checks (the OS takes the memory back at once).
+    std::mem::forget(summary);
+    std::mem::forget(result);
+    std::mem::forget(runner);
+    std::mem::forget(graph);
+    std::mem::forget(project);
     Ok(code)
 }

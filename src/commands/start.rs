@@ -60,8 +60,12 @@ pub fn partition_args(ctx: &Context, flags: &PartitionFlags) -> Result<Partition
 
 /// Loads the project and builds the graph of `selection`.
 pub fn session(ctx: &Context, selection: &Selection) -> Result<Session, Error> {
+    let t = std::time::Instant::now();
     let project = config::load(&ctx.load)?;
+    tracing::debug!("loaded {} tasks in {:?}", project.tasks.len(), t.elapsed());
+    let t = std::time::Instant::now();
     let graph = select(ctx, &project, selection)?;
+    tracing::debug!("planned {} instances in {:?}", graph.len(), t.elapsed());
     Ok(Session { project, graph })
 }
 

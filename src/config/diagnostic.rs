@@ -54,7 +54,7 @@ impl ProblemKind {
 }
 
 /// A configuration file's name (as shown to the user) and text.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SourceFile {
     /// Path of the file on disk.
     pub path: PathBuf,

@@ -10,14 +10,14 @@ use serde::de::IntoDeserializer;
 use toml::de::{DeTable, DeValue};
 
 use super::raw::{RawFile, RawSettings, RawTask, SETTINGS_FIELDS, TASK_FIELDS};
-use super::{Project, validate};
+use super::{Project, saved, validate};
 use crate::fileset::{Ignored, Patterns};
 
 /// The name of the root configuration file.
 pub const CONFIG_NAME: &str = "hotpass.toml";
 
 /// Where to look for the configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LoadOptions {
     /// The process's working folder.
     pub cwd: PathBuf,
@@ -87,6 +87,13 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
     let path = find_config(opts)?;
     let path = path.canonicalize().unwrap_or(path);
     let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let included_now = |p: &Project| {
+        let found = included_files(&root, &path, &p.settings.include, &p.files[0]).ok()?;
+        Some(found.into_iter().map(|(f, _)| f).collect())
+    };
+    if let Some(project) = saved::load(opts, &path, &root, included_now) {
+        return Ok(project);
+    }
     let root_file = read_source(&root, &path)?;
     let (root_raw, mut problems) = parse(&root_file);
     let Some(root_raw) = root_raw else {
@@ -148,7 +155,9 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
             raws.push(raw);
         }
     }
-    validate::validate(root, files, raws, opts, problems)
+    let project = validate::validate(root, files, raws, opts, problems)?;
+    saved::save(opts, &project);
+    Ok(project)
 }
 
 /// The included task files, sorted and without duplicates or the root file,

@@ -7,6 +7,7 @@ pub mod program;
 pub mod raw;
 /// `[settings.remote_cache]`: the URL of a shared cache, parsed.
 pub mod remote;
+mod saved;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +20,9 @@ pub use load::{LoadOptions, load};
 use crate::partition::PartitionSpec;
 
 /// Index of a task in [`Project::tasks`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TaskId(pub u32);
 
 impl TaskId {
@@ -30,7 +33,7 @@ impl TaskId {
 }
 
 /// One entry of a task's `inputs`, told apart once, in validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Input {
     /// A gitignore-style glob of files, relative to the task's cwd (`!` excludes).
     Glob(String),
@@ -49,14 +52,14 @@ impl Input {
 }
 
 /// Whether a task was declared under `[tasks]` or `[gates]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TaskKind {
     Task,
     Gate,
 }
 
 /// How a task's partitions map onto a dependency with another partitioning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PartitionMap {
     /// Daily on monthly: the month holding the day. Monthly on daily: every
     /// day of the month that is in the run.
@@ -66,7 +69,7 @@ pub enum PartitionMap {
 }
 
 /// What the environment of a task holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EnvMode {
     /// Everything hotpass was started with, plus the task's `env`.
     Loose,
@@ -76,7 +79,7 @@ pub enum EnvMode {
 }
 
 /// Which programs' identity is part of a task's key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Tools {
     /// The programs the commands start (found once, in validation: the
     /// same for every partition), plus the `tools` listed (which may hold
@@ -92,10 +95,10 @@ pub enum Tools {
 pub use remote::RemoteCache;
 
 /// When a service is ready for its dependents.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Ready {
     /// A line of its output matches.
-    Log(regex::Regex),
+    Log(#[serde(with = "regex_text")] regex::Regex),
     /// A TCP connection to 127.0.0.1:PORT succeeds.
     Tcp(u16),
     /// A GET of this `http://` URL answers 2xx.
@@ -105,7 +108,7 @@ pub enum Ready {
 }
 
 /// A `service = true` task.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Service {
     pub ready: Ready,
     /// How long it may take to be ready (default 60 s).
@@ -113,7 +116,7 @@ pub struct Service {
 }
 
 /// `[settings]`, with defaults applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     /// Absolute path of the cache folder.
     pub cache_dir: PathBuf,
@@ -142,7 +145,7 @@ pub struct Settings {
 }
 
 /// Where in the configuration something was written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     /// Index into [`Project::files`].
     pub file: usize,
@@ -150,7 +153,7 @@ pub struct Origin {
 }
 
 /// One task or gate, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub id: TaskId,
     /// Full name: `build`, `pipeline:ingest`, `gate:types`.
@@ -192,7 +195,7 @@ pub struct Task {
 }
 
 /// A loaded, validated project.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Project {
     /// The folder holding the root config: every relative path starts here.
     pub root: PathBuf,
@@ -258,5 +261,19 @@ impl Project {
     /// Every task name, for suggestions.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tasks.iter().map(|t| t.name.as_str())
+    }
+}
+
+/// A regex kept as its text (the saved project, [`saved`]).
+mod regex_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(re: &regex::Regex, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(re.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<regex::Regex, D::Error> {
+        let text = String::deserialize(d)?;
+        regex::Regex::new(&text).map_err(serde::de::Error::custom)
     }
 }

@@ -5,7 +5,7 @@
 
 /// A remote cache setting: the URL (config or `HOTPASS_REMOTE_CACHE`) and
 /// whether this machine may write to it (`None`: only when `CI=true`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RemoteCache {
     pub url: String,
     pub read_only: Option<bool>,

@@ -324,7 +324,7 @@ impl CachedRunner<'_> {
     ) -> Outcome {
         let inst = self.graph.get(id);
         self.hits.fetch_add(1, Relaxed);
-        self.cache.record_run(&inst.name, encoded);
+        self.cache.record_run(&inst.name, encoded, digest);
         if !self.graph.dependents(id).is_empty() {
             o.result = Some(result_of(inst, digest, &entry.outputs));
         }
@@ -535,7 +535,7 @@ impl Runner for CachedRunner<'_> {
                     }
                 }
             }
-            self.cache.record_run(&inst.name, &encoded);
+            self.cache.record_run(&inst.name, &encoded, &digest);
             o.key = Some(digest);
         }
         o.spans = spans;
