@@ -432,13 +432,12 @@ impl Cache {
     fn known_hit(&self, instance: &str, digest: &str) -> Option<Entry> {
         let (state, local) = (self.state.as_ref()?, self.local.as_ref()?);
         let d = state::digest_bytes(digest)?;
-        let known = state.known(instance)?;
-        let kept = known.entry.filter(|_| known.digest == d)?;
+        let sig = state.entry_sig(instance, &d)?;
         let meta = local.entry_meta(digest)?;
-        if crate::hash::Stat::of(&meta) != kept.sig {
+        if crate::hash::Stat::of(&meta) != sig {
             return None;
         }
-        let entry = kept.entry(digest, instance);
+        let entry = state.entry(instance, &d, digest)?;
         let idle = meta
             .modified()
             .ok()

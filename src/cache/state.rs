@@ -37,12 +37,14 @@ use super::store::{Entry, OutputFile};
 use crate::hash::{Learned, Stat};
 
 /// The first bytes of the file; another version is rebuilt from scratch.
-const MAGIC: &[u8; 16] = b"hotpass state 1\n";
+const MAGIC: &[u8; 16] = b"hotpass state 2\n";
 /// Bytes of a frame besides its body: the length before, the check after.
 const FRAME_OVERHEAD: usize = 4 + 8;
-/// The largest record the reader accepts (a damaged length is not an
+/// The most records one frame holds.
+const FRAME_RECORDS: usize = 4096;
+/// The largest frame the reader accepts (a damaged length is not an
 /// allocation of gigabytes).
-const MAX_RECORD: usize = 64 << 20;
+const MAX_FRAME: usize = 256 << 20;
 
 /// One record of the state file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,9 +201,11 @@ fn parse(bytes: &[u8]) -> Parsed {
     let mut at = MAGIC.len();
     while at < bytes.len() {
         match frame(&bytes[at..]) {
-            Ok((record, used)) => {
-                p.apply(record);
-                p.records += 1;
+            Ok((records, used)) => {
+                p.records += records.len();
+                for r in records {
+                    p.apply(r);
+                }
                 at += used;
             }
             Err(why) => {
@@ -213,13 +217,14 @@ fn parse(bytes: &[u8]) -> Parsed {
     p
 }
 
-/// The record at the start of `bytes`, and how many bytes its frame takes.
-fn frame(bytes: &[u8]) -> Result<(Record, usize), String> {
+/// The records of the frame at the start of `bytes`, and how many bytes
+/// the frame takes.
+fn frame(bytes: &[u8]) -> Result<(Vec<Record>, usize), String> {
     let Some(len) = bytes.get(..4) else {
         return Err("a torn record".into());
     };
     let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-    if len > MAX_RECORD {
+    if len > MAX_FRAME {
         return Err("a record length out of bounds".into());
     }
     let Some(framed) = bytes.get(..len + FRAME_OVERHEAD) else {
@@ -229,8 +234,8 @@ fn frame(bytes: &[u8]) -> Result<(Record, usize), String> {
     if check(body) != framed[4 + len..] {
         return Err("a checksum mismatch".into());
     }
-    let record = postcard::from_bytes(body).map_err(|e| format!("an unreadable record: {e}"))?;
-    Ok((record, len + FRAME_OVERHEAD))
+    let records = postcard::from_bytes(body).map_err(|e| format!("an unreadable record: {e}"))?;
+    Ok((records, len + FRAME_OVERHEAD))
 }
 
 fn check(body: &[u8]) -> [u8; 8] {
@@ -239,12 +244,16 @@ fn check(body: &[u8]) -> [u8; 8] {
         .expect("8 bytes")
 }
 
-/// Appends the frame of `r` to `out`.
-fn encode(r: &Record, out: &mut Vec<u8>) {
-    let body = postcard::to_allocvec(r).expect("records serialise");
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&check(&body));
+/// Appends `records` to `out` as frames of at most [`FRAME_RECORDS`]
+/// records each: one length and one checksum per frame, so a run's
+/// appends cost one checksum, and a torn append loses only itself.
+fn encode(records: &[Record], out: &mut Vec<u8>) {
+    for chunk in records.chunks(FRAME_RECORDS) {
+        let body = postcard::to_allocvec(chunk).expect("records serialise");
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&check(&body));
+    }
 }
 
 /// `flock(op)` on `file`, retried when a signal interrupts it. Another
@@ -326,6 +335,22 @@ impl State {
             .cloned()
     }
 
+    /// The signature of the entry file of `instance`'s last run, when
+    /// that run had key `digest` and its entry is known.
+    pub fn entry_sig(&self, instance: &str, digest: &[u8; 32]) -> Option<Stat> {
+        let instances = self.instances.lock().expect("state lock");
+        let k = instances.get(instance).filter(|k| k.digest == *digest)?;
+        Some(k.entry.as_ref()?.sig)
+    }
+
+    /// The entry of `instance`'s last run (under key `key`, of digest
+    /// `digest`), when known.
+    pub fn entry(&self, instance: &str, digest: &[u8; 32], key: &str) -> Option<Entry> {
+        let instances = self.instances.lock().expect("state lock");
+        let k = instances.get(instance).filter(|k| k.digest == *digest)?;
+        Some(k.entry.as_ref()?.entry(key, instance))
+    }
+
     /// The key digest of `instance`'s last run, when known.
     pub fn last_digest(&self, instance: &str) -> Option<[u8; 32]> {
         self.instances
@@ -399,9 +424,7 @@ impl State {
             if file.metadata()?.len() == 0 {
                 buf.extend_from_slice(MAGIC);
             }
-            for r in &records {
-                encode(r, &mut buf);
-            }
+            encode(&records, &mut buf);
             (&file).write_all(&buf)?;
         }
         Ok(())
@@ -422,15 +445,22 @@ impl State {
         out.extend_from_slice(MAGIC);
         let mut files: Vec<_> = parsed.files.into_iter().collect();
         files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (path, (stat, hash)) in files {
-            let path = path.into_vec();
-            encode(&Record::File { path, stat, hash }, &mut out);
-        }
         let mut instances: Vec<_> = parsed.instances.into_iter().collect();
         instances.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (name, known) in instances {
-            encode(&Record::Instance { name, known }, &mut out);
-        }
+        let live: Vec<Record> = files
+            .into_iter()
+            .map(|(path, (stat, hash))| Record::File {
+                path: path.into_vec(),
+                stat,
+                hash,
+            })
+            .chain(
+                instances
+                    .into_iter()
+                    .map(|(name, known)| Record::Instance { name, known }),
+            )
+            .collect();
+        encode(&live, &mut out);
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let tmp = crate::atomic::temp_in(dir)?;
         tmp.as_file().write_all(&out)?;
@@ -566,6 +596,7 @@ mod tests {
             assert_eq!(s.known("a"), None);
         }
         let mut huge = MAGIC.to_vec();
+        // A length past the bound is damage, not an allocation.
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&path, &huge).unwrap();
         assert!(parse(&huge).damage.is_some());

@@ -12,20 +12,44 @@ use crate::report::summary::Summary;
 
 /// Runs the selection and returns the exit code.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
-    let start::Session { project, graph } = start::session(
-        ctx,
-        &Selection {
-            selectors: &args.selectors,
-            partitions: &args.partitions,
-            shard: args.shard.as_deref(),
-            guardrail: true,
-        },
-    )?;
+    let project = start::load(ctx)?;
+    let selection = Selection {
+        selectors: &args.selectors,
+        partitions: &args.partitions,
+        shard: args.shard.as_deref(),
+        guardrail: true,
+    };
+    let mode = Mode::from_flags(args.force, args.no_cache);
+    // On a large project, building the graph and reading the cache's state
+    // file both take a while: they go side by side when the cache folder
+    // is there already (a usage error must not make one).
+    let dir = &project.settings.cache_dir;
+    let (graph, opened) = if args.dry_run.is_none() && dir.is_dir() {
+        // Rayon's threads say their warnings through this one's subscriber.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let (graph, cache) = rayon::join(
+            || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    start::select(ctx, &project, &selection)
+                })
+            },
+            || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let t = std::time::Instant::now();
+                    let cache = Cache::open_or_uncached(dir, mode);
+                    tracing::debug!("opened the cache in {:?}", t.elapsed());
+                    cache
+                })
+            },
+        );
+        (graph?, Some(cache))
+    } else {
+        (start::select(ctx, &project, &selection)?, None)
+    };
     let jobs = start::jobs(&project, args.jobs)?;
     if args.strict || project.settings.strict {
         super::strict::check(&project, &graph)?;
     }
-    let mode = Mode::from_flags(args.force, args.no_cache);
 
     if let Some(format) = args.dry_run {
         // The same cache (and salt) as a run, so the keys shown are the
@@ -46,10 +70,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         return Ok(EXIT_OK);
     }
 
-    let t = std::time::Instant::now();
-    let cache = Cache::open_or_uncached(&project.settings.cache_dir, mode)
+    let cache = opened
+        .unwrap_or_else(|| Cache::open_or_uncached(dir, mode))
         .with_remote(project.settings.remote_cache.as_ref());
-    tracing::debug!("opened the cache in {:?}", t.elapsed());
     let what = args.selectors.join(" ");
     let telemetry = crate::report::telemetry::endpoint(&project).and_then(|(url, service)| {
         crate::report::telemetry::Telemetry::start(url, service, graph.len(), &what)

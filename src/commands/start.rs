@@ -60,13 +60,17 @@ pub fn partition_args(ctx: &Context, flags: &PartitionFlags) -> Result<Partition
 
 /// Loads the project and builds the graph of `selection`.
 pub fn session(ctx: &Context, selection: &Selection) -> Result<Session, Error> {
+    let project = load(ctx)?;
+    let graph = select(ctx, &project, selection)?;
+    Ok(Session { project, graph })
+}
+
+/// Loads the project.
+pub fn load(ctx: &Context) -> Result<Project, Error> {
     let t = std::time::Instant::now();
     let project = config::load(&ctx.load)?;
     tracing::debug!("loaded {} tasks in {:?}", project.tasks.len(), t.elapsed());
-    let t = std::time::Instant::now();
-    let graph = select(ctx, &project, selection)?;
-    tracing::debug!("planned {} instances in {:?}", graph.len(), t.elapsed());
-    Ok(Session { project, graph })
+    Ok(project)
 }
 
 /// Builds the graph of `selection` in a loaded project.
@@ -80,10 +84,12 @@ pub fn select(
     let limit = selection
         .guardrail
         .then_some(project.settings.backfill_limit);
+    let t = std::time::Instant::now();
     let mut graph = InstanceGraph::build(project, &sel, &args, limit)?;
     if let Some(s) = selection.shard {
         graph = s.parse::<Shard>()?.apply(graph);
     }
+    tracing::debug!("planned {} instances in {:?}", graph.len(), t.elapsed());
     Ok(graph)
 }
 

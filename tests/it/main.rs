@@ -14,5 +14,6 @@ mod reports;
 mod run;
 mod selectors;
 mod services;
+mod state;
 mod support;
 mod watch;

@@ -309,6 +309,9 @@ fn plain_tasks_never_count_against_the_backfill_limit() {
     r.code(0);
     let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(plan["instances"].as_array().unwrap().len(), 1500);
+    let r = p.run(&["-q", "run"]);
+    r.code(0);
+    assert_has(&r.stdout, "1500 instances: 1500 ran");
 }
 
 /// The dry run's instances (name → partition) of `task`.
