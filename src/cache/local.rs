@@ -11,7 +11,8 @@
 //!   salt              the salt for `$NAME` digests
 //!   history           hits and misses per run (for stats)
 //!   tmp/              temporary files on their way to blobs/
-//!   locks/KEY.lock    held (flock) while an instance with that key runs
+//!   locks             one byte per key (at an offset drawn from it) locked
+//!                     while an instance with that key runs
 //!   remote/ID         what this cache learned of a remote (its salt)
 //! ```
 
@@ -97,7 +98,7 @@ pub struct Collected {
 
 /// An exclusive hold on one key: another hotpass process that wants to run
 /// the same instance waits for it. Released when dropped (or when the
-/// process dies: the kernel drops `flock` locks with the descriptor).
+/// process dies: the kernel drops the lock with the descriptor).
 #[derive(Debug)]
 pub struct KeyLock {
     _file: std::fs::File,
@@ -269,26 +270,50 @@ impl LocalStore {
     }
 
     /// Tries to take the lock of `key` without waiting: `Ok(None)` when
-    /// another process holds it.
+    /// another process holds it. Every key locks one byte of the one file
+    /// `locks`, at an offset drawn from the key (an open-file-description
+    /// lock: per open, like `flock`, so two threads of one process exclude
+    /// each other too): no file is made per key. Two keys sharing a byte
+    /// (one chance in 2^40) would only wait for each other.
     pub fn try_lock(&self, key: &str) -> io::Result<Option<KeyLock>> {
         use std::os::fd::AsRawFd;
-        let dir = self.dir.join("locks");
-        std::fs::create_dir_all(&dir)?;
-        let file = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(child(&dir, &[&key[..32.min(key.len())], ".lock"]))?;
-        // SAFETY: flock on a descriptor we own; LOCK_NB never blocks.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let path = self.dir.join("locks");
+        let open = || {
+            std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        let file = match open() {
+            // The folder of lock files older versions made: gone for good.
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                std::fs::remove_dir_all(&path)?;
+                open()?
+            }
+            other => other?,
+        };
+        let at = u64::from_le_bytes(
+            blake3::hash(key.as_bytes()).as_bytes()[..8]
+                .try_into()
+                .expect("8 bytes"),
+        ) >> 24;
+        // SAFETY: a zeroed flock is a valid value, filled in below.
+        let mut range: libc::flock = unsafe { std::mem::zeroed() };
+        range.l_type = libc::F_WRLCK as libc::c_short;
+        range.l_whence = libc::SEEK_SET as libc::c_short;
+        range.l_start = at as libc::off_t;
+        range.l_len = 1;
+        // SAFETY: fcntl on a descriptor we own, with a valid flock; the
+        // non-waiting form never blocks.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &range) };
         if rc == 0 {
             return Ok(Some(KeyLock { _file: file }));
         }
         let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            Ok(None)
-        } else {
-            Err(err)
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(None),
+            _ => Err(err),
         }
     }
 
@@ -608,10 +633,20 @@ mod tests {
         let b = LocalStore::open(t.path()).unwrap();
         let key = "0123456789abcdef0123456789abcdef0123";
         let held = a.try_lock(key).unwrap().expect("free at first");
-        // flock locks belong to the open file: a second open conflicts.
+        // The locks belong to the open file: a second open conflicts.
         assert!(b.try_lock(key).unwrap().is_none());
+        assert!(
+            b.try_lock("another key").unwrap().is_some(),
+            "another key is free"
+        );
         drop(held);
         assert!(b.try_lock(key).unwrap().is_some());
+        // A folder of lock files from an older cache is replaced.
+        let old = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(old.path().join("locks/x")).unwrap();
+        let c = LocalStore::open(old.path()).unwrap();
+        assert!(c.try_lock(key).unwrap().is_some());
+        assert!(old.path().join("locks").is_file());
     }
 
     #[test]
