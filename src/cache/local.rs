@@ -33,6 +33,9 @@ pub struct LocalStore {
     entries: PathBuf,
     blobs: PathBuf,
     runs: PathBuf,
+    /// `entries/`, opened once: a hit stats its entry relative to it,
+    /// sparing the kernel the walk of the whole path every time.
+    entries_fd: std::sync::Arc<std::sync::OnceLock<Option<std::os::fd::OwnedFd>>>,
 }
 
 /// `dir/name` (with `ext` appended), built with one allocation: paths in
@@ -134,6 +137,7 @@ impl LocalStore {
             entries: dir.join("entries"),
             blobs: dir.join("blobs"),
             runs: dir.join("runs"),
+            entries_fd: Default::default(),
         }
     }
 
@@ -161,10 +165,46 @@ impl LocalStore {
         self.dir.join("state")
     }
 
-    /// The entry file of `key`'s metadata (not following a symlink), when
-    /// there is one.
-    pub fn entry_meta(&self, key: &str) -> Option<std::fs::Metadata> {
-        std::fs::symlink_metadata(self.entry_path(key)).ok()
+    /// The stat signature and modification time of `key`'s entry file (not
+    /// following a symlink), when there is one.
+    pub fn entry_stat(&self, key: &str) -> Option<(crate::hash::Stat, SystemTime)> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let fd = self.entries_fd.get_or_init(|| {
+            std::fs::File::options()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(&self.entries)
+                .ok()
+                .map(std::os::fd::OwnedFd::from)
+        });
+        let Some(fd) = fd else {
+            let meta = std::fs::symlink_metadata(self.entry_path(key)).ok()?;
+            return Some((crate::hash::Stat::of(&meta), meta.modified().ok()?));
+        };
+        let name = std::ffi::CString::new(format!("{key}.entry")).ok()?;
+        // SAFETY: a zeroed stat is a valid out-parameter for fstatat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a directory descriptor we own and a valid C name.
+        let rc = unsafe {
+            libc::fstatat(
+                fd.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        let stat = crate::hash::Stat {
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+            ino: st.st_ino,
+        };
+        let modified =
+            UNIX_EPOCH + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec.max(0) as u32);
+        Some((stat, modified))
     }
 
     /// The salt for digests of `$NAME` inputs (created once).

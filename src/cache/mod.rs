@@ -417,8 +417,8 @@ impl Cache {
             return;
         };
         if let Some(d) = state::digest_bytes(&entry.key)
-            && let Some(meta) = local.entry_meta(&entry.key)
-            && let Some(known) = state::KnownEntry::of(entry, crate::hash::Stat::of(&meta))
+            && let Some((sig, _)) = local.entry_stat(&entry.key)
+            && let Some(known) = state::KnownEntry::of(entry, sig)
         {
             state.seen(d, known);
         }
@@ -433,16 +433,12 @@ impl Cache {
         let (state, local) = (self.state.as_ref()?, self.local.as_ref()?);
         let d = state::digest_bytes(digest)?;
         let sig = state.entry_sig(instance, &d)?;
-        let meta = local.entry_meta(digest)?;
-        if crate::hash::Stat::of(&meta) != sig {
+        let (now, modified) = local.entry_stat(digest)?;
+        if now != sig {
             return None;
         }
         let entry = state.entry(instance, &d, digest)?;
-        let idle = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .unwrap_or_default();
+        let idle = modified.elapsed().unwrap_or_default();
         if idle > TOUCH_EVERY {
             local.touch(digest);
             self.seen(&entry);

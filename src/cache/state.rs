@@ -198,6 +198,9 @@ fn parse(bytes: &[u8]) -> Parsed {
         p.foreign = true;
         return p;
     }
+    // About one record per 100 bytes: grown once, not rehashed on the way.
+    p.files.reserve(bytes.len() / 200);
+    p.instances.reserve(bytes.len() / 200);
     let mut at = MAGIC.len();
     while at < bytes.len() {
         match frame(&bytes[at..]) {
@@ -279,8 +282,8 @@ pub struct State {
     /// Entries met this run (read, or stored), by digest: what becomes
     /// known of an instance when its run is recorded.
     seen: Mutex<FxHashMap<[u8; 32], KnownEntry>>,
-    /// Instance records to append at the next save.
-    pending: Mutex<Vec<Record>>,
+    /// Instances whose record is to be appended at the next save.
+    pending: Mutex<Vec<String>>,
     /// Records in the file as loaded, and live ones among them.
     records: usize,
     live: usize,
@@ -368,12 +371,13 @@ impl State {
     /// Records `instance`'s run with key `digest`, with the entry under
     /// that digest: the one met this run, else the one already known.
     pub fn ran(&self, instance: &str, digest: [u8; 32]) {
+        // A digest is one instance's (its name is in the key): what was met
+        // under it moves to the instance.
         let entry = self
             .seen
             .lock()
             .expect("state lock")
-            .get(&digest)
-            .cloned()
+            .remove(&digest)
             .or_else(|| {
                 let known = self.known(instance)?;
                 known.entry.filter(|_| known.digest == digest)
@@ -387,14 +391,11 @@ impl State {
         if instances.get(instance) == Some(&known) {
             return;
         }
-        instances.insert(instance.to_owned(), known.clone());
+        instances.insert(instance.to_owned(), known);
         self.pending
             .lock()
             .expect("state lock")
-            .push(Record::Instance {
-                name: instance.to_owned(),
-                known,
-            });
+            .push(instance.to_owned());
     }
 
     /// Appends what this run learned (`files` from the stat memo, and the
@@ -409,7 +410,21 @@ impl State {
                 hash,
             })
             .collect();
-        records.append(&mut self.pending.lock().expect("state lock"));
+        {
+            let pending = std::mem::take(&mut *self.pending.lock().expect("state lock"));
+            let instances = self.instances.lock().expect("state lock");
+            let mut named = rustc_hash::FxHashSet::default();
+            for name in pending {
+                if let Some(known) = instances.get(&name)
+                    && named.insert(name.clone())
+                {
+                    records.push(Record::Instance {
+                        name,
+                        known: known.clone(),
+                    });
+                }
+            }
+        }
         let mut rewrite = self.rewrite.lock().expect("state lock");
         if records.is_empty() && !*rewrite {
             return Ok(());

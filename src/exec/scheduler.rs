@@ -375,6 +375,9 @@ struct Scheduler<'a, 'r, P> {
     ready: VecDeque<InstanceId>,
     prepared: VecDeque<(InstanceId, P)>,
     running: usize,
+    /// The instances running now (`State::Running`): what deadlines and
+    /// waits look at, so an event costs the running, not the whole graph.
+    live: Vec<InstanceId>,
     per_task: HashMap<TaskId, usize>,
     failed: bool,
     interrupted: bool,
@@ -418,6 +421,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             ready: VecDeque::new(),
             prepared: VecDeque::new(),
             running: 0,
+            live: Vec::new(),
             per_task: HashMap::new(),
             failed: false,
             interrupted: false,
@@ -618,6 +622,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         let task = self.graph.get(id).task;
         *self.per_task.entry(task).or_default() += 1;
         self.running += 1;
+        self.live.push(id);
         let t = self.project.task(task);
         let ctl = Arc::new(Control::new(
             t.stop_signal.unwrap_or(self.project.settings.stop_signal),
@@ -672,7 +677,8 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     fn wait(&self, events: &mpsc::Receiver<Event>) -> Option<Event> {
         let now = Instant::now();
         let mut wake = now + TICK;
-        for (s, svc) in self.states.iter().zip(&self.services) {
+        for id in &self.live {
+            let (s, svc) = (&self.states[id.index()], &self.services[id.index()]);
             if let State::Running { deadline, ctl } = s {
                 let ready_by = svc
                     .as_ref()
@@ -732,6 +738,9 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     /// failure of a cancelled or interrupted instance is an interruption).
     fn finished(&mut self, id: InstanceId, mut outcome: Outcome) {
         self.running -= 1;
+        if let Some(at) = self.live.iter().position(|l| *l == id) {
+            self.live.swap_remove(at);
+        }
         if let Some(c) = self.per_task.get_mut(&self.graph.get(id).task) {
             *c -= 1;
         }
@@ -829,7 +838,8 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     /// whose stop timeout has run out.
     fn enforce_deadlines(&mut self) {
         let now = Instant::now();
-        for (id, inst) in self.graph.iter() {
+        for &id in &self.live {
+            let inst = self.graph.get(id);
             if let (Some(svc), State::Running { ctl, .. }) =
                 (self.services[id.index()].as_mut(), &self.states[id.index()])
                 && svc.ready.is_none()
