@@ -76,11 +76,17 @@ def write(path, text):
 
 
 def gen_graph(d, n, layers=1, deps=0):
-    """`n` copy tasks in `layers` layers; each task of a layer above the first
-    reads the outputs of `deps` tasks of the layer below, and copies its own
-    input. The output folder exists, as ninja makes it itself."""
+    """`n` tasks in `layers` layers, each writing one small output from its
+    inputs: its own input file, and on a layer above the first the outputs
+    of `deps` tasks of the layer below. A task copies its one input
+    (`cat`); one with more checksums them (`cksum`: an output of a few
+    lines, not one that grows layer by layer). The output folder exists, as
+    ninja makes it itself."""
     width = n // layers
-    toml, mk, nj = [], ["all:"], ["rule cp\n  command = cat $in > $out\n"]
+    toml, mk, nj = [], ["all:"], [
+        "rule cp\n  command = cat $in > $out\n",
+        "rule sum\n  command = cksum $in > $out\n",
+    ]
     os.makedirs(f"{d}/src", exist_ok=True)
     os.makedirs(f"{d}/out", exist_ok=True)
     for i in range(n):
@@ -92,13 +98,14 @@ def gen_graph(d, n, layers=1, deps=0):
         dep_names = ", ".join(json.dumps(f"t{b}") for b in below)
         dep_line = f"deps = [{dep_names}]\n" if below else ""
         in_list = ", ".join(json.dumps(x) for x in ins)
+        tool, rule = ("cksum", "sum") if below else ("cat", "cp")
         toml.append(
-            f'[tasks.t{i}]\nrun = "cat {" ".join(ins)} > out/f{i}.txt"\n{dep_line}'
+            f'[tasks.t{i}]\nrun = "{tool} {" ".join(ins)} > out/f{i}.txt"\n{dep_line}'
             f'inputs = [{in_list}]\noutputs = ["out/f{i}.txt"]\n'
         )
         mk[0] += f" out/f{i}.txt"
-        mk.append(f"out/f{i}.txt: {' '.join(ins)}\n\t@cat $^ > $@")
-        nj.append(f"build out/f{i}.txt: cp {' '.join(ins)}")
+        mk.append(f"out/f{i}.txt: {' '.join(ins)}\n\t@{tool} $^ > $@")
+        nj.append(f"build out/f{i}.txt: {rule} {' '.join(ins)}")
     write(f"{d}/hotpass.toml", "\n".join(toml))
     write(f"{d}/Makefile", "\n".join(mk) + "\n")
     write(f"{d}/build.ninja", "\n".join(nj) + "\n")

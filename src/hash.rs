@@ -46,7 +46,7 @@ type Known = (Stat, [u8; 32], bool);
 type Table = HashMap<OsString, Known, rustc_hash::FxBuildHasher>;
 
 /// The stat memo: path → (stat, content hash), shared by every worker. It
-/// is kept in the cache's state file ([`crate::cache::state`]).
+/// is kept in the cache's state file (`cache/state`).
 #[derive(Debug, Default)]
 pub struct Memo {
     entries: Mutex<Table>,

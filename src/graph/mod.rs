@@ -89,6 +89,7 @@ impl InstanceGraph {
         };
         let explicit_partition = args.partition.is_some() || args.backfill.is_some();
         let mut any_partitioned = false;
+        let mut reaches: Option<Vec<bool>> = None;
         for sel in selectors {
             let (tasks, exact) = match sel {
                 Selector::Task(t) => (vec![*t], true),
@@ -113,7 +114,8 @@ impl InstanceGraph {
             for t in tasks {
                 let task = project.task(t);
                 if task.partitions.is_none() {
-                    if exact && explicit_partition && !reaches_partitioned(project, t) {
+                    let reaches = reaches.get_or_insert_with(|| reaches_partitioned(project));
+                    if exact && explicit_partition && !reaches[t.index()] {
                         return Err(UsageError::new(
                             format!(
                                 "`{}` is not partitioned; --partition and --backfill apply only to partitioned tasks",
@@ -122,7 +124,7 @@ impl InstanceGraph {
                             Some(format!("run it without them: hotpass run {}", task.name)),
                         ));
                     }
-                    any_partitioned |= reaches_partitioned(project, t);
+                    any_partitioned |= reaches[t.index()];
                     let id = b.add(t, None)?;
                     b.graph.selected.push(id);
                 } else {
@@ -283,21 +285,36 @@ impl InstanceGraph {
     }
 }
 
-/// Whether `t` or anything it depends on is partitioned.
-fn reaches_partitioned(project: &Project, t: TaskId) -> bool {
-    let mut stack = vec![t];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
+/// For every task, whether it or anything it depends on is partitioned: one
+/// walk of the task graph (asking each task on its own would walk what it
+/// depends on each time, quadratic on a deep graph).
+fn reaches_partitioned(project: &Project) -> Vec<bool> {
+    const NEW: u8 = 0;
+    const OPEN: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; project.tasks.len()];
+    let mut reaches = vec![false; project.tasks.len()];
+    for start in 0..project.tasks.len() {
+        let mut stack = vec![(TaskId(start as u32), false)];
+        while let Some((id, deps_done)) = stack.pop() {
+            let task = project.task(id);
+            if deps_done {
+                reaches[id.index()] =
+                    task.partitions.is_some() || task.deps.iter().any(|d| reaches[d.index()]);
+                state[id.index()] = DONE;
+            } else if state[id.index()] == NEW {
+                state[id.index()] = OPEN;
+                stack.push((id, true));
+                stack.extend(
+                    task.deps
+                        .iter()
+                        .filter(|d| state[d.index()] == NEW)
+                        .map(|d| (*d, false)),
+                );
+            }
         }
-        let task = project.task(id);
-        if task.partitions.is_some() {
-            return true;
-        }
-        stack.extend(task.deps.iter().copied());
     }
-    false
+    reaches
 }
 
 fn bad_partition(project: &Project, t: TaskId, e: PartitionError) -> UsageError {
