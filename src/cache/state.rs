@@ -373,16 +373,21 @@ impl State {
     pub fn ran(&self, instance: &str, digest: [u8; 32]) {
         // A digest is one instance's (its name is in the key): what was met
         // under it moves to the instance.
-        let entry = self
-            .seen
+        let met = self.seen.lock().expect("state lock").remove(&digest);
+        let mut instances = self.instances.lock().expect("state lock");
+        // The same key with nothing new met (a hit already recorded): keep it.
+        if instances
+            .get(instance)
+            .is_some_and(|k| k.digest == digest && (met.is_none() || k.entry == met))
+        {
+            return;
+        }
+        instances.insert(instance.to_owned(), Known { digest, entry: met });
+        drop(instances);
+        self.pending
             .lock()
             .expect("state lock")
-            .remove(&digest)
-            .or_else(|| {
-                let known = self.known(instance)?;
-                known.entry.filter(|_| known.digest == digest)
-            });
-        self.set(instance, Known { digest, entry });
+            .push(instance.to_owned());
     }
 
     /// Sets what is known of `instance` (to be appended at the next save).
