@@ -3,9 +3,8 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -128,45 +127,15 @@ pub fn run(
     ctl: &Control,
     on_output: &(dyn Fn(Stream, &[u8]) + Sync),
 ) -> io::Result<ExitStatus> {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(spec.command)
-        .current_dir(spec.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if let Some(only) = spec.inherit_only {
-        cmd.env_clear();
-        cmd.envs(only.iter().map(|(k, v)| (k, v)));
-    }
-    for (k, v) in spec.env {
-        cmd.env(k, v);
-    }
-    // If hotpass itself is killed outright (SIGKILL, OOM), take the task's
-    // shell with it. The signal follows the spawning thread, and the worker
-    // thread waits for this child, so it only fires if hotpass dies.
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between
-    // fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                libc::_exit(1); // hotpass died before the signal was armed
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    let pid = child.id() as i32;
+    let vars = super::spawn::environment(spec.inherit_only, spec.env);
+    let child = super::spawn::spawn(spec.command, spec.cwd, &vars)?;
+    let pid = child.pid;
     ctl.pgid.store(pid, Ordering::SeqCst);
     if ctl.is_cancelled() {
         // Cancelled between the check and the spawn: kill it now.
         unsafe { libc::killpg(pid, libc::SIGKILL) };
     }
-    let stdout = child.stdout.take().expect("piped stdout");
-    let stderr = child.stderr.take().expect("piped stderr");
+    let (stdout, stderr) = (child.stdout, child.stderr);
     let leader_gone = AtomicBool::new(false);
     let status = std::thread::scope(|s| {
         s.spawn(|| pump(stdout, Stream::Stdout, on_output, &leader_gone));
@@ -186,10 +155,26 @@ pub fn run(
             super::orphans::stop(task, ctl.stop_signal, ctl.stop_timeout);
         }
         leader_gone.store(true, Ordering::SeqCst);
-        child.wait()
+        reap(pid)
     });
     ctl.pgid.store(0, Ordering::SeqCst);
     status
+}
+
+/// Waits for `pid` (already exited) and gives its status.
+fn reap(pid: i32) -> io::Result<ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(ExitStatus::from_raw(status));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 fn wait_exited_no_reap(pid: i32) {
