@@ -479,3 +479,33 @@ fn stop_signal_is_what_ctrl_c_sends_first() {
     r.code(2);
     assert_has(&r.stderr, "not a signal a stop can send");
 }
+
+/// A task's processes start as from a shell: no signal blocked, SIGPIPE
+/// not ignored (hotpass ignores it, and blocks signals around starting a
+/// task), stdin from /dev/null, in their own process group.
+#[test]
+fn tasks_start_with_default_signals_and_their_own_group() {
+    let p = Project::new(
+        "[tasks.t]\nrun = \"grep -E '^Sig(Blk|Ign)' /proc/self/status > sig.txt; ls -l /proc/self/fd/0 > stdin.txt; cut -d' ' -f5 /proc/$$/stat > pgid.txt; echo $$ > pid.txt\"\n",
+    );
+    p.run(&["run"]).code(0);
+    let sig = p.read("sig.txt");
+    for line in sig.lines() {
+        let mask = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        if line.starts_with("SigBlk") {
+            assert_eq!(mask, 0, "no signal blocked: {sig}");
+        } else {
+            assert_eq!(
+                mask & (1 << (libc::SIGPIPE - 1)),
+                0,
+                "SIGPIPE not ignored: {sig}"
+            );
+        }
+    }
+    assert_has(&p.read("stdin.txt"), "/dev/null");
+    assert_eq!(
+        p.read("pgid.txt").trim(),
+        p.read("pid.txt").trim(),
+        "the shell leads its own group"
+    );
+}
