@@ -284,11 +284,18 @@ pub struct State {
     seen: Mutex<FxHashMap<[u8; 32], KnownEntry>>,
     /// Instances whose record is to be appended at the next save.
     pending: Mutex<Vec<String>>,
-    /// Records in the file as loaded, and live ones among them.
+    /// What the file holds as far as this process knows, kept up to date
+    /// by its saves (watch mode saves after every cycle).
+    file: Mutex<FileCounts>,
+}
+
+/// Records in the file, live ones among them, and whether to rewrite it
+/// rather than append (damage, or another version).
+#[derive(Debug)]
+struct FileCounts {
     records: usize,
     live: usize,
-    /// Rewrite rather than append (damage, or another version).
-    rewrite: Mutex<bool>,
+    rewrite: bool,
 }
 
 impl State {
@@ -314,9 +321,11 @@ impl State {
         }
         let state = State {
             path: path.to_path_buf(),
-            records: parsed.records,
-            live: parsed.live(),
-            rewrite: Mutex::new(parsed.damage.is_some() || parsed.foreign),
+            file: Mutex::new(FileCounts {
+                records: parsed.records,
+                live: parsed.live(),
+                rewrite: parsed.damage.is_some() || parsed.foreign,
+            }),
             instances: Mutex::new(parsed.instances),
             seen: Mutex::default(),
             pending: Mutex::default(),
@@ -430,16 +439,20 @@ impl State {
                 }
             }
         }
-        let mut rewrite = self.rewrite.lock().expect("state lock");
-        if records.is_empty() && !*rewrite {
+        let mut counts = self.file.lock().expect("state lock");
+        if records.is_empty() && !counts.rewrite {
             return Ok(());
         }
         let file = open_exclusive(&self.path)?;
-        let compact = *rewrite || self.records + records.len() > 2 * self.live + 4096;
-        if compact {
-            self.compact(&file, records)?;
-            *rewrite = false;
+        if counts.rewrite || counts.records + records.len() > 2 * counts.live + 4096 {
+            let live = self.compact(&file, records)?;
+            *counts = FileCounts {
+                records: live,
+                live,
+                rewrite: false,
+            };
         } else {
+            counts.records += records.len();
             let mut buf = Vec::with_capacity(records.len() * 96 + MAGIC.len());
             if file.metadata()?.len() == 0 {
                 buf.extend_from_slice(MAGIC);
@@ -453,8 +466,9 @@ impl State {
 
     /// Rewrites the file (held locked as `file`) with only its live
     /// records and `records`, through a temporary file renamed over it:
-    /// what other processes appended meanwhile is kept.
-    fn compact(&self, file: &std::fs::File, records: Vec<Record>) -> io::Result<()> {
+    /// what other processes appended meanwhile is kept. Returns how many
+    /// records it holds now.
+    fn compact(&self, file: &std::fs::File, records: Vec<Record>) -> io::Result<usize> {
         let mut bytes = Vec::new();
         (&*file).read_to_end(&mut bytes)?;
         let mut parsed = parse(&bytes);
@@ -485,7 +499,7 @@ impl State {
         let tmp = crate::atomic::temp_in(dir)?;
         tmp.as_file().write_all(&out)?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
-        Ok(())
+        Ok(live.len())
     }
 }
 
@@ -637,6 +651,23 @@ mod tests {
         assert_eq!(p.instances.len(), 1000);
         assert!(p.records <= 2 * 1000 + 4096, "{} records", p.records);
         assert_eq!(p.instances["t7"], known(5));
+    }
+
+    /// A process that saves again and again (watch mode) compacts too.
+    #[test]
+    fn one_state_saving_often_is_compacted() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("state");
+        let (s, _) = State::load(&path);
+        for round in 0..10u8 {
+            for i in 0..1000 {
+                s.set(&format!("t{i}"), known(round));
+            }
+            s.save(vec![]).unwrap();
+        }
+        let p = parse(&std::fs::read(&path).unwrap());
+        assert!(p.records <= 2 * 1000 + 4096, "{} records", p.records);
+        assert_eq!(p.instances["t7"], known(9));
     }
 
     #[test]
