@@ -12,7 +12,7 @@ use crate::report::summary::Summary;
 
 /// Runs the selection and returns the exit code.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
-    let project = start::load(ctx)?;
+    let project = start::load(ctx, !args.no_cache)?;
     let selection = Selection {
         selectors: &args.selectors,
         partitions: &args.partitions,

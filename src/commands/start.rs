@@ -60,15 +60,20 @@ pub fn partition_args(ctx: &Context, flags: &PartitionFlags) -> Result<Partition
 
 /// Loads the project and builds the graph of `selection`.
 pub fn session(ctx: &Context, selection: &Selection) -> Result<Session, Error> {
-    let project = load(ctx)?;
+    let project = load(ctx, true)?;
     let graph = select(ctx, &project, selection)?;
     Ok(Session { project, graph })
 }
 
-/// Loads the project.
-pub fn load(ctx: &Context) -> Result<Project, Error> {
+/// Loads the project; with `keep`, through the parsed project kept in the
+/// cache folder (`run --no-cache` neither reads nor writes it).
+pub fn load(ctx: &Context, keep: bool) -> Result<Project, Error> {
     let t = std::time::Instant::now();
-    let project = config::load(&ctx.load)?;
+    let project = if keep {
+        config::load(&ctx.load)?
+    } else {
+        config::load_fresh(&ctx.load)?
+    };
     tracing::debug!("loaded {} tasks in {:?}", project.tasks.len(), t.elapsed());
     Ok(project)
 }

@@ -82,8 +82,19 @@ pub fn find_config(opts: &LoadOptions) -> Result<PathBuf, ConfigErrors> {
     .into())
 }
 
-/// Loads and validates the whole project.
+/// Loads and validates the whole project, from the parsed project kept in
+/// the cache folder when nothing it was made from changed.
 pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
+    load_with(opts, true)
+}
+
+/// Loads and validates the whole project from its files, neither reading
+/// nor writing the kept parsed project (`run --no-cache`).
+pub fn load_fresh(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
+    load_with(opts, false)
+}
+
+fn load_with(opts: &LoadOptions, keep: bool) -> Result<Project, ConfigErrors> {
     let path = find_config(opts)?;
     let path = path.canonicalize().unwrap_or(path);
     let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -91,7 +102,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
         let found = included_files(&root, &path, &p.settings.include, &p.files[0]).ok()?;
         Some(found.into_iter().map(|(f, _)| f).collect())
     };
-    if let Some(project) = saved::load(opts, &path, &root, included_now) {
+    if keep && let Some(project) = saved::load(opts, &path, &root, included_now) {
         return Ok(project);
     }
     let root_file = read_source(&root, &path)?;
@@ -156,7 +167,9 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
         }
     }
     let project = validate::validate(root, files, raws, opts, problems)?;
-    saved::save(opts, &project);
+    if keep {
+        saved::save(opts, &project);
+    }
     // Parsing a large config leaves much freed memory behind: give it back,
     // so that every task spawned (a fork of this process) copies less.
     #[cfg(target_env = "gnu")]

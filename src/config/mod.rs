@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use diagnostic::{ConfigErrors, Problem, ProblemKind, SourceFile};
-pub use load::{LoadOptions, load};
+pub use load::{LoadOptions, load, load_fresh};
 
 use crate::partition::PartitionSpec;
 

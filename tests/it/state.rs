@@ -167,3 +167,22 @@ fn touching_every_input_reruns_nothing() {
     let (_, s) = p.run_summary(&["run"], &[]);
     assert_all_cached(&s);
 }
+
+/// `run --no-cache` neither reads nor writes the kept parsed project.
+#[test]
+fn no_cache_leaves_the_parsed_project_alone() {
+    let p = copies();
+    age(&p, "hotpass.toml", 60);
+    p.run(&["run"]).code(0);
+    p.run(&["run"]).code(0);
+    let kept = p.path("cache/config.bin");
+    assert!(kept.exists());
+    // A kept project that no longer decodes: read, it would be parsed again
+    // and rewritten.
+    std::fs::write(&kept, b"not a project").unwrap();
+    p.run(&["run", "--no-cache"]).code(0);
+    assert_eq!(std::fs::read(&kept).unwrap(), b"not a project");
+    std::fs::remove_file(&kept).unwrap();
+    p.run(&["run", "--no-cache"]).code(0);
+    assert!(!kept.exists(), "--no-cache wrote the parsed project");
+}
