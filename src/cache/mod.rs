@@ -1,5 +1,5 @@
 //! The cache: keys, the decision hit-or-run, and moving results in and out
-//! of a [`Store`](store::Store). [`Cache`] is the one handle every command
+//! of a `Store`. `Cache` is the one handle every command
 //! opens: the store, the stat memo and the salt, read once.
 
 /// The cache key: everything that decides whether a result can be reused.

@@ -706,7 +706,7 @@ impl Remote {
 
     /// Uploads a success already stored in `local`, in the background,
     /// unless this machine only reads or the remote is down. Waits only
-    /// while [`UPLOADS`] are already in flight.
+    /// while `UPLOADS` are already in flight.
     pub fn upload(&self, local: &LocalStore, entry: &Entry) {
         if !self.writes || self.is_down() {
             return;

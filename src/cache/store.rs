@@ -1,5 +1,5 @@
 //! The storage trait: where entries and blobs live. The local folder is the
-//! first implementation ([`LocalStore`](super::local::LocalStore)); a remote
+//! first implementation (`LocalStore`); a remote
 //! store is another. Nothing above `cache/` knows how a store lays things out.
 //!
 //! Every method is blocking and the trait is `Send + Sync`, so a store can be

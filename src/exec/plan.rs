@@ -1,6 +1,6 @@
 //! The plan of a run without running it (`--dry-run`, and `explain`): every
 //! instance with its key and whether it would hit the cache, and if not, why
-//! — the same [`Cache::decide`] a run asks.
+//! — the same `Cache::decide` a run asks.
 
 use std::io;
 

@@ -8,12 +8,12 @@
 //!    `--a dep failed / run stopped--`--> Done(skipped)
 //! ```
 //!
-//! [`Scheduler::work`] is the loop: [`check_ready`](Scheduler::check_ready)
+//! `Scheduler::work` is the loop: `check_ready`
 //! (cache checks, on the scheduler's own thread or in parallel batches, so a
 //! run of hits never hands work between threads),
-//! [`start_prepared`](Scheduler::start_prepared) (misses go to a fixed pool
-//! of `-j` workers), then [`wait`](Scheduler::wait) for one event and
-//! [`handle`](Scheduler::handle) it.
+//! `start_prepared` (misses go to a fixed pool
+//! of `-j` workers), then `wait` for one event and
+//! `handle` it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc;
