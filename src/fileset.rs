@@ -155,6 +155,19 @@ fn covers(outer: &str, inner: &str) -> bool {
     inner == outer || is_at_or_under(inner, outer) || (outer == "/" && inner.starts_with('/'))
 }
 
+/// The path a pattern names before its first glob character, under `cwd`:
+/// `dist/**` is `cwd/dist`, `out/*.txt` is `cwd/out`, `*.o` is `cwd`.
+pub fn static_prefix(cwd: &Path, pattern: &str) -> PathBuf {
+    let mut p = cwd.to_path_buf();
+    for part in pattern.trim_start_matches("./").split('/') {
+        if part.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        p.push(part);
+    }
+    p
+}
+
 /// `path` relative to `base`, as input patterns spell it: `a/b` under
 /// `base`, `../x` beside it (lexically, both absolute), or `path` itself
 /// when they share nothing but the root.

@@ -4,23 +4,11 @@
 //! warn (a day without raw files is news, not a broken config); so are globs
 //! a dependency may fill, which can only be judged once it has run.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use crate::config::{ConfigErrors, Problem, ProblemKind, Project};
-use crate::fileset::{Ignored, Patterns};
+use crate::fileset::{Ignored, Patterns, static_prefix};
 use crate::graph::{Instance, InstanceGraph, InstanceId};
-
-/// The folder a pattern names before its first glob character, absolute.
-fn static_prefix(cwd: &Path, pattern: &str) -> PathBuf {
-    let mut p = cwd.to_path_buf();
-    for part in pattern.trim_start_matches("./").split('/') {
-        if part.contains(['*', '?', '[', '{']) {
-            break;
-        }
-        p.push(part);
-    }
-    p
-}
 
 /// Whether one path is inside the other (or both are the same).
 fn nested(a: &Path, b: &Path) -> bool {
