@@ -132,6 +132,21 @@ pub enum Command {
         #[command(flatten)]
         partitions: PartitionFlags,
     },
+    /// Run one instance with the input audit on, ignoring the cache, and
+    /// report every file it read or wrote that its config does not declare,
+    /// with the globs to add. Its dependencies run (or hit) as usual.
+    ///
+    /// Example: hotpass audit gate:lint
+    Audit {
+        /// TASK or TASK@PARTITION (a glob audits each instance it names).
+        instance: String,
+        /// Print JSON on stdout (the run's own output goes to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Most instances running at once [default: settings.jobs, or the number of CPUs].
+        #[arg(short, long, value_name = "N")]
+        jobs: Option<usize>,
+    },
     /// Say whether an instance would hit the cache, and if not exactly what changed.
     ///
     /// Example: hotpass explain gate:types
@@ -251,7 +266,7 @@ pub struct WatchArgs {
 }
 
 /// `hotpass run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// Tasks, gates, globs (`gate:*`) or instances (`TASK@P`); none means all.
     pub selectors: Vec<String>,
@@ -274,6 +289,12 @@ pub struct RunArgs {
     /// Print the plan (what would run, what is cached, with keys); run nothing.
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text", help_heading = "Cache")]
     pub dry_run: Option<DryRunFormat>,
+    /// Run every instance (whatever the cache holds) with each file its
+    /// processes touch recorded; report undeclared inputs and outputs and
+    /// the globs to add (`=json`: as JSON on stdout, the run's own output
+    /// going to stderr). A result that read undeclared files is not stored.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text", conflicts_with_all = ["dry_run", "no_cache"])]
+    pub audit: Option<DryRunFormat>,
     #[command(flatten)]
     pub partitions: PartitionFlags,
     /// Run a stable share K of N of the selection (1-based), for CI matrices.

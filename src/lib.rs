@@ -5,6 +5,8 @@
 
 /// Atomic file writes (temporary file, then rename).
 pub mod atomic;
+/// The input audit: what a task really reads and writes.
+pub mod audit;
 /// The cache: keys, the hit-or-run decision, the storage trait and the local folder.
 pub mod cache;
 /// Captured task output and its codec.
@@ -31,6 +33,8 @@ pub mod outcome;
 pub mod partition;
 /// Showing a run to people and to CI.
 pub mod report;
+/// `sandbox = true`: Landlock rules from a task's declared inputs and outputs.
+pub mod sandbox;
 /// Warnings: what goes wrong without stopping the command.
 pub mod warning;
 /// Watch mode: what to watch and what a change affects.
@@ -128,7 +132,10 @@ where
             .ok()
             .filter(|v| !v.is_empty()),
     };
-    if !matches!(cli.command, cli::Command::Run(_) | cli::Command::Watch(_)) {
+    if !matches!(
+        cli.command,
+        cli::Command::Run(_) | cli::Command::Watch(_) | cli::Command::Audit { .. }
+    ) {
         // Commands that only print end quietly when their reader goes away
         // (`hotpass list | head`), as `cat` does. `run` and `watch` ignore a
         // closed stdout instead, so they never die with children in flight.

@@ -30,6 +30,11 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
             partitions,
         } => graph::run(ctx, &selectors, format, &partitions),
         Command::Explain { instance } => explain::run(ctx, &instance),
+        Command::Audit {
+            instance,
+            json,
+            jobs,
+        } => run::audit(ctx, &instance, json, jobs),
         Command::Partitions {
             task,
             json,

@@ -4,14 +4,99 @@ use super::start::{self, Selection};
 use crate::Context;
 use crate::cache::{Cache, Mode};
 use crate::cli::{DryRunFormat, RunArgs};
-use crate::error::{EXIT_FAILED, EXIT_OK, Error};
+use crate::config::{ConfigErrors, Problem, ProblemKind, Project, Sandbox, TaskId};
+use crate::error::{EXIT_FAILED, EXIT_OK, Error, UsageError};
 use crate::exec::scheduler::{self, Options};
-use crate::exec::work::CachedRunner;
+use crate::exec::work::{AuditScope, CachedRunner};
+use crate::graph::{InstanceGraph, InstanceId};
 use crate::report::out;
 use crate::report::summary::Summary;
 
 /// Runs the selection and returns the exit code.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
+    let audit = args.audit.map(|format| (AuditScope::All, format));
+    run_with(ctx, args, audit)
+}
+
+/// `hotpass audit INSTANCE`: runs it (and, through the cache, what it
+/// depends on) with the audit on for it alone.
+pub fn audit(ctx: &Context, instance: &str, json: bool, jobs: Option<usize>) -> Result<u8, Error> {
+    let args = RunArgs {
+        selectors: vec![instance.to_owned()],
+        jobs,
+        ..RunArgs::default()
+    };
+    let format = if json {
+        DryRunFormat::Json
+    } else {
+        DryRunFormat::Text
+    };
+    run_with(ctx, &args, Some((AuditScope::Selected, format)))
+}
+
+/// Tasks that ask for the sandbox when Landlock is unavailable: with
+/// `sandbox = true` the run is refused (exit 2, pointing at the setting);
+/// with `"best-effort"` they run unconfined, said once.
+fn check_sandbox(
+    project: &Project,
+    graph: &InstanceGraph,
+    audited: impl Fn(InstanceId) -> bool,
+) -> Result<(), Error> {
+    let mut wanted: Vec<TaskId> = graph
+        .iter()
+        .filter(|(id, inst)| !audited(*id) && project.task(inst.task).sandbox != Sandbox::Off)
+        .map(|(_, inst)| inst.task)
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let Err(why) = crate::sandbox::available() else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    let mut best_effort = 0;
+    for id in wanted {
+        let task = project.task(id);
+        if task.sandbox == Sandbox::BestEffort {
+            best_effort += 1;
+            continue;
+        }
+        let message = format!("`{}` must run in the sandbox, but {why}", task.name);
+        let problem = match &task.sandbox_at {
+            Some(at) => Problem::at(
+                ProblemKind::InvalidValue,
+                &project.files[at.file],
+                at.span.clone(),
+                message,
+                "sandbox required here",
+            ),
+            None => Problem::bare(ProblemKind::InvalidValue, message),
+        };
+        problems.push(problem.with_help(
+            "set sandbox = \"best-effort\" to run it unconfined where Landlock is missing, \
+             or run on Linux 5.13 or later with Landlock enabled",
+        ));
+    }
+    if best_effort > 0 {
+        tracing::warn!(
+            "{why}: {best_effort} task(s) with sandbox = \"best-effort\" run outside the sandbox"
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors { problems }.into())
+    }
+}
+
+/// Runs the selection, auditing what `audit` names, and returns the exit code.
+fn run_with(
+    ctx: &Context,
+    args: &RunArgs,
+    audit: Option<(AuditScope, DryRunFormat)>,
+) -> Result<u8, Error> {
     let project = start::load(ctx, !args.no_cache)?;
     let selection = Selection {
         selectors: &args.selectors,
@@ -50,6 +135,22 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     if args.strict || project.settings.strict {
         super::strict::check(&project, &graph)?;
     }
+    if let Some((_, _)) = audit
+        && let Err(why) = crate::audit::notify::available()
+    {
+        return Err(UsageError::new(
+            format!("the input audit cannot run here: {why}"),
+            Some("the audit needs Linux 5.5 or later with seccomp user notification".into()),
+        )
+        .into());
+    }
+    let selected: std::collections::HashSet<InstanceId> =
+        graph.selected().iter().copied().collect();
+    check_sandbox(&project, &graph, |id| match audit {
+        Some((AuditScope::All, _)) => true,
+        Some((AuditScope::Selected, _)) => selected.contains(&id),
+        None => false,
+    })?;
 
     if let Some(format) = args.dry_run {
         // The same cache (and salt) as a run, so the keys shown are the
@@ -77,8 +178,17 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
     let telemetry = crate::report::telemetry::endpoint(&project).and_then(|(url, service)| {
         crate::report::telemetry::Telemetry::start(url, service, graph.len(), &what)
     });
-    let runner =
-        CachedRunner::new(&project, &graph, cache, ctx.color).with_telemetry(telemetry.clone());
+    let runner = CachedRunner::new(&project, &graph, cache, ctx.color)
+        .with_telemetry(telemetry.clone())
+        .with_audit(audit.map(|(scope, _)| scope));
+    // `--audit=json`: stdout is the JSON's alone; the run talks on stderr.
+    let json_out = match audit {
+        Some((_, DryRunFormat::Json)) => Some(
+            crate::report::stdout_to_stderr()
+                .map_err(|e| Error::io("keeping stdout for the audit's JSON", e))?,
+        ),
+        _ => None,
+    };
     let mut reporters = start::reporters(ctx, &graph);
     if let Some(t) = &telemetry {
         reporters.push(Box::new(crate::report::telemetry::TelemetryReporter::new(
@@ -132,6 +242,36 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8, Error> {
         out(summary.counts_line().as_bytes());
     } else {
         out(summary.render(ctx.color).as_bytes());
+    }
+    if audit.is_some() {
+        let mut reports = runner.take_audits();
+        reports.sort_by(|a, b| a.instance.cmp(&b.instance));
+        match json_out {
+            Some(mut stdout) => {
+                use std::io::Write;
+                let json = crate::audit::to_json(&reports);
+                let _ = writeln!(stdout, "{json}");
+            }
+            None => {
+                let mut text = String::from("\n");
+                for r in &reports {
+                    if !r.clean {
+                        text.push('\n');
+                    }
+                    text.push_str(&r.render(&project));
+                }
+                let unclean = reports.iter().filter(|r| !r.clean).count();
+                text.push_str(&match (reports.len(), unclean) {
+                    (0, _) => "audit: nothing ran, so nothing was audited\n".to_owned(),
+                    (n, 0) => format!("\naudit: {n} audited, all clean\n"),
+                    (n, u) => format!(
+                        "\naudit: {u} of {n} audited touched files they do not declare; \
+                         paste the suggested edits, or run `hotpass audit INSTANCE --json`\n"
+                    ),
+                });
+                out(text.as_bytes());
+            }
+        }
     }
     let write = |path: &std::path::PathBuf, text: String| {
         crate::atomic::write_atomic(&ctx.cwd.join(path), text.as_bytes())

@@ -49,6 +49,14 @@ impl Input {
             None => Input::Glob(written.to_owned()),
         }
     }
+
+    /// The entry as written in the config.
+    pub fn written(&self) -> String {
+        match self {
+            Input::Glob(g) => g.clone(),
+            Input::Env(name) => format!("${name}"),
+        }
+    }
 }
 
 /// Whether a task was declared under `[tasks]` or `[gates]`.
@@ -142,6 +150,22 @@ pub struct Settings {
     /// waits before SIGKILL (default 5 s), unless a task says otherwise.
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    /// Every task's default sandbox, and where it is set.
+    pub sandbox: Sandbox,
+    pub sandbox_at: Option<Origin>,
+    /// Paths every sandboxed task may read, absolute (`~` expanded).
+    pub sandbox_allow: Vec<PathBuf>,
+}
+
+/// `sandbox`: whether a task runs under Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Sandbox {
+    #[default]
+    Off,
+    /// Always; where Landlock is unavailable the run is refused.
+    On,
+    /// Where Landlock is available; elsewhere unconfined, with a warning.
+    BestEffort,
 }
 
 /// Where in the configuration something was written.
@@ -190,6 +214,12 @@ pub struct Task {
     pub max_parallel: Option<usize>,
     pub partitions: Option<PartitionSpec>,
     pub partition_map: Option<PartitionMap>,
+    /// Whether it runs under Landlock (its own `sandbox`, else the
+    /// settings'), and where that is written.
+    pub sandbox: Sandbox,
+    pub sandbox_at: Option<Origin>,
+    /// What it may read besides its inputs (the settings' list, then its own).
+    pub sandbox_allow: Vec<PathBuf>,
     /// Where the task's table is.
     pub origin: Origin,
 }

@@ -40,6 +40,10 @@ pub struct RawSettings {
     /// Every task's default stop signal and stop timeout.
     pub stop_signal: Option<Spanned<String>>,
     pub stop_timeout: Option<Spanned<Timeout>>,
+    /// Every task's default sandbox (`true`, `false` or `"best-effort"`).
+    pub sandbox: Option<Spanned<RawSandbox>>,
+    /// Folders every sandboxed task may read (`~` is `$HOME`).
+    pub sandbox_allow: Option<Vec<Spanned<String>>>,
 }
 
 /// `[settings.remote_cache]`.
@@ -103,6 +107,36 @@ pub struct RawTask {
     pub pass_env: Option<Vec<Spanned<String>>>,
     /// `false`: never ask the task's tools for colour.
     pub color: Option<Spanned<bool>>,
+    /// Run under Landlock: `true`, `false` or `"best-effort"`.
+    pub sandbox: Option<Spanned<RawSandbox>>,
+    /// More folders (or files) the sandboxed task may read.
+    pub sandbox_allow: Option<Vec<Spanned<String>>>,
+}
+
+/// `sandbox`: `true`, `false`, or a word (only `"best-effort"` is valid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawSandbox {
+    Enabled(bool),
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for RawSandbox {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawSandbox;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or \"best-effort\"")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawSandbox, E> {
+                Ok(RawSandbox::Enabled(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSandbox, E> {
+                Ok(RawSandbox::Word(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `tools`: `false` (off), `true` (the default), or programs to add.
@@ -289,6 +323,8 @@ pub const TASK_FIELDS: &[&str] = &[
     "tools",
     "pass_env",
     "color",
+    "sandbox",
+    "sandbox_allow",
 ];
 
 /// Every field name `[settings]` accepts.
@@ -305,4 +341,6 @@ pub const SETTINGS_FIELDS: &[&str] = &[
     "provenance",
     "stop_signal",
     "stop_timeout",
+    "sandbox",
+    "sandbox_allow",
 ];

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::diagnostic::{ConfigErrors, Problem, ProblemKind, SourceFile, did_you_mean, suggest};
-use super::raw::{RawFile, RawPartitions, RawTask, RawTools, Timeout};
+use super::raw::{RawFile, RawPartitions, RawSandbox, RawTask, RawTools, Timeout};
 use super::{
-    EnvMode, Input, LoadOptions, Origin, PartitionMap, Project, RemoteCache, Settings, Task,
-    TaskId, TaskKind, Tools,
+    EnvMode, Input, LoadOptions, Origin, PartitionMap, Project, RemoteCache, Sandbox, Settings,
+    Task, TaskId, TaskKind, Tools,
 };
 use crate::fileset::Patterns;
 use crate::partition::{PartitionError, PartitionSpec, Zone, parse_day, parse_hour, parse_month};
@@ -123,7 +123,15 @@ pub(super) fn validate(
     let mut dep_spans: Vec<Vec<(TaskId, std::ops::Range<usize>)>> = Vec::new();
     for (i, def) in defs.iter().enumerate() {
         let src = &files[def.file];
-        let (task, spans) = task(TaskId(i as u32), def, src, &by_name, &mut problems);
+        let (mut task, spans) = task(TaskId(i as u32), def, src, &by_name, &mut problems);
+        if task.sandbox_at.is_none() {
+            task.sandbox = settings.sandbox;
+            task.sandbox_at = settings.sandbox_at.clone();
+        }
+        let own = std::mem::take(&mut task.sandbox_allow);
+        task.sandbox_allow = (settings.sandbox_allow.iter().cloned())
+            .chain(own.into_iter().map(|p| root.join(p)))
+            .collect();
         tasks.push(task);
         dep_spans.push(spans);
     }
@@ -260,7 +268,60 @@ fn settings(
             .and_then(|t| duration(t, "stop_timeout", true, src, problems))
             .unwrap_or(std::time::Duration::from_secs(5)),
         provenance: raw.provenance.map(|p| root.join(p.into_inner())),
+        sandbox: raw
+            .sandbox
+            .as_ref()
+            .map_or(Sandbox::Off, |s| sandbox(s, src, problems)),
+        sandbox_at: raw.sandbox.as_ref().map(|s| Origin {
+            file: 0,
+            span: s.span(),
+        }),
+        sandbox_allow: sandbox_allow(&raw.sandbox_allow, root),
     }
+}
+
+/// A `sandbox` value: `true`, `false` or `"best-effort"`.
+fn sandbox(s: &Spanned<RawSandbox>, src: &SourceFile, problems: &mut Vec<Problem>) -> Sandbox {
+    match s.get_ref() {
+        RawSandbox::Enabled(true) => Sandbox::On,
+        RawSandbox::Enabled(false) => Sandbox::Off,
+        RawSandbox::Word(w) if w == "best-effort" => Sandbox::BestEffort,
+        RawSandbox::Word(w) => {
+            problems.push(
+                Problem::at(
+                    ProblemKind::InvalidValue,
+                    src,
+                    s.span(),
+                    format!("unknown sandbox mode `{w}`"),
+                    "not a mode",
+                )
+                .with_help(
+                    "use true (always, or refuse to run), false, or \"best-effort\" \
+                     (sandboxed where Landlock is available)",
+                ),
+            );
+            Sandbox::Off
+        }
+    }
+}
+
+/// `sandbox_allow` paths, absolute: `~` is `$HOME`, a relative path is
+/// relative to the root.
+fn sandbox_allow(v: &Option<Vec<Spanned<String>>>, root: &Path) -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    v.iter()
+        .flatten()
+        .filter_map(|s| {
+            let s = s.get_ref();
+            if s == "~" {
+                return home.clone();
+            }
+            match s.strip_prefix("~/") {
+                Some(rest) => Some(home.as_ref()?.join(rest)),
+                None => Some(root.join(s)),
+            }
+        })
+        .collect()
 }
 
 fn strings(v: &Option<Vec<Spanned<String>>>) -> Vec<String> {
@@ -404,6 +465,16 @@ fn task(
             .as_ref()
             .and_then(|p| partitions(p, src, problems)),
         partition_map: partition_map(raw, src, problems),
+        sandbox: raw
+            .sandbox
+            .as_ref()
+            .map_or(Sandbox::Off, |s| sandbox(s, src, problems)),
+        sandbox_at: raw.sandbox.as_ref().map(|s| Origin {
+            file: def.file,
+            span: s.span(),
+        }),
+        // Made absolute (under the root) once the task is built.
+        sandbox_allow: sandbox_allow(&raw.sandbox_allow, Path::new("")),
         origin: Origin {
             file: def.file,
             span: def.name_span.clone(),

@@ -2,7 +2,7 @@
 //! line by line, and killing the whole group on timeout, cancel or exit.
 
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -117,6 +117,10 @@ pub struct Spec<'a> {
     pub env: &'a [(String, String)],
     /// `Some`: inherit nothing from hotpass but these (strict env mode).
     pub inherit_only: Option<&'a [(std::ffi::OsString, std::ffi::OsString)]>,
+    /// Record every file the command's processes touch here.
+    pub audit: Option<&'a crate::audit::notify::Recorder>,
+    /// Enforce this Landlock ruleset on the command's processes.
+    pub landlock: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// Runs `sh -c COMMAND` as a new process group, passing each output line to
@@ -128,7 +132,51 @@ pub fn run(
     on_output: &(dyn Fn(Stream, &[u8]) + Sync),
 ) -> io::Result<ExitStatus> {
     let vars = super::spawn::environment(spec.inherit_only, spec.env);
-    let child = super::spawn::spawn(spec.command, spec.cwd, &vars)?;
+    let filter = spec.audit.map(|_| crate::audit::notify::Filter::new());
+    let program = filter.as_ref().map(|f| f.program());
+    let sockets = match spec.audit {
+        Some(_) => Some(crate::audit::notify::socket_pair()?),
+        None => None,
+    };
+    let audit_done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // The supervisor first: the shell's own exec already waits for it.
+        let (ours, theirs) = match sockets {
+            Some((ours, theirs)) => (Some(ours), Some(theirs)),
+            None => (None, None),
+        };
+        if let (Some(recorder), Some(sock)) = (spec.audit, ours) {
+            let done = &audit_done;
+            s.spawn(move || crate::audit::notify::supervise(sock, recorder, done));
+        }
+        let confine = super::spawn::Confine {
+            landlock: spec.landlock,
+            seccomp: program.as_ref().zip(theirs.as_ref().map(|t| t.as_fd())),
+        };
+        let spawned = super::spawn::spawn(spec.command, spec.cwd, &vars, confine);
+        // The child has the socket's other end, or never will.
+        drop(theirs);
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                audit_done.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
+        let status = watch(spec, ctl, on_output, child, s);
+        audit_done.store(true, Ordering::SeqCst);
+        status
+    })
+}
+
+/// Streams a started command's output and waits for its whole group.
+fn watch<'scope>(
+    spec: &Spec,
+    ctl: &Control,
+    on_output: &'scope (dyn Fn(Stream, &[u8]) + Sync),
+    child: super::spawn::Spawned,
+    s: &'scope std::thread::Scope<'scope, '_>,
+) -> io::Result<ExitStatus> {
     let pid = child.pid;
     ctl.pgid.store(pid, Ordering::SeqCst);
     if ctl.is_cancelled() {
@@ -136,27 +184,30 @@ pub fn run(
         unsafe { libc::killpg(pid, libc::SIGKILL) };
     }
     let (stdout, stderr) = (child.stdout, child.stderr);
-    let leader_gone = AtomicBool::new(false);
-    let status = std::thread::scope(|s| {
-        s.spawn(|| pump(stdout, Stream::Stdout, on_output, &leader_gone));
-        s.spawn(|| pump(stderr, Stream::Stderr, on_output, &leader_gone));
-        // Wait for the leader to exit without reaping it, so its pid (the
-        // group id) cannot be reused while we kill what it left behind.
-        wait_exited_no_reap(pid);
-        unsafe { libc::killpg(pid, libc::SIGKILL) };
-        // What it left outside its group (a setsid daemon) came back to
-        // hotpass, the subreaper: stop it as the task would be stopped.
-        let task = spec
-            .env
-            .iter()
-            .find(|(k, _)| k == "HOTPASS_TASK")
-            .map(|(_, v)| v.as_str());
-        if task.is_some() {
-            super::orphans::stop(task, ctl.stop_signal, ctl.stop_timeout);
-        }
-        leader_gone.store(true, Ordering::SeqCst);
-        reap(pid)
+    let leader_gone = std::sync::Arc::new(AtomicBool::new(false));
+    let pumps = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)].map(|(reader, stream)| {
+        let gone = leader_gone.clone();
+        s.spawn(move || pump(reader, stream, on_output, &gone))
     });
+    // Wait for the leader to exit without reaping it, so its pid (the
+    // group id) cannot be reused while we kill what it left behind.
+    wait_exited_no_reap(pid);
+    unsafe { libc::killpg(pid, libc::SIGKILL) };
+    // What it left outside its group (a setsid daemon) came back to
+    // hotpass, the subreaper: stop it as the task would be stopped.
+    let task = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "HOTPASS_TASK")
+        .map(|(_, v)| v.as_str());
+    if task.is_some() {
+        super::orphans::stop(task, ctl.stop_signal, ctl.stop_timeout);
+    }
+    leader_gone.store(true, Ordering::SeqCst);
+    let status = reap(pid);
+    for p in pumps {
+        let _ = p.join();
+    }
     ctl.pgid.store(0, Ordering::SeqCst);
     status
 }

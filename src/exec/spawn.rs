@@ -37,6 +37,22 @@ struct ChildArgs {
     stderr: libc::c_int,
     parent: libc::pid_t,
     error: *const AtomicI32,
+    /// A Landlock ruleset to enforce, or -1.
+    landlock: libc::c_int,
+    /// A seccomp program to install (null: none) and the socket its
+    /// listener goes to.
+    seccomp: *const libc::sock_fprog,
+    seccomp_sock: libc::c_int,
+}
+
+/// How a task's processes are confined or watched, set up by the parent.
+#[derive(Default, Clone, Copy)]
+pub struct Confine<'a> {
+    /// Enforce this Landlock ruleset (a descriptor from
+    /// `landlock_create_ruleset`).
+    pub landlock: Option<std::os::fd::BorrowedFd<'a>>,
+    /// Install this seccomp filter and send its listener over this socket.
+    pub seccomp: Option<(&'a libc::sock_fprog, std::os::fd::BorrowedFd<'a>)>,
 }
 
 /// The child's stack: the child only makes system calls.
@@ -77,7 +93,12 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Starts `sh -c command` in `cwd` with exactly `vars` as its environment,
 /// stdin from /dev/null, stdout and stderr to pipes, as the leader of a new
 /// process group, and armed to be SIGKILLed if the calling thread ends.
-pub fn spawn(command: &str, cwd: &Path, vars: &[(OsString, OsString)]) -> io::Result<Spawned> {
+pub fn spawn(
+    command: &str,
+    cwd: &Path,
+    vars: &[(OsString, OsString)],
+    confine: Confine,
+) -> io::Result<Spawned> {
     use std::os::fd::AsRawFd;
     let sh = c_string(find_sh(vars).as_os_str().as_bytes())?;
     let args = [
@@ -120,6 +141,11 @@ pub fn spawn(command: &str, cwd: &Path, vars: &[(OsString, OsString)]) -> io::Re
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         error: &error,
+        landlock: confine.landlock.map_or(-1, |fd| fd.as_raw_fd()),
+        seccomp: confine.seccomp.map_or(std::ptr::null(), |(prog, _)| {
+            prog as *const libc::sock_fprog
+        }),
+        seccomp_sock: confine.seccomp.map_or(-1, |(_, sock)| sock.as_raw_fd()),
     };
     let mut stack = vec![0u8; STACK];
     // The stack grows down from its 16-byte aligned top.
@@ -218,6 +244,20 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
         if libc::chdir(a.cwd) != 0 {
+            return fail(a);
+        }
+        // Confinement last: what comes before must not be refused.
+        if (a.landlock >= 0 || !a.seccomp.is_null())
+            && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        {
+            return fail(a);
+        }
+        if a.landlock >= 0 && libc::syscall(libc::SYS_landlock_restrict_self, a.landlock, 0) != 0 {
+            return fail(a);
+        }
+        if !a.seccomp.is_null()
+            && !crate::audit::notify::install_in_child(a.seccomp, a.seccomp_sock)
+        {
             return fail(a);
         }
         libc::execve(a.path, a.argv, a.envp);

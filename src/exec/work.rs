@@ -56,6 +56,15 @@ const COLOR_ENV: &[(&str, &str)] = &[
     ("PY_COLORS", "1"),
 ];
 
+/// How an instance's processes are watched or confined.
+#[derive(Default, Clone, Copy)]
+pub struct Confinement<'a> {
+    /// Record every file they touch.
+    pub audit: Option<&'a crate::audit::notify::Recorder>,
+    /// Enforce this sandbox.
+    pub sandbox: Option<&'a crate::sandbox::Prepared>,
+}
+
 /// Runs an instance's commands in turn, stopping at the first failure.
 /// With `color`, the commands are asked for colour (unless the task says
 /// `color = false`); the task's own `env` still wins.
@@ -65,6 +74,7 @@ pub fn execute(
     traceparent: Option<String>,
     ctl: &Control,
     sink: &(dyn Fn(Stream, &[u8]) + Sync),
+    confine: Confinement,
 ) -> Outcome {
     let r = &inst.resolved;
     let mut env: Vec<(String, String)> = Vec::with_capacity(r.env.len() + 5);
@@ -81,9 +91,20 @@ pub fn execute(
     if let Some(tp) = traceparent {
         env.push(("TRACEPARENT".into(), tp));
     }
+    if let Some(sandbox) = confine.sandbox {
+        // The one folder a sandboxed task may write besides its outputs.
+        let tmp = sandbox.tmp().to_string_lossy().into_owned();
+        for var in ["TMPDIR", "TMP", "TEMP"] {
+            env.push((var.into(), tmp.clone()));
+        }
+    }
     let inherit_only = inherited(inst);
     let captured: Mutex<Captured> = Mutex::new(Captured::default());
+    let denied = std::sync::atomic::AtomicBool::new(false);
     let capture = |stream: Stream, line: &[u8]| {
+        if confine.sandbox.is_some() && crate::sandbox::looks_denied(line) {
+            denied.store(true, Relaxed);
+        }
         captured.lock().expect("capture lock").push(stream, line);
         sink(stream, line);
     };
@@ -99,6 +120,8 @@ pub fn execute(
             cwd: &r.cwd,
             env: &env,
             inherit_only: inherit_only.as_deref(),
+            audit: confine.audit,
+            landlock: confine.sandbox.map(|s| s.ruleset()),
         };
         match process::run(&spec, ctl, &capture) {
             Ok(s) if s.success() => {}
@@ -107,8 +130,13 @@ pub fn execute(
                 break;
             }
             Err(err) => {
+                let hint = if confine.audit.is_some() && err.raw_os_error() == Some(libc::EBUSY) {
+                    " (an audit cannot run inside another: hotpass itself runs under one)"
+                } else {
+                    ""
+                };
                 let msg = format!(
-                    "hotpass: could not start `sh -c {command}` in {}: {err}\n",
+                    "hotpass: could not start `sh -c {command}` in {}: {err}{hint}\n",
                     r.cwd.display()
                 );
                 capture(Stream::Stderr, msg.as_bytes());
@@ -116,6 +144,14 @@ pub fn execute(
                 break;
             }
         }
+    }
+    if matches!(status, Status::Failed { .. }) && denied.load(Relaxed) {
+        let msg = format!(
+            "hotpass: the sandbox denied an access: {} may read or write a file it does not \
+             declare. Run `hotpass audit {}` to see every file it touches.\n",
+            inst.name, inst.name
+        );
+        capture(Stream::Stderr, msg.as_bytes());
     }
     let mut outcome = Outcome::new(status);
     outcome.duration = start.elapsed();
@@ -140,6 +176,19 @@ pub struct CachedRunner<'a> {
     invocation: String,
     /// The run's trace, when exported: each task learns its span.
     telemetry: Option<std::sync::Arc<crate::report::telemetry::Telemetry>>,
+    /// Which instances run under the input audit.
+    audit: Option<AuditScope>,
+    /// Each audited instance's report, in the order they finished.
+    audits: Mutex<Vec<crate::audit::Report>>,
+}
+
+/// Which instances an audited run audits (each runs, whatever the cache holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditScope {
+    /// Every instance of the run (`hotpass run --audit`).
+    All,
+    /// The selected ones; their dependencies run as usual (`hotpass audit`).
+    Selected,
 }
 
 /// A key as [`CachedRunner`] computes it, and the time that took.
@@ -172,6 +221,55 @@ impl<'a> CachedRunner<'a> {
             ahead: Mutex::new(HashMap::new()),
             invocation: uuid::Uuid::now_v7().to_string(),
             telemetry: None,
+            audit: None,
+            audits: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Audits the instances `scope` names: each runs with every file it
+    /// touches recorded, and is stored only when it read no undeclared file.
+    pub fn with_audit(mut self, scope: Option<AuditScope>) -> Self {
+        self.audit = scope;
+        self
+    }
+
+    /// The audit reports of the instances audited so far.
+    pub fn take_audits(&self) -> Vec<crate::audit::Report> {
+        std::mem::take(&mut *self.audits.lock().expect("audits"))
+    }
+
+    /// Whether `id` runs under the audit.
+    fn audited(&self, id: InstanceId) -> bool {
+        match self.audit {
+            None => false,
+            Some(AuditScope::All) => true,
+            Some(AuditScope::Selected) => self.graph.selected().contains(&id),
+        }
+    }
+
+    /// The sandbox `id` runs in, if its task asks for one (never while it
+    /// is audited: the audit is there to see what it would be denied).
+    fn sandbox(&self, id: InstanceId) -> Result<Option<crate::sandbox::Prepared>, String> {
+        use crate::config::Sandbox;
+        let inst = self.graph.get(id);
+        let mode = self.project.task(inst.task).sandbox;
+        if mode == Sandbox::Off || self.audited(id) {
+            return Ok(None);
+        }
+        if let Err(why) = crate::sandbox::available() {
+            return match mode {
+                Sandbox::BestEffort => Ok(None),
+                _ => Err(format!("Landlock is unavailable: {why}")),
+            };
+        }
+        let skip = [self.project.settings.cache_dir.clone()];
+        match crate::sandbox::prepare(self.project, self.graph, id, &skip) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if mode == Sandbox::BestEffort => {
+                tracing::warn!("{}: runs outside the sandbox: {e}", inst.name);
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -423,12 +521,16 @@ impl Runner for CachedRunner<'_> {
             }
             None => self.key(inst, deps, &mut spans),
         };
-        let decision = self.cache.decide(
-            &inst.name,
-            task.cache,
-            key.as_ref().map(|(k, _, d)| (k, d.as_str())),
-            Blobs::OnRestore,
-        );
+        let decision = if self.audited(id) {
+            Decision::Run(Reason::Forced)
+        } else {
+            self.cache.decide(
+                &inst.name,
+                task.cache,
+                key.as_ref().map(|(k, _, d)| (k, d.as_str())),
+                Blobs::OnRestore,
+            )
+        };
         let reason = match decision {
             Decision::Hit(entry) => {
                 match Span::time(&mut spans, "restore", || self.restore(inst, &entry)) {
@@ -489,6 +591,7 @@ impl Runner for CachedRunner<'_> {
         sink: &(dyn Fn(Stream, &[u8]) + Sync),
     ) -> Outcome {
         let inst = self.graph.get(id);
+        let audited = self.audited(id);
         let Prepared {
             key,
             reason,
@@ -501,6 +604,7 @@ impl Runner for CachedRunner<'_> {
             Some((k, encoded, digest)) if self.project.task(inst.task).cache => {
                 let (lock, waited) = self.cache.lock(&inst.name, digest, &|| ctl.is_cancelled());
                 if waited
+                    && !audited
                     && self.cache.mode() == crate::cache::Mode::Normal
                     && let Decision::Hit(entry) =
                         self.cache
@@ -514,14 +618,46 @@ impl Runner for CachedRunner<'_> {
             _ => None,
         };
         let traceparent = self.telemetry.as_ref().map(|t| t.traceparent(id));
-        let mut o = Span::time(&mut spans, "run", || {
-            execute(inst, self.color, traceparent, ctl, sink)
-        });
+        let recorder = audited.then(crate::audit::notify::Recorder::default);
+        let mut o = match self.sandbox(id) {
+            Ok(sandbox) => {
+                let confine = Confinement {
+                    audit: recorder.as_ref(),
+                    sandbox: sandbox.as_ref(),
+                };
+                Span::time(&mut spans, "run", || {
+                    execute(inst, self.color, traceparent, ctl, sink, confine)
+                })
+            }
+            Err(why) => {
+                let msg = format!("hotpass: {} cannot run in its sandbox: {why}\n", inst.name);
+                sink(Stream::Stderr, msg.as_bytes());
+                let mut o = Outcome::new(Status::Failed { code: None });
+                o.output.push(Stream::Stderr, msg.as_bytes());
+                o
+            }
+        };
         o.reason = Some(reason);
+        let mut report = recorder.map(|r| {
+            let skip = [self.project.settings.cache_dir.clone()];
+            let mut report = crate::audit::classify(self.project, self.graph, id, &r.take(), &skip);
+            report.succeeded = o.status == Status::Ok;
+            report
+        });
         if let Some((k, encoded, digest)) = key {
             let files = k.files;
             self.misses.fetch_add(1, Relaxed);
-            if o.status == Status::Ok && !ctl.is_cancelled() {
+            let incomplete = report.as_ref().filter(|r| r.has_undeclared_inputs());
+            if let Some(r) = incomplete
+                && o.status == Status::Ok
+            {
+                tracing::warn!(
+                    "{}: not stored: it read {} file(s) its inputs do not declare, so its key is incomplete",
+                    inst.name,
+                    r.undeclared_inputs.len()
+                );
+            }
+            if o.status == Status::Ok && !ctl.is_cancelled() && incomplete.is_none() {
                 match self.changed_input(inst, &files) {
                     Some(file) => Warning::InputChangedDuringRun {
                         instance: inst.name.clone(),
@@ -531,12 +667,29 @@ impl Runner for CachedRunner<'_> {
                     None => {
                         o.result = Span::time(&mut spans, "store", || {
                             self.keep(id, &digest, &o, &dep_keys)
-                        })
+                        });
+                        if let Some(r) = report.as_mut() {
+                            r.stored = self.project.task(inst.task).cache;
+                        }
                     }
                 }
             }
             self.cache.record_run(&inst.name, &encoded, &digest);
             o.key = Some(digest);
+        }
+        if let Some(mut r) = report {
+            if r.succeeded && !r.stored {
+                r.not_stored = Some(if r.has_undeclared_inputs() {
+                    "it read files its inputs do not declare, so its key is incomplete".into()
+                } else if !self.project.task(inst.task).cache {
+                    "the task is not cached".into()
+                } else if self.cache.store().is_none() {
+                    "the cache is off".into()
+                } else {
+                    "its inputs changed while it ran".into()
+                });
+            }
+            self.audits.lock().expect("audits").push(r);
         }
         o.spans = spans;
         o

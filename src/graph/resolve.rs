@@ -129,6 +129,9 @@ mod tests {
             max_parallel: None,
             partitions: None,
             partition_map: None,
+            sandbox: crate::config::Sandbox::Off,
+            sandbox_at: None,
+            sandbox_allow: vec![],
             origin: crate::config::Origin {
                 file: 0,
                 span: 0..0,

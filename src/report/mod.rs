@@ -97,6 +97,27 @@ pub fn out(bytes: &[u8]) {
     let _ = s.write_all(bytes);
 }
 
+/// Points stdout at stderr, and gives back the real stdout: for a command
+/// whose stdout must carry one JSON document while the run goes on talking.
+pub fn stdout_to_stderr() -> std::io::Result<std::fs::File> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let _ = std::io::stdout().flush();
+    // SAFETY: duplicating and replacing standard descriptors we own.
+    unsafe {
+        let saved = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if saved < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::dup2(2, 1) < 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(saved);
+            return Err(e);
+        }
+        Ok(std::fs::File::from_raw_fd(saved))
+    }
+}
+
 /// Task output without its terminal escapes (colours, cursor moves), for
 /// prefixed lines, CI logs and JUnit.
 pub(crate) fn plain(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {

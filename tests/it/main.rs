@@ -1,5 +1,6 @@
 //! Black-box tests: the real hotpass binary over temporary projects.
 
+mod audit;
 mod cache;
 mod config_errors;
 mod examples;
