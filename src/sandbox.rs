@@ -198,25 +198,29 @@ pub fn prepare(
             }
         }
     }
-    // Its outputs: each glob's folder, made first so the rule can name it.
+    // Its outputs: each glob's own folder (made first, so that a rule can
+    // name it) may be read and written. A folder that also holds the task
+    // itself (an output file beside its sources, `*.log` at the top) may
+    // only be written: its existing outputs may be read back, nothing else.
     for glob in r.outputs.iter().filter(|g| !g.starts_with('!')) {
         let prefix = static_prefix(&r.cwd, glob);
-        let is_dir = prefix.is_dir();
-        let wild = prefix != r.cwd.join(glob);
-        let folder = if is_dir {
-            prefix.clone()
-        } else if wild {
-            std::fs::create_dir_all(&prefix)?;
-            prefix.clone()
+        let exact = prefix == r.cwd.join(glob) && !prefix.is_dir();
+        let folder = if exact {
+            prefix.parent().unwrap_or(&r.cwd).to_path_buf()
         } else {
-            // One file: its folder must let it be made.
-            let parent = prefix.parent().unwrap_or(&r.cwd).to_path_buf();
-            std::fs::create_dir_all(&parent)?;
-            rules.allow(&prefix, everything)?;
-            rules.allow(&parent, AccessFs::from_write(abi))?;
-            continue;
+            prefix
         };
-        rules.allow(&folder, everything)?;
+        if r.cwd.starts_with(&folder) || project.root.starts_with(&folder) {
+            rules.allow(&folder, AccessFs::from_write(abi))?;
+            if let Ok(p) = Patterns::new(std::slice::from_ref(glob)) {
+                for f in p.expand(&r.cwd, Ignored::Include, skip)? {
+                    rules.allow(&f.abs, everything)?;
+                }
+            }
+        } else {
+            std::fs::create_dir_all(&folder)?;
+            rules.allow(&folder, everything)?;
+        }
     }
     let tmp = tempfile::Builder::new()
         .prefix("hotpass-sandbox-")

@@ -281,6 +281,28 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
     if let Ok(g) = &graph {
         would_hit(&project, g, &mut verdict);
     }
+    let required = project
+        .tasks
+        .iter()
+        .filter(|t| t.sandbox == crate::config::Sandbox::On)
+        .count();
+    match crate::sandbox::available() {
+        Ok(abi) => verdict(true, "sandbox", format!("Landlock ABI {abi}")),
+        Err(why) if required > 0 => verdict(
+            false,
+            "sandbox",
+            format!("{why}; {required} task(s) with sandbox = true cannot run"),
+        ),
+        Err(why) => println!("note sandbox: {why} (no task requires it)"),
+    }
+    match crate::audit::notify::available() {
+        Ok(()) => verdict(
+            true,
+            "input audit",
+            "seccomp user notification (`hotpass audit` works)".into(),
+        ),
+        Err(why) => println!("note input audit: {why} (`hotpass audit` cannot run here)"),
+    }
     println!(
         "{}",
         if bad == 0 {

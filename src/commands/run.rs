@@ -4,11 +4,10 @@ use super::start::{self, Selection};
 use crate::Context;
 use crate::cache::{Cache, Mode};
 use crate::cli::{DryRunFormat, RunArgs};
-use crate::config::{ConfigErrors, Problem, ProblemKind, Project, Sandbox, TaskId};
 use crate::error::{EXIT_FAILED, EXIT_OK, Error, UsageError};
 use crate::exec::scheduler::{self, Options};
 use crate::exec::work::{AuditScope, CachedRunner};
-use crate::graph::{InstanceGraph, InstanceId};
+use crate::graph::InstanceId;
 use crate::report::out;
 use crate::report::summary::Summary;
 
@@ -32,63 +31,6 @@ pub fn audit(ctx: &Context, instance: &str, json: bool, jobs: Option<usize>) -> 
         DryRunFormat::Text
     };
     run_with(ctx, &args, Some((AuditScope::Selected, format)))
-}
-
-/// Tasks that ask for the sandbox when Landlock is unavailable: with
-/// `sandbox = true` the run is refused (exit 2, pointing at the setting);
-/// with `"best-effort"` they run unconfined, said once.
-fn check_sandbox(
-    project: &Project,
-    graph: &InstanceGraph,
-    audited: impl Fn(InstanceId) -> bool,
-) -> Result<(), Error> {
-    let mut wanted: Vec<TaskId> = graph
-        .iter()
-        .filter(|(id, inst)| !audited(*id) && project.task(inst.task).sandbox != Sandbox::Off)
-        .map(|(_, inst)| inst.task)
-        .collect();
-    wanted.sort();
-    wanted.dedup();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let Err(why) = crate::sandbox::available() else {
-        return Ok(());
-    };
-    let mut problems = Vec::new();
-    let mut best_effort = 0;
-    for id in wanted {
-        let task = project.task(id);
-        if task.sandbox == Sandbox::BestEffort {
-            best_effort += 1;
-            continue;
-        }
-        let message = format!("`{}` must run in the sandbox, but {why}", task.name);
-        let problem = match &task.sandbox_at {
-            Some(at) => Problem::at(
-                ProblemKind::InvalidValue,
-                &project.files[at.file],
-                at.span.clone(),
-                message,
-                "sandbox required here",
-            ),
-            None => Problem::bare(ProblemKind::InvalidValue, message),
-        };
-        problems.push(problem.with_help(
-            "set sandbox = \"best-effort\" to run it unconfined where Landlock is missing, \
-             or run on Linux 5.13 or later with Landlock enabled",
-        ));
-    }
-    if best_effort > 0 {
-        tracing::warn!(
-            "{why}: {best_effort} task(s) with sandbox = \"best-effort\" run outside the sandbox"
-        );
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors { problems }.into())
-    }
 }
 
 /// Runs the selection, auditing what `audit` names, and returns the exit code.
@@ -146,7 +88,7 @@ fn run_with(
     }
     let selected: std::collections::HashSet<InstanceId> =
         graph.selected().iter().copied().collect();
-    check_sandbox(&project, &graph, |id| match audit {
+    start::check_sandbox(&project, &graph, |id| match audit {
         Some((AuditScope::All, _)) => true,
         Some((AuditScope::Selected, _)) => selected.contains(&id),
         None => false,

@@ -197,3 +197,62 @@ pub fn reporters<'a>(ctx: &Context, graph: &'a InstanceGraph) -> Fanout<'a> {
     };
     Fanout::new(vec![view])
 }
+
+/// Tasks that ask for the sandbox when Landlock is unavailable: with
+/// `sandbox = true` the run is refused (exit 2, pointing at the setting);
+/// with `"best-effort"` they run unconfined, said once.
+pub fn check_sandbox(
+    project: &Project,
+    graph: &InstanceGraph,
+    audited: impl Fn(InstanceId) -> bool,
+) -> Result<(), Error> {
+    let mut wanted: Vec<config::TaskId> = graph
+        .iter()
+        .filter(|(id, inst)| {
+            !audited(*id) && project.task(inst.task).sandbox != config::Sandbox::Off
+        })
+        .map(|(_, inst)| inst.task)
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let Err(why) = crate::sandbox::available() else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    let mut best_effort = 0;
+    for id in wanted {
+        let task = project.task(id);
+        if task.sandbox == config::Sandbox::BestEffort {
+            best_effort += 1;
+            continue;
+        }
+        let message = format!("`{}` must run in the sandbox, but {why}", task.name);
+        let problem = match &task.sandbox_at {
+            Some(at) => config::Problem::at(
+                config::ProblemKind::InvalidValue,
+                &project.files[at.file],
+                at.span.clone(),
+                message,
+                "sandbox required here",
+            ),
+            None => config::Problem::bare(config::ProblemKind::InvalidValue, message),
+        };
+        problems.push(problem.with_help(
+            "set sandbox = \"best-effort\" to run it unconfined where Landlock is missing, \
+             or run on Linux 5.13 or later with Landlock enabled",
+        ));
+    }
+    if best_effort > 0 {
+        tracing::warn!(
+            "{why}: {best_effort} task(s) with sandbox = \"best-effort\" run outside the sandbox"
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(config::ConfigErrors { problems }.into())
+    }
+}

@@ -72,6 +72,7 @@ fn load(ctx: &Context, args: &WatchArgs) -> Result<Loaded, Error> {
     )?;
     start::warn_watch_reports(&project);
     start::jobs(&project, args.jobs)?;
+    start::check_sandbox(&project, &graph, |_| false)?;
     let set = WatchSet::new(&project, &graph);
     Ok(Loaded {
         project,

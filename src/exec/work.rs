@@ -145,12 +145,20 @@ pub fn execute(
             }
         }
     }
-    if matches!(status, Status::Failed { .. }) && denied.load(Relaxed) {
-        let msg = format!(
-            "hotpass: the sandbox denied an access: {} may read or write a file it does not \
-             declare. Run `hotpass audit {}` to see every file it touches.\n",
-            inst.name, inst.name
-        );
+    if matches!(status, Status::Failed { .. }) && confine.sandbox.is_some() {
+        let msg = if denied.load(Relaxed) {
+            format!(
+                "hotpass: the sandbox denied an access: {0} may read or write a file it does \
+                 not declare. Run `hotpass audit {0}` to see every file it touches.\n",
+                inst.name
+            )
+        } else {
+            format!(
+                "hotpass: {0} ran in the sandbox; if it failed to open a file, run \
+                 `hotpass audit {0}` to see every file it touches.\n",
+                inst.name
+            )
+        };
         capture(Stream::Stderr, msg.as_bytes());
     }
     let mut outcome = Outcome::new(status);

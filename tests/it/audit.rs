@@ -411,3 +411,86 @@ fn an_unknown_sandbox_mode_is_a_config_error() {
     assert_has(&r.stderr, "unknown sandbox mode `yes`");
     assert_has(&r.stderr, "hotpass.toml:3");
 }
+
+#[test]
+fn a_partitions_suggestion_names_the_partition() {
+    if !audit_here() {
+        return;
+    }
+    let p = Project::new(
+        "[tasks.day]\n\
+         run = \"mkdir -p out && cat raw/{partition}.csv extra/{partition}.txt > out/{partition}.csv\"\n\
+         inputs = [\"raw/{partition}.csv\"]\n\
+         outputs = [\"out/{partition}.csv\"]\n\
+         partitions = { daily = { start = \"2025-01-01\" } }\n",
+    );
+    p.write("raw/2025-01-02.csv", "r\n")
+        .write("extra/2025-01-02.txt", "e\n");
+    let r = p.run(&["audit", "day@2025-01-02", "--json"]);
+    r.code(0);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let day = &json["instances"][0];
+    assert_eq!(day["instance"], "day@2025-01-02");
+    assert_eq!(day["partition"], "2025-01-02");
+    assert_eq!(
+        day["undeclared_inputs"],
+        serde_json::json!(["extra/2025-01-02.txt"])
+    );
+    assert_eq!(
+        day["suggested_inputs"],
+        serde_json::json!(["extra/{partition}.txt"])
+    );
+    assert_eq!(day["stored"], false);
+    assert_has(
+        day["not_stored"].as_str().unwrap_or_default(),
+        "its inputs do not declare",
+    );
+}
+
+#[test]
+fn a_sandboxed_task_reads_its_dependencies_outputs() {
+    if !landlock_here() {
+        return;
+    }
+    let p = Project::new(
+        "[tasks.gen]\n\
+         run = \"mkdir -p gen && cp src.txt gen/made.txt\"\n\
+         inputs = [\"src.txt\"]\n\
+         outputs = [\"gen/**\"]\n\
+         \n\
+         [tasks.use]\n\
+         deps = [\"gen\"]\n\
+         run = \"cat gen/made.txt > report.txt\"\n\
+         outputs = [\"report.txt\"]\n\
+         sandbox = true\n\
+         \n\
+         [tasks.odd]\n\
+         run = \"cat src.txt\"\n\
+         sandbox = true\n",
+    );
+    p.write("src.txt", "made\n");
+    p.run(&["run", "use"]).code(0);
+    assert_eq!(p.read("report.txt"), "made\n");
+    // A failure in the sandbox always points at the audit.
+    let r = p.run(&["run", "odd"]);
+    r.code(1);
+    assert_has(&r.stdout, "hotpass audit odd");
+}
+
+#[test]
+fn doctor_says_whether_the_audit_and_the_sandbox_are_here() {
+    let p = Project::new("[tasks.t]\nrun = \"true\"\n");
+    let r = p.run(&["doctor"]);
+    let audit = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
+        .is_ok_and(|a| a.contains("user_notif"));
+    if audit {
+        assert_has(&r.stdout, "ok   input audit");
+    } else {
+        assert_has(&r.stdout, "note input audit");
+    }
+    assert!(
+        r.stdout.contains("ok   sandbox: Landlock ABI") || r.stdout.contains("note sandbox"),
+        "{}",
+        r.stdout
+    );
+}
