@@ -15,7 +15,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -279,6 +279,11 @@ pub fn supervise(sock: OwnedFd, recorder: &Recorder, done: &AtomicBool) {
     };
     drop(sock);
     let fd = listener.as_raw_fd();
+    // Linux 6.6+: wake the task on this thread's core when answered (a
+    // notification round trip is a context switch, not a migration).
+    const SYNC_WAKE_UP: u64 = 1; // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+    // SAFETY: NOTIF_SET_FLAGS takes the flags by value; failing is fine.
+    unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS, SYNC_WAKE_UP) };
     loop {
         let mut pfd = libc::pollfd {
             fd,
@@ -483,9 +488,4 @@ fn read_memory(pid: libc::pid_t, ptr: u64, len: usize) -> Option<Vec<u8>> {
     }
     buf.truncate(n as usize);
     Some(buf)
-}
-
-/// Whether `path` is `root` or under it (both absolute, lexically).
-pub fn is_under(path: &Path, root: &Path) -> bool {
-    path.starts_with(root)
 }
