@@ -185,28 +185,49 @@ pub unsafe fn install_in_child(prog: *const libc::sock_fprog, sock: RawFd) -> bo
     }
 }
 
+/// One byte of data and room for one descriptor (aligned as `cmsghdr`
+/// wants): what [`send_fd`] sends and [`recv_fd`] receives.
+struct Message {
+    byte: u8,
+    iov: libc::iovec,
+    control: [u64; 4],
+    msg: libc::msghdr,
+}
+
+impl Message {
+    /// Points the header at the buffers; `self` must not move afterwards.
+    ///
+    /// # Safety
+    /// Plain writes into a value on the caller's stack.
+    unsafe fn wire(&mut self, controllen: usize) {
+        self.iov = libc::iovec {
+            iov_base: &mut self.byte as *mut u8 as *mut libc::c_void,
+            iov_len: 1,
+        };
+        self.msg.msg_iov = &mut self.iov;
+        self.msg.msg_iovlen = 1;
+        self.msg.msg_control = self.control.as_mut_ptr() as *mut libc::c_void;
+        self.msg.msg_controllen = controllen as _;
+    }
+
+    fn new() -> Message {
+        // SAFETY: all-zero is a valid iovec and msghdr (null pointers).
+        unsafe { std::mem::zeroed() }
+    }
+}
+
 /// Sends `fd` over the Unix socket `sock` (SCM_RIGHTS); system calls only.
 unsafe fn send_fd(sock: RawFd, fd: RawFd) -> bool {
     // SAFETY: a message built on the stack, for sendmsg.
     unsafe {
-        let mut byte = 0u8;
-        let mut iov = libc::iovec {
-            iov_base: &mut byte as *mut u8 as *mut libc::c_void,
-            iov_len: 1,
-        };
-        // Room for one descriptor, aligned as cmsghdr wants.
-        let mut control = [0u64; 4];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let mut m = Message::new();
+        m.wire(libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize);
+        let cmsg = libc::CMSG_FIRSTHDR(&m.msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
-        libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) == 1
+        libc::sendmsg(sock, &m.msg, libc::MSG_NOSIGNAL) == 1
     }
 }
 
@@ -216,19 +237,11 @@ fn recv_fd(sock: RawFd) -> Option<OwnedFd> {
     // SAFETY: a message buffer on the stack for recvmsg; a received
     // descriptor is owned here from then on.
     unsafe {
-        let mut byte = 0u8;
-        let mut iov = libc::iovec {
-            iov_base: &mut byte as *mut u8 as *mut libc::c_void,
-            iov_len: 1,
-        };
-        let mut control = [0u64; 4];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let mut m = Message::new();
+        m.wire(std::mem::size_of::<[u64; 4]>());
+        let msg = &mut m.msg;
         loop {
-            let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+            let n = libc::recvmsg(sock, &mut *msg, libc::MSG_CMSG_CLOEXEC);
             if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -237,7 +250,7 @@ fn recv_fd(sock: RawFd) -> Option<OwnedFd> {
             }
             break;
         }
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let cmsg = libc::CMSG_FIRSTHDR(&*msg);
         if cmsg.is_null()
             || (*cmsg).cmsg_level != libc::SOL_SOCKET
             || (*cmsg).cmsg_type != libc::SCM_RIGHTS
