@@ -180,6 +180,10 @@ pub fn prepare(
             rules.allow(&f.abs, AccessFs::ReadFile | AccessFs::Execute)?;
         }
     }
+    // Its `tools` with a path (their identity is in the key).
+    for tool in r.tools.iter().filter(|t| t.contains('/')) {
+        rules.allow(&r.cwd.join(tool), AccessFs::ReadFile | AccessFs::Execute)?;
+    }
     // What the dependencies made, as it is now.
     let mut stack = inst.deps.clone();
     let mut seen = std::collections::HashSet::new();

@@ -147,6 +147,10 @@ pub fn execute(
     }
     if matches!(status, Status::Failed { .. }) && confine.sandbox.is_some() {
         let msg = if denied.load(Relaxed) {
+            tracing::warn!(
+                "{0}: the sandbox denied an access; `hotpass audit {0}` shows every file it touches",
+                inst.name
+            );
             format!(
                 "hotpass: the sandbox denied an access: {0} may read or write a file it does \
                  not declare. Run `hotpass audit {0}` to see every file it touches.\n",

@@ -290,6 +290,7 @@ fn a_sandboxed_task_reads_what_it_declares_and_nothing_else() {
     assert_has(&r.stdout, "Permission denied");
     assert_has(&r.stdout, "the sandbox denied an access");
     assert_has(&r.stdout, "hotpass audit sneak");
+    assert_has(&r.stderr, "sneak: the sandbox denied an access");
     let r = p.run(&["run", "scribble"]);
     r.code(1);
     assert_eq!(p.read("src/a.txt"), "a\n", "an input is not an output");
