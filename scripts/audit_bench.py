@@ -3,7 +3,8 @@
 work, interleaved (medians):
 
   cold1000   1,000 copy tasks from nothing (no outputs, no cache): plain,
-             `run --audit`, and with `settings.sandbox = true`
+             `run --audit` (user notification, and ptrace), and with
+             `settings.sandbox = true`
   pytest     the Python example's test gate (pytest with coverage), forced:
              plain, audited, sandboxed
   cargo      `cargo test --lib` of this checkout (already built), forced:
@@ -26,13 +27,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import ROOT, copy_project, hotpass_bin, print_medians  # noqa: E402
 
 
-def timed(args, cwd, reset=None):
+PTRACE = dict(os.environ, HOTPASS_AUDIT_METHOD="ptrace")
+
+
+def timed(args, cwd, reset=None, env=None):
     """Milliseconds of one run of `args` in `cwd`, after `reset()`."""
     if reset:
         reset()
     start = time.perf_counter()
     r = subprocess.run(args, cwd=cwd, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
+                       stderr=subprocess.PIPE, text=True, env=env)
     ms = (time.perf_counter() - start) * 1000
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args)} in {cwd}: exit {r.returncode}\n{r.stderr}")
@@ -70,6 +74,7 @@ def cold1000(hp, work, runs):
     m = medians([
         ("plain", lambda: timed([hp, "run"], plain, reset(plain))),
         ("--audit", lambda: timed([hp, "run", "--audit"], plain, reset(plain))),
+        ("--audit ptrace", lambda: timed([hp, "run", "--audit"], plain, reset(plain), PTRACE)),
         ("sandbox", lambda: timed([hp, "run"], boxed, reset(boxed))),
     ], runs)
     print_medians("cold run of 1,000 copy tasks", m)
@@ -99,6 +104,7 @@ def pytest(hp, work, runs):
     m = medians([
         ("plain", lambda: timed([hp, "run", "--force", "gate:test"], plain)),
         ("--audit", lambda: timed([hp, "run", "--audit", "gate:test"], plain)),
+        ("--audit ptrace", lambda: timed([hp, "run", "--audit", "gate:test"], plain, env=PTRACE)),
         ("sandbox", lambda: timed([hp, "run", "--force", "gate:test"], boxed)),
     ], runs)
     print_medians("pytest (examples/python-project gate:test)", m)
@@ -113,6 +119,7 @@ def cargo(hp, work, runs):
     m = medians([
         ("plain", lambda: timed([hp, "run", "unit"], d)),
         ("--audit", lambda: timed([hp, "run", "--audit", "unit"], d)),
+        ("--audit ptrace", lambda: timed([hp, "run", "--audit", "unit"], d, env=PTRACE)),
     ], runs)
     print_medians("cargo test --lib (this checkout, built)", m)
 

@@ -3,6 +3,7 @@
 //! should declare.
 
 pub mod notify;
+pub mod trace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};

@@ -49,7 +49,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    fn push(&self, a: Access) {
+    pub(super) fn push(&self, a: Access) {
         self.accesses.lock().expect("audit record").push(a);
     }
 
@@ -90,13 +90,41 @@ fn watched() -> Vec<libc::c_long> {
     calls
 }
 
+/// How the audit hears of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A seccomp listener, answered from a hotpass thread (Linux 5.5+).
+    Notify,
+    /// ptrace, stopping only at the watched calls (seccomp `RET_TRACE`)
+    /// and at each exec: where user notification is missing.
+    Ptrace,
+}
+
 /// The filter: calls of another architecture and unwatched calls are
-/// allowed; watched ones notify the listener.
+/// allowed; watched ones notify the listener (or stop for the tracer).
 pub struct Filter {
     code: Vec<libc::sock_filter>,
 }
 
 impl Filter {
+    /// The filter for `method`. Under ptrace, execs are not stopped on:
+    /// the tracer learns them from its exec events (a filter's stop
+    /// before the tracer has set its options would fail the call).
+    pub fn for_method(method: Method) -> Filter {
+        let mut f = Filter::new();
+        if method == Method::Ptrace {
+            let notify = f.code.len() - 1;
+            f.code[notify].k = libc::SECCOMP_RET_TRACE;
+            let execs = [libc::SYS_execve as u32, libc::SYS_execveat as u32];
+            for ins in f.code.iter_mut().skip(4) {
+                if execs.contains(&ins.k) && ins.jt > 0 {
+                    ins.jt -= 1; // onto the allow, just before the trace
+                }
+            }
+        }
+        f
+    }
+
     pub fn new() -> Filter {
         let stmt = |code: u32, k: u32| libc::sock_filter {
             code: code as u16,
@@ -144,22 +172,33 @@ impl Default for Filter {
     }
 }
 
-/// Whether this kernel has seccomp user notification (probed once, in a
-/// throwaway child so hotpass itself is never filtered).
-pub fn available() -> Result<(), String> {
-    static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+/// How this machine can audit: seccomp user notification where the kernel
+/// has it, else ptrace; `HOTPASS_AUDIT_METHOD=ptrace` (or `notify`)
+/// chooses. Probed once.
+pub fn available() -> Result<Method, String> {
+    static PROBE: std::sync::OnceLock<Result<Method, String>> = std::sync::OnceLock::new();
     PROBE.get_or_init(probe).clone()
 }
 
-fn probe() -> Result<(), String> {
+fn probe() -> Result<Method, String> {
     let actions = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
         .map_err(|e| format!("this kernel has no seccomp filters ({e})"))?;
-    if !actions.split_whitespace().any(|a| a == "user_notif") {
-        return Err(
+    let has = |a: &str| actions.split_whitespace().any(|w| w == a);
+    let wanted = std::env::var("HOTPASS_AUDIT_METHOD").unwrap_or_default();
+    match wanted.as_str() {
+        "ptrace" if has("trace") => Ok(Method::Ptrace),
+        "ptrace" => Err("this kernel's seccomp filters cannot stop for a tracer".into()),
+        "notify" if has("user_notif") => Ok(Method::Notify),
+        "notify" => Err(
             "this kernel has no seccomp user notification (Linux 5.5 or later is needed)".into(),
-        );
+        ),
+        "" if has("user_notif") => Ok(Method::Notify),
+        "" if has("trace") => Ok(Method::Ptrace),
+        "" => Err("this kernel's seccomp filters can neither notify nor trace".into()),
+        other => Err(format!(
+            "HOTPASS_AUDIT_METHOD is `{other}`; use `notify` or `ptrace`, or unset it"
+        )),
     }
-    Ok(())
 }
 
 /// The child's half: a socket to send the listener on. Called in the
@@ -213,6 +252,19 @@ impl Message {
     fn new() -> Message {
         // SAFETY: all-zero is a valid iovec and msghdr (null pointers).
         unsafe { std::mem::zeroed() }
+    }
+}
+
+/// Installs a filter without a listener (its watched calls stop for the
+/// tracer). Called in the child; system calls only.
+///
+/// # Safety
+/// Only from a child about to exec; `prog` must point to a live program.
+pub unsafe fn install_traced_in_child(prog: *const libc::sock_fprog) -> bool {
+    // SAFETY: plain system calls on values the parent prepared.
+    unsafe {
+        libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == 0
+            && libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, prog) == 0
     }
 }
 
@@ -334,7 +386,11 @@ fn answer(listener: RawFd, recorder: &Recorder) {
     if unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
         return; // ENOENT: the caller was killed meanwhile
     }
-    let found = describe(&req);
+    let found = describe(
+        req.pid as libc::pid_t,
+        req.data.nr as libc::c_long,
+        req.data.args,
+    );
     // The caller may have died and its pid been reused while we read its
     // memory: only a notification still pending was read from the caller.
     let mut id = req.id;
@@ -357,11 +413,9 @@ fn answer(listener: RawFd, recorder: &Recorder) {
 
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
 
-/// What a notified call does to which paths.
-fn describe(req: &libc::seccomp_notif) -> Vec<Access> {
-    let pid = req.pid as libc::pid_t;
-    let a = req.data.args;
-    let nr = req.data.nr as libc::c_long;
+/// What the call `nr` with arguments `a`, made by `pid` and stopped
+/// before it runs, does to which paths.
+pub(super) fn describe(pid: libc::pid_t, nr: libc::c_long, a: [u64; 6]) -> Vec<Access> {
     let at = |dirfd: u64, ptr: u64| resolve(pid, dirfd as i32 as i64, ptr);
     let open_kind = |flags: u64| -> Option<Kind> {
         let flags = flags as i32;

@@ -296,10 +296,15 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
         Err(why) => println!("note sandbox: {why} (no task requires it)"),
     }
     match crate::audit::notify::available() {
-        Ok(()) => verdict(
+        Ok(crate::audit::notify::Method::Notify) => verdict(
             true,
             "input audit",
             "seccomp user notification (`hotpass audit` works)".into(),
+        ),
+        Ok(crate::audit::notify::Method::Ptrace) => verdict(
+            true,
+            "input audit",
+            "ptrace, stopping at the watched calls (`hotpass audit` works, more slowly)".into(),
         ),
         Err(why) => println!("note input audit: {why} (`hotpass audit` cannot run here)"),
     }

@@ -82,7 +82,11 @@ fn run_with(
     {
         return Err(UsageError::new(
             format!("the input audit cannot run here: {why}"),
-            Some("the audit needs Linux 5.5 or later with seccomp user notification".into()),
+            Some(
+                "the audit needs Linux with seccomp filters: user notification (5.5 and later), \
+                 or ptrace"
+                    .into(),
+            ),
         )
         .into());
     }

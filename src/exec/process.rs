@@ -131,12 +131,44 @@ pub fn run(
     ctl: &Control,
     on_output: &(dyn Fn(Stream, &[u8]) + Sync),
 ) -> io::Result<ExitStatus> {
+    use crate::audit::notify;
     let vars = super::spawn::environment(spec.inherit_only, spec.env);
-    let filter = spec.audit.map(|_| crate::audit::notify::Filter::new());
-    let program = filter.as_ref().map(|f| f.program());
-    let sockets = match spec.audit {
-        Some(_) => Some(crate::audit::notify::socket_pair()?),
+    let method = match spec.audit {
+        Some(_) => Some(notify::available().map_err(io::Error::other)?),
         None => None,
+    };
+    run_as(spec, ctl, on_output, &vars, method).map_err(|e| {
+        use crate::audit::notify::Method;
+        // Linux allows one listener per process tree, and a tracer's stops
+        // rank below a listener's: an audit inside an audit sees nothing.
+        let why = match (method, e.raw_os_error()) {
+            (Some(Method::Notify), Some(libc::EBUSY)) => {
+                "an audit cannot run inside another (hotpass itself runs under one)"
+            }
+            (Some(Method::Ptrace), Some(libc::EPERM)) => {
+                "the task cannot be traced: hotpass itself runs under a tracer or an audit, \
+                 or Yama's ptrace_scope forbids it"
+            }
+            _ => return e,
+        };
+        io::Error::other(format!("{e}: {why}"))
+    })
+}
+
+/// [`run`], audited by `method` when the spec asks for an audit.
+fn run_as(
+    spec: &Spec,
+    ctl: &Control,
+    on_output: &(dyn Fn(Stream, &[u8]) + Sync),
+    vars: &[(std::ffi::OsString, std::ffi::OsString)],
+    method: Option<crate::audit::notify::Method>,
+) -> io::Result<ExitStatus> {
+    use crate::audit::notify::{self, Method};
+    let filter = method.map(notify::Filter::for_method);
+    let program = filter.as_ref().map(|f| f.program());
+    let sockets = match method {
+        Some(Method::Notify) => Some(notify::socket_pair()?),
+        _ => None,
     };
     let audit_done = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -147,13 +179,15 @@ pub fn run(
         };
         if let (Some(recorder), Some(sock)) = (spec.audit, ours) {
             let done = &audit_done;
-            s.spawn(move || crate::audit::notify::supervise(sock, recorder, done));
+            s.spawn(move || notify::supervise(sock, recorder, done));
         }
         let confine = super::spawn::Confine {
             landlock: spec.landlock,
-            seccomp: program.as_ref().zip(theirs.as_ref().map(|t| t.as_fd())),
+            seccomp: program
+                .as_ref()
+                .map(|p| (p, theirs.as_ref().map(|t| t.as_fd()))),
         };
-        let spawned = super::spawn::spawn(spec.command, spec.cwd, &vars, confine);
+        let spawned = super::spawn::spawn(spec.command, spec.cwd, vars, confine);
         // The child has the socket's other end, or never will.
         drop(theirs);
         let child = match spawned {
@@ -163,7 +197,8 @@ pub fn run(
                 return Err(e);
             }
         };
-        let status = watch(spec, ctl, on_output, child, s);
+        let traced = spec.audit.filter(|_| method == Some(Method::Ptrace));
+        let status = watch(spec, ctl, on_output, child, s, traced);
         audit_done.store(true, Ordering::SeqCst);
         status
     })
@@ -176,6 +211,7 @@ fn watch<'scope>(
     on_output: &'scope (dyn Fn(Stream, &[u8]) + Sync),
     child: super::spawn::Spawned,
     s: &'scope std::thread::Scope<'scope, '_>,
+    traced: Option<&crate::audit::notify::Recorder>,
 ) -> io::Result<ExitStatus> {
     let pid = child.pid;
     ctl.pgid.store(pid, Ordering::SeqCst);
@@ -191,7 +227,11 @@ fn watch<'scope>(
     });
     // Wait for the leader to exit without reaping it, so its pid (the
     // group id) cannot be reused while we kill what it left behind.
-    wait_exited_no_reap(pid);
+    match traced {
+        // This thread is the task's tracer: it follows it until then.
+        Some(recorder) => crate::audit::trace::follow(pid, recorder),
+        None => wait_exited_no_reap(pid),
+    }
     unsafe { libc::killpg(pid, libc::SIGKILL) };
     // What it left outside its group (a setsid daemon) came back to
     // hotpass, the subreaper: stop it as the task would be stopped.

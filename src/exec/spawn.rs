@@ -51,8 +51,9 @@ pub struct Confine<'a> {
     /// Enforce this Landlock ruleset (a descriptor from
     /// `landlock_create_ruleset`).
     pub landlock: Option<std::os::fd::BorrowedFd<'a>>,
-    /// Install this seccomp filter and send its listener over this socket.
-    pub seccomp: Option<(&'a libc::sock_fprog, std::os::fd::BorrowedFd<'a>)>,
+    /// Install this seccomp filter: with a socket, its listener goes there;
+    /// without one, the child first asks to be traced by the calling thread.
+    pub seccomp: Option<(&'a libc::sock_fprog, Option<std::os::fd::BorrowedFd<'a>>)>,
 }
 
 /// The child's stack: the child only makes system calls.
@@ -145,7 +146,10 @@ pub fn spawn(
         seccomp: confine.seccomp.map_or(std::ptr::null(), |(prog, _)| {
             prog as *const libc::sock_fprog
         }),
-        seccomp_sock: confine.seccomp.map_or(-1, |(_, sock)| sock.as_raw_fd()),
+        seccomp_sock: confine
+            .seccomp
+            .and_then(|(_, sock)| sock)
+            .map_or(-1, |sock| sock.as_raw_fd()),
     };
     let mut stack = vec![0u8; STACK];
     // The stack grows down from its 16-byte aligned top.
@@ -255,10 +259,15 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         if a.landlock >= 0 && libc::syscall(libc::SYS_landlock_restrict_self, a.landlock, 0) != 0 {
             return fail(a);
         }
-        if !a.seccomp.is_null()
-            && !crate::audit::notify::install_in_child(a.seccomp, a.seccomp_sock)
-        {
-            return fail(a);
+        if !a.seccomp.is_null() {
+            let installed = if a.seccomp_sock >= 0 {
+                crate::audit::notify::install_in_child(a.seccomp, a.seccomp_sock)
+            } else {
+                crate::audit::notify::install_traced_in_child(a.seccomp)
+            };
+            if !installed {
+                return fail(a);
+            }
         }
         libc::execve(a.path, a.argv, a.envp);
         fail(a)

@@ -130,13 +130,8 @@ pub fn execute(
                 break;
             }
             Err(err) => {
-                let hint = if confine.audit.is_some() && err.raw_os_error() == Some(libc::EBUSY) {
-                    " (an audit cannot run inside another: hotpass itself runs under one)"
-                } else {
-                    ""
-                };
                 let msg = format!(
-                    "hotpass: could not start `sh -c {command}` in {}: {err}{hint}\n",
+                    "hotpass: could not start `sh -c {command}` in {}: {err}\n",
                     r.cwd.display()
                 );
                 capture(Stream::Stderr, msg.as_bytes());

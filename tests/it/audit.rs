@@ -159,10 +159,16 @@ fn a_static_binary_is_seen() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("statically linked"), "{text}");
     }
-    let r = p.run(&["audit", "st"]);
-    r.code(0);
-    assert_has(&r.stdout, "s3cret");
-    assert_eq!(listed(&r.stdout, "undeclared inputs"), vec!["secret.txt"]);
+    for method in ["notify", "ptrace"] {
+        let r = p.run_env(&["audit", "st"], &[("HOTPASS_AUDIT_METHOD", method)]);
+        r.code(0);
+        assert_has(&r.stdout, "s3cret");
+        assert_eq!(
+            listed(&r.stdout, "undeclared inputs"),
+            vec!["secret.txt"],
+            "{method}"
+        );
+    }
 }
 
 #[test]
@@ -494,4 +500,90 @@ fn doctor_says_whether_the_audit_and_the_sandbox_are_here() {
         "{}",
         r.stdout
     );
+}
+
+/// Both ways of auditing see the same files: the listener, and ptrace
+/// (where the kernel has no user notification).
+#[test]
+fn the_traced_audit_sees_what_the_listener_sees() {
+    if !audit_here() {
+        return;
+    }
+    let p = Project::new(
+        "[tasks.all]\n\
+         run = \"cat README.md > /dev/null && cat notes.txt | wc -l > count.txt && python3 -c 'import subprocess; open(\\\"data.csv\\\").read(); subprocess.run([\\\"cat\\\", \\\"child.txt\\\"], check=True)' && echo x > extra.log\"\n\
+         inputs = [\"other.txt\"]\n",
+    );
+    p.write("README.md", "r\n")
+        .write("notes.txt", "1\n")
+        .write("data.csv", "d\n")
+        .write("child.txt", "c\n")
+        .write("other.txt", "o\n");
+    for method in ["notify", "ptrace"] {
+        let r = p.run_env(
+            &["audit", "all", "--json"],
+            &[("HOTPASS_AUDIT_METHOD", method)],
+        );
+        r.code(0);
+        let json: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {}", r.stdout));
+        let all = &json["instances"][0];
+        assert_eq!(
+            all["undeclared_inputs"],
+            serde_json::json!(["README.md", "child.txt", "data.csv", "notes.txt"]),
+            "{method}"
+        );
+        assert_eq!(
+            all["undeclared_outputs"],
+            serde_json::json!(["count.txt", "extra.log"]),
+            "{method}"
+        );
+        assert_eq!(
+            all["unread_inputs"],
+            serde_json::json!(["other.txt"]),
+            "{method}"
+        );
+    }
+}
+
+/// A task that itself runs `hotpass audit` (as a project's test suite
+/// may): Linux allows one listener per process tree, and a tracer's stops
+/// rank below a listener's, so the inner audit would see nothing. It says
+/// so instead of reporting a clean audit.
+#[test]
+fn an_audit_inside_an_audit_says_it_cannot() {
+    if !audit_here() {
+        return;
+    }
+    let bin = crate::support::bin();
+    let p = Project::new(&format!(
+        "[tasks.outer]\nrun = \"cd inner && {} audit x\"\n",
+        bin.display()
+    ));
+    p.write("inner/hotpass.toml", "[tasks.x]\nrun = \"cat data.txt\"\n")
+        .write("inner/data.txt", "inner data\n");
+    let r = p.run(&["audit", "outer"]);
+    r.code(1);
+    assert_has(&r.stdout, "an audit cannot run inside another");
+    assert!(!r.stdout.contains("audit x: clean"), "{}", r.stdout);
+}
+
+/// Under the ptrace audit the tracer passes signals on: a task that times
+/// out gets its stop signal, and its handler runs.
+#[test]
+fn a_traced_task_still_gets_its_signals() {
+    if !audit_here() {
+        return;
+    }
+    let p = Project::new(
+        "[tasks.slow]\n\
+         run = \"trap 'echo got-term; exit 3' TERM; echo started; sleep 30 & wait\"\n\
+         timeout = \"1s\"\n\
+         stop_timeout = \"20s\"\n",
+    );
+    let r = p.run_env(&["audit", "slow"], &[("HOTPASS_AUDIT_METHOD", "ptrace")]);
+    r.code(1);
+    assert_has(&r.stdout, "slow | started");
+    assert_has(&r.stdout, "slow | got-term");
+    assert_has(&r.stdout, "timed out");
 }
