@@ -246,11 +246,13 @@ impl<'a> CachedRunner<'a> {
     }
 
     /// Whether `id` runs under the audit.
+    /// A group (no commands) has nothing to audit.
     fn audited(&self, id: InstanceId) -> bool {
+        let runs = || !self.graph.get(id).resolved.commands.is_empty();
         match self.audit {
             None => false,
-            Some(AuditScope::All) => true,
-            Some(AuditScope::Selected) => self.graph.selected().contains(&id),
+            Some(AuditScope::All) => runs(),
+            Some(AuditScope::Selected) => runs() && self.graph.selected().contains(&id),
         }
     }
 

@@ -587,3 +587,25 @@ fn a_traced_task_still_gets_its_signals() {
     assert_has(&r.stdout, "slow | got-term");
     assert_has(&r.stdout, "timed out");
 }
+
+#[test]
+fn a_group_has_nothing_to_audit() {
+    if !audit_here() {
+        return;
+    }
+    let p = Project::new(
+        "[tasks.a]\nrun = \"cat in.txt\"\ninputs = [\"in.txt\"]\n\n[tasks.all]\ndeps = [\"a\"]\n",
+    );
+    p.write("in.txt", "x\n");
+    let r = p.run(&["run", "--audit=json"]);
+    r.code(0);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let names: Vec<&str> = json["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["a"]);
+    assert_eq!(json["clean"], true);
+}
