@@ -210,9 +210,9 @@ pub enum GraphFormat {
     Json,
 }
 
-/// `--dry-run[=FORMAT]`.
+/// `--dry-run[=FORMAT]`, `--audit[=FORMAT]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DryRunFormat {
+pub enum ReportFormat {
     Text,
     Json,
 }
@@ -288,13 +288,13 @@ pub struct RunArgs {
     pub strict: bool,
     /// Print the plan (what would run, what is cached, with keys); run nothing.
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text", help_heading = "Cache")]
-    pub dry_run: Option<DryRunFormat>,
+    pub dry_run: Option<ReportFormat>,
     /// Run every instance (whatever the cache holds) with each file its
     /// processes touch recorded; report undeclared inputs and outputs and
     /// the globs to add (`=json`: as JSON on stdout, the run's own output
     /// going to stderr). A result that read undeclared files is not stored.
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text", conflicts_with_all = ["dry_run", "no_cache"])]
-    pub audit: Option<DryRunFormat>,
+    pub audit: Option<ReportFormat>,
     #[command(flatten)]
     pub partitions: PartitionFlags,
     /// Run a stable share K of N of the selection (1-based), for CI matrices.

@@ -239,8 +239,14 @@ pub fn classify(
 
     let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
     let mut order: Vec<PathBuf> = Vec::new();
+    // A path is opened again and again (a tool's libraries, its config):
+    // resolve each once.
+    let mut resolved: HashMap<&Path, PathBuf> = HashMap::new();
     for a in accesses {
-        let path = canonical(&a.path);
+        let path = resolved
+            .entry(a.path.as_path())
+            .or_insert_with(|| canonical(&a.path))
+            .clone();
         let s = seen.entry(path.clone()).or_insert_with(|| {
             order.push(path.clone());
             Seen {

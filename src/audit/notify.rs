@@ -111,7 +111,7 @@ impl Filter {
     /// the tracer learns them from its exec events (a filter's stop
     /// before the tracer has set its options would fail the call).
     pub fn for_method(method: Method) -> Filter {
-        let mut f = Filter::new();
+        let mut f = Filter::notifying();
         if method == Method::Ptrace {
             let notify = f.code.len() - 1;
             f.code[notify].k = libc::SECCOMP_RET_TRACE;
@@ -125,7 +125,8 @@ impl Filter {
         f
     }
 
-    pub fn new() -> Filter {
+    /// The filter whose watched calls notify a listener.
+    fn notifying() -> Filter {
         let stmt = |code: u32, k: u32| libc::sock_filter {
             code: code as u16,
             jt: 0,
@@ -163,12 +164,6 @@ impl Filter {
             len: self.code.len() as u16,
             filter: self.code.as_ptr() as *mut libc::sock_filter,
         }
-    }
-}
-
-impl Default for Filter {
-    fn default() -> Self {
-        Filter::new()
     }
 }
 

@@ -3,11 +3,10 @@
 use super::start::{self, Selection};
 use crate::Context;
 use crate::cache::{Cache, Mode};
-use crate::cli::{DryRunFormat, RunArgs};
+use crate::cli::{ReportFormat, RunArgs};
 use crate::error::{EXIT_FAILED, EXIT_OK, Error, UsageError};
 use crate::exec::scheduler::{self, Options};
 use crate::exec::work::{AuditScope, CachedRunner};
-use crate::graph::InstanceId;
 use crate::report::out;
 use crate::report::summary::Summary;
 
@@ -26,9 +25,9 @@ pub fn audit(ctx: &Context, instance: &str, json: bool, jobs: Option<usize>) -> 
         ..RunArgs::default()
     };
     let format = if json {
-        DryRunFormat::Json
+        ReportFormat::Json
     } else {
-        DryRunFormat::Text
+        ReportFormat::Text
     };
     run_with(ctx, &args, Some((AuditScope::Selected, format)))
 }
@@ -37,7 +36,7 @@ pub fn audit(ctx: &Context, instance: &str, json: bool, jobs: Option<usize>) -> 
 fn run_with(
     ctx: &Context,
     args: &RunArgs,
-    audit: Option<(AuditScope, DryRunFormat)>,
+    audit: Option<(AuditScope, ReportFormat)>,
 ) -> Result<u8, Error> {
     let project = start::load(ctx, !args.no_cache)?;
     let selection = Selection {
@@ -77,7 +76,7 @@ fn run_with(
     if args.strict || project.settings.strict {
         super::strict::check(&project, &graph)?;
     }
-    if let Some((_, _)) = audit
+    if audit.is_some()
         && let Err(why) = crate::audit::notify::available()
     {
         return Err(UsageError::new(
@@ -90,13 +89,8 @@ fn run_with(
         )
         .into());
     }
-    let selected: std::collections::HashSet<InstanceId> =
-        graph.selected().iter().copied().collect();
-    start::check_sandbox(&project, &graph, |id| match audit {
-        Some((AuditScope::All, _)) => true,
-        Some((AuditScope::Selected, _)) => selected.contains(&id),
-        None => false,
-    })?;
+    let audited = AuditScope::instances(audit.map(|(scope, _)| scope), &graph);
+    start::check_sandbox(&project, &graph, |id| audited[id.index()])?;
 
     if let Some(format) = args.dry_run {
         // The same cache (and salt) as a run, so the keys shown are the
@@ -107,12 +101,12 @@ fn run_with(
             crate::exec::plan::plan(&project, &graph, &cache, crate::exec::plan::Keys::Digests)
                 .map_err(|e| Error::io("planning the run", e))?;
         match format {
-            DryRunFormat::Json => out(format!(
+            ReportFormat::Json => out(format!(
                 "{}\n",
                 serde_json::to_string_pretty(&plan).expect("serialisable")
             )
             .as_bytes()),
-            DryRunFormat::Text => out(plan.render().as_bytes()),
+            ReportFormat::Text => out(plan.render().as_bytes()),
         }
         return Ok(EXIT_OK);
     }
@@ -126,10 +120,10 @@ fn run_with(
     });
     let runner = CachedRunner::new(&project, &graph, cache, ctx.color)
         .with_telemetry(telemetry.clone())
-        .with_audit(audit.map(|(scope, _)| scope));
+        .with_audit(audited);
     // `--audit=json`: stdout is the JSON's alone; the run talks on stderr.
     let json_out = match audit {
-        Some((_, DryRunFormat::Json)) => Some(
+        Some((_, ReportFormat::Json)) => Some(
             crate::report::stdout_to_stderr()
                 .map_err(|e| Error::io("keeping stdout for the audit's JSON", e))?,
         ),

@@ -183,8 +183,8 @@ pub struct CachedRunner<'a> {
     invocation: String,
     /// The run's trace, when exported: each task learns its span.
     telemetry: Option<std::sync::Arc<crate::report::telemetry::Telemetry>>,
-    /// Which instances run under the input audit.
-    audit: Option<AuditScope>,
+    /// For each instance, whether it runs under the input audit.
+    audited: Vec<bool>,
     /// Each audited instance's report, in the order they finished.
     audits: Mutex<Vec<crate::audit::Report>>,
 }
@@ -196,6 +196,23 @@ pub enum AuditScope {
     All,
     /// The selected ones; their dependencies run as usual (`hotpass audit`).
     Selected,
+}
+
+impl AuditScope {
+    /// For each instance of `graph`, whether the audit covers it. A group
+    /// (no commands) has nothing to audit.
+    pub fn instances(scope: Option<AuditScope>, graph: &InstanceGraph) -> Vec<bool> {
+        let mut audited = vec![false; graph.len()];
+        let named: Vec<InstanceId> = match scope {
+            None => Vec::new(),
+            Some(AuditScope::All) => graph.iter().map(|(id, _)| id).collect(),
+            Some(AuditScope::Selected) => graph.selected().to_vec(),
+        };
+        for id in named {
+            audited[id.index()] = !graph.get(id).resolved.commands.is_empty();
+        }
+        audited
+    }
 }
 
 /// A key as [`CachedRunner`] computes it, and the time that took.
@@ -228,15 +245,16 @@ impl<'a> CachedRunner<'a> {
             ahead: Mutex::new(HashMap::new()),
             invocation: uuid::Uuid::now_v7().to_string(),
             telemetry: None,
-            audit: None,
+            audited: vec![false; graph.len()],
             audits: Mutex::new(Vec::new()),
         }
     }
 
-    /// Audits the instances `scope` names: each runs with every file it
-    /// touches recorded, and is stored only when it read no undeclared file.
-    pub fn with_audit(mut self, scope: Option<AuditScope>) -> Self {
-        self.audit = scope;
+    /// Audits the instances marked in `audited` ([`AuditScope::instances`]):
+    /// each runs with every file it touches recorded, and is stored only
+    /// when it read no undeclared file.
+    pub fn with_audit(mut self, audited: Vec<bool>) -> Self {
+        self.audited = audited;
         self
     }
 
@@ -246,14 +264,8 @@ impl<'a> CachedRunner<'a> {
     }
 
     /// Whether `id` runs under the audit.
-    /// A group (no commands) has nothing to audit.
     fn audited(&self, id: InstanceId) -> bool {
-        let runs = || !self.graph.get(id).resolved.commands.is_empty();
-        match self.audit {
-            None => false,
-            Some(AuditScope::All) => runs(),
-            Some(AuditScope::Selected) => runs() && self.graph.selected().contains(&id),
-        }
+        self.audited[id.index()]
     }
 
     /// The sandbox `id` runs in, if its task asks for one (never while it

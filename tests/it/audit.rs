@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use crate::support::{Project, assert_has, statuses};
+use crate::support::{Project, Run, assert_has, statuses};
 
 /// Whether a kernel feature the test needs is here. Where it is not, the
 /// test skips with a printed reason, except under `HOTPASS_TEST_TOOLS=1`
@@ -47,6 +47,12 @@ fn listed(report: &str, title: &str) -> Vec<String> {
         .take_while(|l| l.starts_with("    "))
         .map(|l| l.trim().to_owned())
         .collect()
+}
+
+/// The audit's JSON, which must be all of stdout.
+fn audit_json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n{}", r.stdout, r.stderr))
 }
 
 /// A task that reads one file it does not declare, with `cat`.
@@ -230,8 +236,7 @@ fn an_audited_run_runs_what_the_cache_holds_and_its_json_parses() {
     p.run(&["run"]).code(0);
     let r = p.run(&["run", "--audit=json"]);
     r.code(0);
-    let json: serde_json::Value = serde_json::from_str(&r.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", r.stdout));
+    let json = audit_json(&r);
     // The run talks on stderr.
     assert_has(&r.stderr, "Summary");
     assert_eq!(json["clean"], false);
@@ -435,7 +440,7 @@ fn a_partitions_suggestion_names_the_partition() {
         .write("extra/2025-01-02.txt", "e\n");
     let r = p.run(&["audit", "day@2025-01-02", "--json"]);
     r.code(0);
-    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let json = audit_json(&r);
     let day = &json["instances"][0];
     assert_eq!(day["instance"], "day@2025-01-02");
     assert_eq!(day["partition"], "2025-01-02");
@@ -525,8 +530,7 @@ fn the_traced_audit_sees_what_the_listener_sees() {
             &[("HOTPASS_AUDIT_METHOD", method)],
         );
         r.code(0);
-        let json: serde_json::Value = serde_json::from_str(&r.stdout)
-            .unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {}", r.stdout));
+        let json = audit_json(&r);
         let all = &json["instances"][0];
         assert_eq!(
             all["undeclared_inputs"],
@@ -599,7 +603,7 @@ fn a_group_has_nothing_to_audit() {
     p.write("in.txt", "x\n");
     let r = p.run(&["run", "--audit=json"]);
     r.code(0);
-    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let json = audit_json(&r);
     let names: Vec<&str> = json["instances"]
         .as_array()
         .unwrap()
