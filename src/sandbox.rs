@@ -169,6 +169,14 @@ pub fn prepare(
         }
     }
     for allowed in &task.sandbox_allow {
+        if !allowed.exists() {
+            // A typo here would show up as puzzling denials.
+            tracing::warn!(
+                "{}: sandbox_allow names {}, which does not exist",
+                inst.name,
+                allowed.display()
+            );
+        }
         rules.allow(allowed, read)?;
     }
     // Listing folders of the project is allowed; reading its files is not.

@@ -613,3 +613,27 @@ fn a_group_has_nothing_to_audit() {
     assert_eq!(names, vec!["a"]);
     assert_eq!(json["clean"], true);
 }
+
+#[test]
+fn an_unknown_audit_method_is_a_usage_error() {
+    let p = Project::new("[tasks.t]\nrun = \"true\"\n");
+    let r = p.run_env(&["audit", "t"], &[("HOTPASS_AUDIT_METHOD", "strace")]);
+    r.code(2);
+    assert_has(&r.stderr, "HOTPASS_AUDIT_METHOD is `strace`");
+    let r = p.run(&["run", "--audit", "--dry-run"]);
+    r.code(2);
+}
+
+#[test]
+fn a_missing_sandbox_allow_path_is_warned_about() {
+    if !landlock_here() {
+        return;
+    }
+    let p = Project::new(
+        "[tasks.t]\nrun = \"true\"\nsandbox = true\nsandbox_allow = [\"no/such/folder\"]\n",
+    );
+    let r = p.run(&["run"]);
+    r.code(0);
+    assert_has(&r.stderr, "sandbox_allow names");
+    assert_has(&r.stderr, "no/such/folder, which does not exist");
+}
