@@ -15,6 +15,28 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::warning::Warning;
 
+/// The metadata of `path` itself (a symlink is not followed), looked up
+/// by its path relative to the working folder when it is under it: the
+/// kernel then walks two or three names instead of the whole absolute path,
+/// and a no-op looks up every input and output this way. The working folder
+/// is read once: hotpass never changes it.
+pub fn lstat(path: &Path) -> io::Result<Metadata> {
+    use std::os::unix::ffi::OsStrExt;
+    static CWD: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let cwd = CWD.get_or_init(|| std::env::current_dir().ok());
+    if let Some(cwd) = cwd {
+        let (p, c) = (path.as_os_str().as_bytes(), cwd.as_os_str().as_bytes());
+        // Under `cwd` as bytes: what follows resolves from the working
+        // folder exactly as the whole path does (`cwd` is physical, so even
+        // a `..` after it lands in the same place).
+        if p.len() > c.len() + 1 && p.starts_with(c) && p[c.len()] == b'/' && c != b"/" {
+            let rel = std::ffi::OsStr::from_bytes(&p[c.len() + 1..]);
+            return std::fs::symlink_metadata(rel);
+        }
+    }
+    std::fs::symlink_metadata(path)
+}
+
 /// A compiled set of include and exclude patterns.
 #[derive(Debug, Clone)]
 pub struct Patterns {
@@ -354,7 +376,7 @@ impl Patterns {
                 continue;
             }
             let abs = base.join(e);
-            match std::fs::symlink_metadata(&abs) {
+            match lstat(&abs) {
                 Ok(own)
                     if own.is_dir()
                         || own.file_type().is_symlink()

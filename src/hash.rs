@@ -45,10 +45,17 @@ type Known = (Stat, [u8; 32], bool);
 /// Path (as bytes: hashed whole, not by component) → what is known.
 type Table = HashMap<OsString, Known, rustc_hash::FxBuildHasher>;
 
+/// Path → signature and content hash, as the state file keeps them.
+pub type Kept = HashMap<OsString, (Stat, [u8; 32]), rustc_hash::FxBuildHasher>;
+
 /// The stat memo: path → (stat, content hash), shared by every worker. It
 /// is kept in the cache's state file (`cache/state`).
 #[derive(Debug, Default)]
 pub struct Memo {
+    /// What the state file kept: read without a lock (a no-op finds every
+    /// file here, on every worker at once).
+    kept: Kept,
+    /// What this process learned (and may learn again in watch mode).
     entries: Mutex<Table>,
 }
 
@@ -61,15 +68,11 @@ impl Memo {
         Memo::default()
     }
 
-    /// A memo that knows `known` (as the state file kept it).
-    pub fn with(known: Vec<(OsString, Stat, [u8; 32])>) -> Memo {
-        let mut entries = Table::default();
-        entries.reserve(known.len());
-        for (p, stat, hash) in known {
-            entries.insert(p, (stat, hash, false));
-        }
+    /// A memo that knows what the state file kept.
+    pub fn with(kept: Kept) -> Memo {
         Memo {
-            entries: Mutex::new(entries),
+            kept,
+            entries: Mutex::default(),
         }
     }
 
@@ -96,9 +99,19 @@ impl Memo {
     pub fn hash_files(&self, files: &[(&Path, &Metadata)]) -> io::Result<Vec<[u8; 32]>> {
         let mut out: Vec<Option<[u8; 32]>> = vec![None; files.len()];
         let mut todo = Vec::new();
-        {
+        // A file whose signature is the one kept has the content kept, even
+        // if this process learned another signature of it since.
+        let mut unkept = Vec::new();
+        for (i, (path, meta)) in files.iter().enumerate() {
+            match self.kept.get(path.as_os_str()) {
+                Some((stat, hash)) if *stat == Stat::of(meta) => out[i] = Some(*hash),
+                _ => unkept.push(i),
+            }
+        }
+        if !unkept.is_empty() {
             let guard = self.entries.lock().expect("memo lock");
-            for (i, (path, meta)) in files.iter().enumerate() {
+            for i in unkept {
+                let (path, meta) = files[i];
                 match guard.get(path.as_os_str()) {
                     Some((stat, hash, _)) if *stat == Stat::of(meta) => out[i] = Some(*hash),
                     _ => todo.push(i),

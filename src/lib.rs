@@ -72,6 +72,13 @@ pub struct Context {
     pub today: Option<String>,
 }
 
+/// How many CPUs this process may use, found once (finding it reads the
+/// cgroup's quota files, and a run asks more than once).
+pub(crate) fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Runs hotpass with these arguments (the first is the program name) and
 /// returns the exit code. Holds no global state: it can be called repeatedly.
 pub fn run<I, T>(args: I) -> ExitCode

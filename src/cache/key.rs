@@ -54,20 +54,24 @@ impl CacheKey {
         serde_json::to_vec(self).expect("key serialises")
     }
 
-    /// The key's hex digest.
+    /// The key's hex digest: of the bytes [`CacheKey::encode`] gives,
+    /// written into a buffer each thread keeps (a hit needs the digest
+    /// alone; hashing as serde writes, token by token, costs more).
     pub fn digest(&self) -> String {
-        digest_of(&self.encode())
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, self).expect("key serialises");
+            blake3::hash(buf).to_hex().to_string()
+        })
     }
 
     /// Reads back what [`CacheKey::encode`] wrote.
     pub fn decode(bytes: &[u8]) -> Option<CacheKey> {
         serde_json::from_slice(bytes).ok()
     }
-}
-
-/// The hex digest of an encoded key.
-pub fn digest_of(encoded: &[u8]) -> String {
-    blake3::hash(encoded).to_hex().to_string()
 }
 
 /// What computing a key needs beyond the instance.
@@ -483,6 +487,7 @@ pub(crate) mod tests {
         let a = key();
         let mut b = key();
         assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.digest(), blake3::hash(&a.encode()).to_hex().as_str());
         b.files.insert("a".into(), "2".into());
         assert_ne!(a.digest(), b.digest());
     }

@@ -395,14 +395,14 @@ impl Cache {
     /// Records the key of an instance's latest run (for reasons and
     /// explain), and in the state file its digest and the entry stored
     /// under it. A hit whose run is already recorded writes nothing.
-    pub fn record_run(&self, instance: &str, encoded_key: &[u8], digest: &str) {
+    pub fn record_run(&self, instance: &str, key: &CacheKey, digest: &str) {
         let Some(local) = &self.local else { return };
         let d = state::digest_bytes(digest);
         let known = match (&self.state, d) {
             (Some(state), Some(d)) => state.last_digest(instance) == Some(d),
             _ => false,
         };
-        if !known && let Err(e) = local.record_run(instance, encoded_key) {
+        if !known && let Err(e) = local.record_run(instance, &key.encode()) {
             tracing::debug!("could not record the run of {instance}: {e}");
         }
         if let (Some(state), Some(d)) = (&self.state, d) {

@@ -176,7 +176,7 @@ pub fn restore(
             plan.push((o, safe_target(root, &o.path)?, mode));
             continue;
         }
-        if let Ok(meta) = std::fs::symlink_metadata(&in_place)
+        if let Ok(meta) = crate::fileset::lstat(&in_place)
             && meta.is_file()
             && meta.len() == o.size
             && meta.permissions().mode() & 0o7777 == mode

@@ -227,13 +227,13 @@ mod tests {
         // A recorded run with other inputs names the first difference.
         let mut before = k.clone();
         before.files.insert("a".into(), "old".into());
-        normal.record_run("t", &before.encode(), &before.digest());
+        normal.record_run("t", &before, &before.digest());
         assert_eq!(reason(decide(&normal, true, &k)), "file:a");
         before = k.clone();
         before.commands = vec!["false".into()];
-        normal.record_run("t", &before.encode(), &before.digest());
+        normal.record_run("t", &before, &before.digest());
         assert_eq!(reason(decide(&normal, true, &k)), "command");
-        normal.record_run("t", &k.encode(), &k.digest());
+        normal.record_run("t", &k, &k.digest());
         assert_eq!(reason(decide(&normal, true, &k)), "no-entry");
 
         // A stored entry is a hit, unless forced, damaged or missing a blob.

@@ -37,7 +37,7 @@ use super::store::{Entry, OutputFile};
 use crate::hash::{Learned, Stat};
 
 /// The first bytes of the file; another version is rebuilt from scratch.
-const MAGIC: &[u8; 16] = b"hotpass state 2\n";
+const MAGIC: &[u8; 16] = b"hotpass state 3\n";
 /// Bytes of a frame besides its body: the length before, the check after.
 const FRAME_OVERHEAD: usize = 4 + 8;
 /// The most records one frame holds.
@@ -53,6 +53,7 @@ enum Record {
     File {
         path: Vec<u8>,
         stat: Stat,
+        #[serde(with = "digest")]
         hash: [u8; 32],
     },
     /// What is known of an instance's last run.
@@ -63,6 +64,7 @@ enum Record {
 /// and the entry stored under that digest when there is one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Known {
+    #[serde(with = "digest")]
     pub digest: [u8; 32],
     pub entry: Option<KnownEntry>,
 }
@@ -75,6 +77,7 @@ pub struct KnownEntry {
     format: u32,
     duration_ms: u64,
     created_unix: u64,
+    #[serde(with = "digest::optional")]
     log: Option<[u8; 32]>,
     log_size: Option<u64>,
     outputs: Vec<KnownOutput>,
@@ -84,10 +87,56 @@ pub struct KnownEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct KnownOutput {
     path: String,
+    #[serde(with = "digest")]
     hash: [u8; 32],
     size: u64,
     mode: u32,
     link: Option<String>,
+}
+
+/// A digest as 32 bytes in one piece (serde's arrays are 32 elements, and
+/// reading them one by one was most of what loading the file cost).
+mod digest {
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(d)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        d.deserialize_bytes(Bytes32)
+    }
+
+    struct Bytes32;
+
+    impl Visitor<'_> for Bytes32 {
+        type Value = [u8; 32];
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("32 bytes")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<[u8; 32], E> {
+            v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+        }
+    }
+
+    /// The same for an optional digest.
+    pub mod optional {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        #[derive(Serialize, Deserialize)]
+        struct Wrapped(#[serde(with = "super")] [u8; 32]);
+
+        pub fn serialize<S: Serializer>(d: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+            d.map(Wrapped).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+            Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+        }
+    }
 }
 
 /// A hex digest as bytes; `None` when it is not one.
@@ -203,12 +252,9 @@ fn parse(bytes: &[u8]) -> Parsed {
     p.instances.reserve(bytes.len() / 200);
     let mut at = MAGIC.len();
     while at < bytes.len() {
-        match frame(&bytes[at..]) {
+        match frame(&bytes[at..], |r| p.apply(r)) {
             Ok((records, used)) => {
-                p.records += records.len();
-                for r in records {
-                    p.apply(r);
-                }
+                p.records += records;
                 at += used;
             }
             Err(why) => {
@@ -220,9 +266,11 @@ fn parse(bytes: &[u8]) -> Parsed {
     p
 }
 
-/// The records of the frame at the start of `bytes`, and how many bytes
-/// the frame takes.
-fn frame(bytes: &[u8]) -> Result<(Vec<Record>, usize), String> {
+/// Gives each record of the frame at the start of `bytes` to `apply`, one
+/// at a time as it is read (a frame of thousands of records is never held
+/// whole); returns how many there were and how many bytes the frame takes.
+/// A frame whose check fails gives nothing.
+fn frame(bytes: &[u8], mut apply: impl FnMut(Record)) -> Result<(usize, usize), String> {
     let Some(len) = bytes.get(..4) else {
         return Err("a torn record".into());
     };
@@ -237,8 +285,20 @@ fn frame(bytes: &[u8]) -> Result<(Vec<Record>, usize), String> {
     if check(body) != framed[4 + len..] {
         return Err("a checksum mismatch".into());
     }
-    let records = postcard::from_bytes(body).map_err(|e| format!("an unreadable record: {e}"))?;
-    Ok((records, len + FRAME_OVERHEAD))
+    // The body is a sequence as `encode` writes it: a count, then records.
+    let unreadable = |e: postcard::Error| format!("an unreadable record: {e}");
+    let (count, mut rest) = postcard::take_from_bytes::<usize>(body).map_err(unreadable)?;
+    // The check passed, so these are what was written; still, a count
+    // beyond what the bytes can hold is refused before reading any.
+    if count > body.len() {
+        return Err("a record count out of bounds".into());
+    }
+    for _ in 0..count {
+        let (record, after) = postcard::take_from_bytes::<Record>(rest).map_err(unreadable)?;
+        apply(record);
+        rest = after;
+    }
+    Ok((count, len + FRAME_OVERHEAD))
 }
 
 fn check(body: &[u8]) -> [u8; 8] {
@@ -301,7 +361,7 @@ struct FileCounts {
 impl State {
     /// Loads the state file at `path` (a missing one is empty), and the
     /// stat memo it holds. Damage is said once, as a warning.
-    pub fn load(path: &Path) -> (State, Vec<(OsString, Stat, [u8; 32])>) {
+    pub fn load(path: &Path) -> (State, FxHashMap<OsString, (Stat, [u8; 32])>) {
         let bytes = match read_shared(path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -330,12 +390,7 @@ impl State {
             seen: Mutex::default(),
             pending: Mutex::default(),
         };
-        let files = parsed
-            .files
-            .into_iter()
-            .map(|(p, (stat, hash))| (p, stat, hash))
-            .collect();
-        (state, files)
+        (state, parsed.files)
     }
 
     /// What is known of `instance`'s last run.
@@ -579,7 +634,10 @@ mod tests {
         s.save(learned(3)).unwrap();
         let (s, files) = State::load(&path);
         assert_eq!(files.len(), 3);
-        assert!(files.contains(&("/p/f2".into(), stat(2), [2; 32])));
+        assert_eq!(
+            files.get(std::ffi::OsStr::new("/p/f2")),
+            Some(&(stat(2), [2; 32]))
+        );
         assert_eq!(s.known("a"), Some(known(1)));
         // A later record supersedes an earlier one.
         s.set("a", known(2));
@@ -684,7 +742,7 @@ mod tests {
         let (s, files) = State::load(&path);
         assert_eq!(s.known("a"), Some(known(1)));
         assert_eq!(s.known("b"), Some(known(2)));
-        let has = |p: &str| files.iter().any(|(f, _, _)| f == p);
+        let has = |p: &str| files.contains_key(std::ffi::OsStr::new(p));
         assert!(has("/q") && has("/p/f0"));
     }
 }

@@ -38,40 +38,56 @@ fn run_with(
     args: &RunArgs,
     audit: Option<(AuditScope, ReportFormat)>,
 ) -> Result<u8, Error> {
-    let project = start::load(ctx, !args.no_cache)?;
+    let mode = Mode::from_flags(args.force, args.no_cache);
+    // Rayon's threads load the project, whose checks recurse deeply: they
+    // get the stack the main thread has. Rayon would find the CPU count
+    // again; it is known.
+    let mut pool = rayon::ThreadPoolBuilder::new().stack_size(8 << 20);
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        pool = pool.num_threads(crate::cpus());
+    }
+    let _ = pool.build_global();
     let selection = Selection {
         selectors: &args.selectors,
         partitions: &args.partitions,
         shard: args.shard.as_deref(),
         guardrail: true,
     };
-    let mode = Mode::from_flags(args.force, args.no_cache);
-    // On a large project, building the graph and reading the cache's state
-    // file both take a while: they go side by side when the cache folder
-    // is there already (a usage error must not make one).
-    let dir = &project.settings.cache_dir;
-    let (graph, opened) = if args.dry_run.is_none() && dir.is_dir() {
-        // Rayon's threads say their warnings through this one's subscriber.
-        let dispatch = tracing::dispatcher::get_default(Clone::clone);
-        let (graph, cache) = rayon::join(
-            || {
-                tracing::dispatcher::with_default(&dispatch, || {
-                    start::select(ctx, &project, &selection)
-                })
-            },
-            || {
-                tracing::dispatcher::with_default(&dispatch, || {
+    // Reading the cache's state file takes about as long as loading the
+    // project and building the graph: it goes alongside them, from where
+    // the cache usually is, when that folder is there already (a usage
+    // error must not make one). It is used if the project's settings leave
+    // the cache there. Both go on rayon's threads (one more busy thread
+    // would compete with them for the CPUs).
+    let usual = crate::config::load::usual_cache_dir(&ctx.load)
+        .filter(|dir| args.dry_run.is_none() && dir.is_dir());
+    let early: std::sync::OnceLock<(std::path::PathBuf, Cache)> = std::sync::OnceLock::new();
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let loaded = rayon::scope(|s| {
+        if let Some(dir) = usual {
+            let (early, dispatch) = (&early, &dispatch);
+            s.spawn(move |_| {
+                tracing::dispatcher::with_default(dispatch, || {
                     let t = std::time::Instant::now();
-                    let cache = Cache::open_or_uncached(dir, mode);
+                    let cache = Cache::open_or_uncached(&dir, mode);
                     tracing::debug!("opened the cache in {:?}", t.elapsed());
-                    cache
+                    let _ = early.set((dir, cache));
                 })
-            },
-        );
-        (graph?, Some(cache))
-    } else {
-        (start::select(ctx, &project, &selection)?, None)
-    };
+            });
+        }
+        // Rayon's threads say their warnings through this one's subscriber.
+        tracing::dispatcher::with_default(&dispatch, || {
+            let project = start::load(ctx, !args.no_cache)?;
+            let graph = start::select(ctx, &project, &selection)?;
+            Ok::<_, Error>((project, graph))
+        })
+    });
+    let (project, graph) = loaded?;
+    let dir = &project.settings.cache_dir;
+    let opened = early
+        .into_inner()
+        .filter(|(at, _)| at == dir)
+        .map(|(_, cache)| cache);
     let jobs = start::jobs(&project, args.jobs)?;
     if args.strict || project.settings.strict {
         super::strict::check(&project, &graph)?;

@@ -94,6 +94,19 @@ pub fn load_fresh(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
     load_with(opts, false)
 }
 
+/// Where the project's cache folder is unless its settings move it
+/// (`HOTPASS_CACHE_DIR`, else `cache` beside the config file), found
+/// without reading the config: a run starts reading the cache's state
+/// there while the project loads. `None` when there is no config file.
+pub fn usual_cache_dir(opts: &LoadOptions) -> Option<PathBuf> {
+    if let Some(dir) = &opts.cache_dir_env {
+        return Some(opts.cwd.join(dir));
+    }
+    let path = find_config(opts).ok()?;
+    let path = path.canonicalize().unwrap_or(path);
+    Some(path.parent()?.join("cache"))
+}
+
 fn load_with(opts: &LoadOptions, keep: bool) -> Result<Project, ConfigErrors> {
     let path = find_config(opts)?;
     let path = path.canonicalize().unwrap_or(path);

@@ -69,7 +69,7 @@ fn stamp(opts: &LoadOptions, files: &[PathBuf]) -> Option<Stamp> {
             .ok()
             .map(|m| Stat::of(&m)),
         opts: opts.clone(),
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpus: crate::cpus(),
         files,
     })
 }

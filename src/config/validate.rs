@@ -170,9 +170,7 @@ fn settings(
         .include
         .map(|v| v.into_iter().map(Spanned::into_inner).collect())
         .unwrap_or_else(|| vec!["tasks/*.toml".to_owned()]);
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cpus = crate::cpus();
     let jobs = match raw.jobs.as_ref().map(|j| *j.get_ref()) {
         None | Some(0) => cpus,
         Some(n) => n as usize,

@@ -216,13 +216,13 @@ impl AuditScope {
 }
 
 /// A key as [`CachedRunner`] computes it, and the time that took.
-type Computed = (Option<(CacheKey, Vec<u8>, String)>, Vec<Span>);
+type Computed = (Option<(CacheKey, String)>, Vec<Span>);
 
 /// What a cache check learned about an instance that must run.
 pub struct Prepared {
-    /// The key, encoded and its digest, when the inputs could be hashed.
-    /// Its files are checked again after the run.
-    key: Option<(CacheKey, Vec<u8>, String)>,
+    /// The key and its digest, when the inputs could be hashed. Its files
+    /// are checked again after the run.
+    key: Option<(CacheKey, String)>,
     /// Why it runs instead of hitting the cache.
     reason: Reason,
     /// Phases so far (hashing).
@@ -362,7 +362,7 @@ impl CachedRunner<'_> {
         inst: &Instance,
         deps: &[(InstanceId, &Outcome)],
         spans: &mut Vec<Span>,
-    ) -> Option<(CacheKey, Vec<u8>, String)> {
+    ) -> Option<(CacheKey, String)> {
         self.cache.store()?;
         let task = self.project.task(inst.task);
         let outcome = |d: InstanceId| deps.iter().find(|(i, _)| *i == d).map(|(_, o)| *o);
@@ -386,10 +386,9 @@ impl CachedRunner<'_> {
                     }
                     .emit();
                 }
-                let encoded = k.encode();
-                let digest = crate::cache::key::digest_of(&encoded);
+                let digest = k.digest();
                 tracing::info!("{}: key {}", inst.name, &digest[..12]);
-                Some((k, encoded, digest))
+                Some((k, digest))
             }
             Err(source) => {
                 Warning::Unhashable {
@@ -437,13 +436,13 @@ impl CachedRunner<'_> {
         id: InstanceId,
         mut o: Outcome,
         entry: &crate::cache::store::Entry,
-        encoded: &[u8],
+        key: &CacheKey,
         digest: &str,
         spans: Vec<Span>,
     ) -> Outcome {
         let inst = self.graph.get(id);
         self.hits.fetch_add(1, Relaxed);
-        self.cache.record_run(&inst.name, encoded, digest);
+        self.cache.record_run(&inst.name, key, digest);
         if !self.graph.dependents(id).is_empty() {
             o.result = Some(result_of(inst, digest, &entry.outputs));
         }
@@ -548,7 +547,7 @@ impl Runner for CachedRunner<'_> {
             self.cache.decide(
                 &inst.name,
                 task.cache,
-                key.as_ref().map(|(k, _, d)| (k, d.as_str())),
+                key.as_ref().map(|(k, d)| (k, d.as_str())),
                 Blobs::OnRestore,
             )
         };
@@ -556,8 +555,8 @@ impl Runner for CachedRunner<'_> {
             Decision::Hit(entry) => {
                 match Span::time(&mut spans, "restore", || self.restore(inst, &entry)) {
                     Some(o) => {
-                        let (_, encoded, digest) = key.expect("a hit has a key");
-                        let o = self.hit(id, o, &entry, &encoded, &digest, spans);
+                        let (k, digest) = key.expect("a hit has a key");
+                        let o = self.hit(id, o, &entry, &k, &digest, spans);
                         return Check::Done(Box::new(o));
                     }
                     None => Reason::RestoreFailed,
@@ -597,7 +596,7 @@ impl Runner for CachedRunner<'_> {
             .iter()
             .filter(|(id, _)| self.project.task(self.graph.get(*id).task).cache)
             .filter_map(|(id, (key, _))| {
-                Some((self.graph.get(*id).name.as_str(), key.as_ref()?.2.as_str()))
+                Some((self.graph.get(*id).name.as_str(), key.as_ref()?.1.as_str()))
             })
             .collect();
         self.cache.prefetch(&wanted);
@@ -622,7 +621,7 @@ impl Runner for CachedRunner<'_> {
         // One process at a time runs an instance with a given key; one that
         // waited takes the other's result when it was stored meanwhile.
         let _lock = match &key {
-            Some((k, encoded, digest)) if self.project.task(inst.task).cache => {
+            Some((k, digest)) if self.project.task(inst.task).cache => {
                 let (lock, waited) = self.cache.lock(&inst.name, digest, &|| ctl.is_cancelled());
                 if waited
                     && !audited
@@ -632,7 +631,7 @@ impl Runner for CachedRunner<'_> {
                             .decide(&inst.name, true, Some((k, digest)), Blobs::OnRestore)
                     && let Some(o) = self.restore(inst, &entry)
                 {
-                    return self.hit(id, o, &entry, encoded, digest, spans);
+                    return self.hit(id, o, &entry, k, digest, spans);
                 }
                 lock
             }
@@ -665,8 +664,8 @@ impl Runner for CachedRunner<'_> {
             report.succeeded = o.status == Status::Ok;
             report
         });
-        if let Some((k, encoded, digest)) = key {
-            let files = k.files;
+        if let Some((k, digest)) = key {
+            let files = &k.files;
             self.misses.fetch_add(1, Relaxed);
             let incomplete = report.as_ref().filter(|r| r.has_undeclared_inputs());
             if let Some(r) = incomplete
@@ -679,7 +678,7 @@ impl Runner for CachedRunner<'_> {
                 );
             }
             if o.status == Status::Ok && !ctl.is_cancelled() && incomplete.is_none() {
-                match self.changed_input(inst, &files) {
+                match self.changed_input(inst, files) {
                     Some(file) => Warning::InputChangedDuringRun {
                         instance: inst.name.clone(),
                         file,
@@ -695,7 +694,7 @@ impl Runner for CachedRunner<'_> {
                     }
                 }
             }
-            self.cache.record_run(&inst.name, &encoded, &digest);
+            self.cache.record_run(&inst.name, &k, &digest);
             o.key = Some(digest);
         }
         if let Some(mut r) = report {

@@ -4,8 +4,10 @@
 pub mod resolve;
 pub mod select;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
 
 use crate::config::{PartitionMap, Project, TaskId};
 use crate::error::UsageError;
@@ -82,10 +84,10 @@ impl InstanceGraph {
         let mut b = Builder {
             project,
             args,
-            ids: HashMap::new(),
+            ids: FxHashMap::default(),
             graph: InstanceGraph::default(),
             stack: Vec::new(),
-            specs: HashMap::new(),
+            specs: FxHashMap::default(),
         };
         let explicit_partition = args.partition.is_some() || args.backfill.is_some();
         let mut any_partitioned = false;
@@ -361,11 +363,11 @@ fn partition_help(spec: Option<&PartitionSpec>) -> String {
 struct Builder<'a> {
     project: &'a Project,
     args: &'a PartitionArgs,
-    ids: HashMap<(TaskId, Option<String>), InstanceId>,
+    ids: FxHashMap<(TaskId, Option<String>), InstanceId>,
     graph: InstanceGraph,
     stack: Vec<InstanceId>,
     /// Each partitioned task's partitioning, a `files` one listed once.
-    specs: HashMap<TaskId, Rc<PartitionSpec>>,
+    specs: FxHashMap<TaskId, Rc<PartitionSpec>>,
 }
 
 impl Builder<'_> {

@@ -46,9 +46,10 @@ fn a_damaged_state_file_is_rechecked_with_one_warning() {
     let damaged: [(&str, Vec<u8>); 3] = [
         ("truncated", sound[..sound.len() - 7].to_vec()),
         ("flipped", flipped),
+        // The file's own header, then nonsense.
         (
             "garbage",
-            b"hotpass state 2\n\xff\xff\xff\x7fgarbage".to_vec(),
+            [&sound[..16], b"\xff\xff\xff\x7fgarbage"].concat(),
         ),
     ];
     for (what, bytes) in damaged {
