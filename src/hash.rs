@@ -97,21 +97,19 @@ impl Memo {
     /// Content hashes of `files` (absolute path and metadata), in order.
     /// Files the memo knows unchanged are not read; the rest are hashed in parallel.
     pub fn hash_files(&self, files: &[(&Path, &Metadata)]) -> io::Result<Vec<[u8; 32]>> {
-        let mut out: Vec<Option<[u8; 32]>> = vec![None; files.len()];
-        let mut todo = Vec::new();
         // A file whose signature is the one kept has the content kept, even
         // if this process learned another signature of it since.
-        let mut unkept = Vec::new();
-        for (i, (path, meta)) in files.iter().enumerate() {
-            match self.kept.get(path.as_os_str()) {
-                Some((stat, hash)) if *stat == Stat::of(meta) => out[i] = Some(*hash),
-                _ => unkept.push(i),
-            }
-        }
-        if !unkept.is_empty() {
+        let mut out: Vec<Option<[u8; 32]>> = files
+            .iter()
+            .map(|(path, meta)| self.kept_hash(path, meta))
+            .collect();
+        let mut todo = Vec::new();
+        if out.iter().any(Option::is_none) {
             let guard = self.entries.lock().expect("memo lock");
-            for i in unkept {
-                let (path, meta) = files[i];
+            for (i, (path, meta)) in files.iter().enumerate() {
+                if out[i].is_some() {
+                    continue;
+                }
                 match guard.get(path.as_os_str()) {
                     Some((stat, hash, _)) if *stat == Stat::of(meta) => out[i] = Some(*hash),
                     _ => todo.push(i),
@@ -142,6 +140,23 @@ impl Memo {
             .collect())
     }
 
+    /// The content hash of one file (absolute path and metadata), as
+    /// [`Memo::hash_files`] gives it.
+    pub fn hash_one(&self, path: &Path, meta: &Metadata) -> io::Result<[u8; 32]> {
+        match self.kept_hash(path, meta) {
+            Some(h) => Ok(h),
+            None => Ok(self.hash_files(&[(path, meta)])?[0]),
+        }
+    }
+
+    /// The hash kept for `path` by the state file, if its signature is `meta`'s.
+    fn kept_hash(&self, path: &Path, meta: &Metadata) -> Option<[u8; 32]> {
+        match self.kept.get(path.as_os_str()) {
+            Some((stat, hash)) if *stat == Stat::of(meta) => Some(*hash),
+            _ => None,
+        }
+    }
+
     /// Records a hash we already know (a file just restored from the cache).
     pub fn remember(&self, path: &Path, meta: &Metadata, hash: [u8; 32]) {
         let mut guard = self.entries.lock().expect("memo lock");
@@ -165,6 +180,11 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
 /// Lower-case hex of a hash.
 pub fn hex(h: &[u8; 32]) -> String {
     blake3::Hash::from_bytes(*h).to_hex().to_string()
+}
+
+/// Whether `hex` is the lower-case hex of `h` (nothing allocated).
+pub fn hex_is(h: &[u8; 32], hex: &str) -> bool {
+    blake3::Hash::from_bytes(*h).to_hex().as_str() == hex
 }
 
 #[cfg(test)]

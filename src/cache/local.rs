@@ -182,14 +182,21 @@ impl LocalStore {
             let meta = std::fs::symlink_metadata(self.entry_path(key)).ok()?;
             return Some((crate::hash::Stat::of(&meta), meta.modified().ok()?));
         };
-        let name = std::ffi::CString::new(format!("{key}.entry")).ok()?;
+        // `KEY.entry` and its NUL, on the stack (a key is 64 hex digits).
+        let mut name = [0u8; 128];
+        let len = key.len() + ".entry".len();
+        if len >= name.len() || key.as_bytes().contains(&0) {
+            return None;
+        }
+        name[..key.len()].copy_from_slice(key.as_bytes());
+        name[key.len()..len].copy_from_slice(b".entry");
         // SAFETY: a zeroed stat is a valid out-parameter for fstatat.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: a directory descriptor we own and a valid C name.
         let rc = unsafe {
             libc::fstatat(
                 fd.as_raw_fd(),
-                name.as_ptr(),
+                name.as_ptr().cast(),
                 &mut st,
                 libc::AT_SYMLINK_NOFOLLOW,
             )

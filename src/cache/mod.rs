@@ -102,10 +102,39 @@ pub struct Restored {
     pub written: (usize, u64),
 }
 
+/// A cache folder's state file, read before the cache is opened (while
+/// the project loads) without creating or changing anything; a warning
+/// about damage is said only if the cache is then opened with it.
+pub struct Preread {
+    dir: PathBuf,
+    state: state::State,
+    files: crate::hash::Kept,
+    damage: Option<Warning>,
+}
+
+impl Preread {
+    /// Reads the state file of the cache folder `dir` (none: empty).
+    pub fn read(dir: &Path) -> Preread {
+        let (state, files, damage) = state::State::read(&local::LocalStore::at(dir).state_path());
+        Preread {
+            dir: dir.to_path_buf(),
+            state,
+            files,
+            damage,
+        }
+    }
+}
+
 impl Cache {
     /// Opens the cache folder `dir` (creating it, unless the mode is
     /// `Disabled`), its salt and its stat memo.
     pub fn open(dir: &Path, mode: Mode) -> io::Result<Cache> {
+        Cache::open_with(dir, mode, None)
+    }
+
+    /// [`Cache::open`], taking the state file from `pre` when it was read
+    /// from this folder.
+    pub fn open_with(dir: &Path, mode: Mode, pre: Option<Preread>) -> io::Result<Cache> {
         let (local, memo, state, salt) = match mode {
             Mode::Disabled => (None, Memo::new(), None, [0; 32]),
             Mode::Normal | Mode::Force => {
@@ -114,7 +143,15 @@ impl Cache {
                     Some(s) => s,
                     None => local.salt()?,
                 };
-                let (state, files) = state::State::load(&local.state_path());
+                let (state, files) = match pre.filter(|p| p.dir == dir) {
+                    Some(p) => {
+                        if let Some(warning) = p.damage {
+                            warning.emit();
+                        }
+                        (p.state, p.files)
+                    }
+                    None => state::State::load(&local.state_path()),
+                };
                 (Some(local), Memo::with(files), Some(state), salt)
             }
         };
@@ -209,7 +246,12 @@ impl Cache {
     /// Like [`Cache::open`], but a cache that cannot be opened is a warning
     /// and a disabled cache: a broken cache never fails a run.
     pub fn open_or_uncached(dir: &Path, mode: Mode) -> Cache {
-        Cache::open(dir, mode).unwrap_or_else(|source| {
+        Cache::open_or_uncached_with(dir, mode, None)
+    }
+
+    /// [`Cache::open_or_uncached`], with the state file read ahead.
+    pub fn open_or_uncached_with(dir: &Path, mode: Mode, pre: Option<Preread>) -> Cache {
+        Cache::open_with(dir, mode, pre).unwrap_or_else(|source| {
             Warning::CacheUnavailable {
                 dir: dir.to_path_buf(),
                 source,
@@ -397,16 +439,14 @@ impl Cache {
     /// under it. A hit whose run is already recorded writes nothing.
     pub fn record_run(&self, instance: &str, key: &CacheKey, digest: &str) {
         let Some(local) = &self.local else { return };
-        let d = state::digest_bytes(digest);
-        let known = match (&self.state, d) {
-            (Some(state), Some(d)) => state.last_digest(instance) == Some(d),
+        // The run record (for `explain`) is written only when the key is
+        // not the one the instance last ran with.
+        let known = match (&self.state, state::digest_bytes(digest)) {
+            (Some(state), Some(d)) => state.ran(instance, d),
             _ => false,
         };
         if !known && let Err(e) = local.record_run(instance, &key.encode()) {
             tracing::debug!("could not record the run of {instance}: {e}");
-        }
-        if let (Some(state), Some(d)) = (&self.state, d) {
-            state.ran(instance, d);
         }
     }
 
@@ -432,12 +472,11 @@ impl Cache {
     fn known_hit(&self, instance: &str, digest: &str) -> Option<Entry> {
         let (state, local) = (self.state.as_ref()?, self.local.as_ref()?);
         let d = state::digest_bytes(digest)?;
-        let sig = state.entry_sig(instance, &d)?;
+        let (sig, entry) = state.entry(instance, &d, digest)?;
         let (now, modified) = local.entry_stat(digest)?;
         if now != sig {
             return None;
         }
-        let entry = state.entry(instance, &d, digest)?;
         let idle = modified.elapsed().unwrap_or_default();
         if idle > TOUCH_EVERY {
             local.touch(digest);

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::store::{Entry, OutputFile, Store};
 use crate::fileset::{Ignored, Patterns, rel_string};
-use crate::hash::{Memo, hex};
+use crate::hash::{Memo, hex, hex_is};
 
 /// Why a hit's outputs could not be put in place.
 #[derive(Debug, thiserror::Error)]
@@ -180,8 +180,8 @@ pub fn restore(
             && meta.is_file()
             && meta.len() == o.size
             && meta.permissions().mode() & 0o7777 == mode
-            && let Ok(h) = memo.hash_files(&[(&in_place, &meta)])
-            && hex(&h[0]) == o.hash
+            && let Ok(h) = memo.hash_one(&in_place, &meta)
+            && hex_is(&h, &o.hash)
         {
             continue;
         }

@@ -66,7 +66,9 @@ enum Record {
 pub struct Known {
     #[serde(with = "digest")]
     pub digest: [u8; 32],
-    pub entry: Option<KnownEntry>,
+    /// Boxed: the table of instances holds this inline, and is sized for
+    /// more instances than it holds.
+    pub entry: Option<Box<KnownEntry>>,
 }
 
 /// A stored entry as the state file keeps it: what a hit needs, and the
@@ -342,6 +344,8 @@ pub struct State {
     /// Entries met this run (read, or stored), by digest: what becomes
     /// known of an instance when its run is recorded.
     seen: Mutex<FxHashMap<[u8; 32], KnownEntry>>,
+    /// Whether `seen` was ever given anything.
+    met_any: std::sync::atomic::AtomicBool,
     /// Instances whose record is to be appended at the next save.
     pending: Mutex<Vec<String>>,
     /// What the file holds as far as this process knows, kept up to date
@@ -362,6 +366,22 @@ impl State {
     /// Loads the state file at `path` (a missing one is empty), and the
     /// stat memo it holds. Damage is said once, as a warning.
     pub fn load(path: &Path) -> (State, FxHashMap<OsString, (Stat, [u8; 32])>) {
+        let (state, files, damage) = State::read(path);
+        if let Some(warning) = damage {
+            warning.emit();
+        }
+        (state, files)
+    }
+
+    /// [`State::load`], giving back the warning about damage instead of
+    /// saying it (the file is read before it is known to be used).
+    pub fn read(
+        path: &Path,
+    ) -> (
+        State,
+        FxHashMap<OsString, (Stat, [u8; 32])>,
+        Option<crate::warning::Warning>,
+    ) {
         let bytes = match read_shared(path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -371,14 +391,15 @@ impl State {
             }
         };
         let parsed = parse(&bytes);
-        if let Some((offset, why)) = &parsed.damage {
-            crate::warning::Warning::StateDamaged {
-                path: path.to_path_buf(),
-                offset: *offset,
-                why: why.clone(),
-            }
-            .emit();
-        }
+        let damage =
+            parsed
+                .damage
+                .as_ref()
+                .map(|(offset, why)| crate::warning::Warning::StateDamaged {
+                    path: path.to_path_buf(),
+                    offset: *offset,
+                    why: why.clone(),
+                });
         let state = State {
             path: path.to_path_buf(),
             file: Mutex::new(FileCounts {
@@ -388,9 +409,10 @@ impl State {
             }),
             instances: Mutex::new(parsed.instances),
             seen: Mutex::default(),
+            met_any: Default::default(),
             pending: Mutex::default(),
         };
-        (state, parsed.files)
+        (state, parsed.files, damage)
     }
 
     /// What is known of `instance`'s last run.
@@ -402,56 +424,54 @@ impl State {
             .cloned()
     }
 
-    /// The signature of the entry file of `instance`'s last run, when
-    /// that run had key `digest` and its entry is known.
-    pub fn entry_sig(&self, instance: &str, digest: &[u8; 32]) -> Option<Stat> {
-        let instances = self.instances.lock().expect("state lock");
-        let k = instances.get(instance).filter(|k| k.digest == *digest)?;
-        Some(k.entry.as_ref()?.sig)
-    }
-
     /// The entry of `instance`'s last run (under key `key`, of digest
-    /// `digest`), when known.
-    pub fn entry(&self, instance: &str, digest: &[u8; 32], key: &str) -> Option<Entry> {
+    /// `digest`) with the signature its file had, when known.
+    pub fn entry(&self, instance: &str, digest: &[u8; 32], key: &str) -> Option<(Stat, Entry)> {
         let instances = self.instances.lock().expect("state lock");
-        let k = instances.get(instance).filter(|k| k.digest == *digest)?;
-        Some(k.entry.as_ref()?.entry(key, instance))
-    }
-
-    /// The key digest of `instance`'s last run, when known.
-    pub fn last_digest(&self, instance: &str) -> Option<[u8; 32]> {
-        self.instances
-            .lock()
-            .expect("state lock")
-            .get(instance)
-            .map(|k| k.digest)
+        let known = instances.get(instance).filter(|k| k.digest == *digest)?;
+        let entry = known.entry.as_ref()?;
+        Some((entry.sig, entry.entry(key, instance)))
     }
 
     /// Notes an entry met this run (read and checked, or just stored).
     pub fn seen(&self, digest: [u8; 32], entry: KnownEntry) {
         self.seen.lock().expect("state lock").insert(digest, entry);
+        self.met_any
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Records `instance`'s run with key `digest`, with the entry under
     /// that digest: the one met this run, else the one already known.
-    pub fn ran(&self, instance: &str, digest: [u8; 32]) {
+    /// Returns whether `digest` was already its last run's.
+    pub fn ran(&self, instance: &str, digest: [u8; 32]) -> bool {
         // A digest is one instance's (its name is in the key): what was met
-        // under it moves to the instance.
-        let met = self.seen.lock().expect("state lock").remove(&digest);
+        // under it moves to the instance. (A no-op meets nothing: no lock.)
+        let met = if self.met_any.load(std::sync::atomic::Ordering::Acquire) {
+            self.seen.lock().expect("state lock").remove(&digest)
+        } else {
+            None
+        };
         let mut instances = self.instances.lock().expect("state lock");
+        let again = instances.get(instance).is_some_and(|k| k.digest == digest);
         // The same key with nothing new met (a hit already recorded): keep it.
-        if instances
-            .get(instance)
-            .is_some_and(|k| k.digest == digest && (met.is_none() || k.entry == met))
-        {
-            return;
+        if instances.get(instance).is_some_and(|k| {
+            k.digest == digest && (met.is_none() || k.entry.as_deref() == met.as_ref())
+        }) {
+            return again;
         }
-        instances.insert(instance.to_owned(), Known { digest, entry: met });
+        instances.insert(
+            instance.to_owned(),
+            Known {
+                digest,
+                entry: met.map(Box::new),
+            },
+        );
         drop(instances);
         self.pending
             .lock()
             .expect("state lock")
             .push(instance.to_owned());
+        again
     }
 
     /// Sets what is known of `instance` (to be appended at the next save).

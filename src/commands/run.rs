@@ -2,7 +2,7 @@
 
 use super::start::{self, Selection};
 use crate::Context;
-use crate::cache::{Cache, Mode};
+use crate::cache::{Cache, Mode, Preread};
 use crate::cli::{ReportFormat, RunArgs};
 use crate::error::{EXIT_FAILED, EXIT_OK, Error, UsageError};
 use crate::exec::scheduler::{self, Options};
@@ -54,14 +54,14 @@ fn run_with(
         guardrail: true,
     };
     // Reading the cache's state file takes about as long as loading the
-    // project and building the graph: it goes alongside them, from where
-    // the cache usually is, when that folder is there already (a usage
-    // error must not make one). It is used if the project's settings leave
-    // the cache there. Both go on rayon's threads (one more busy thread
-    // would compete with them for the CPUs).
+    // project and building the graph: it is read alongside them, from where
+    // the cache usually is, without creating or changing anything there;
+    // it is used if the project's settings leave the cache there. Both go
+    // on rayon's threads (one more busy thread would compete with them for
+    // the CPUs).
     let usual = crate::config::load::usual_cache_dir(&ctx.load)
-        .filter(|dir| args.dry_run.is_none() && dir.is_dir());
-    let early: std::sync::OnceLock<(std::path::PathBuf, Cache)> = std::sync::OnceLock::new();
+        .filter(|dir| args.dry_run.is_none() && mode != Mode::Disabled && dir.is_dir());
+    let early: std::sync::OnceLock<Preread> = std::sync::OnceLock::new();
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let loaded = rayon::scope(|s| {
         if let Some(dir) = usual {
@@ -69,9 +69,8 @@ fn run_with(
             s.spawn(move |_| {
                 tracing::dispatcher::with_default(dispatch, || {
                     let t = std::time::Instant::now();
-                    let cache = Cache::open_or_uncached(&dir, mode);
-                    tracing::debug!("opened the cache in {:?}", t.elapsed());
-                    let _ = early.set((dir, cache));
+                    let _ = early.set(Preread::read(&dir));
+                    tracing::debug!("read the cache's state in {:?}", t.elapsed());
                 })
             });
         }
@@ -84,10 +83,9 @@ fn run_with(
     });
     let (project, graph) = loaded?;
     let dir = &project.settings.cache_dir;
-    let opened = early
-        .into_inner()
-        .filter(|(at, _)| at == dir)
-        .map(|(_, cache)| cache);
+    // A usage error must not make the cache folder: it is opened after.
+    let opened = (args.dry_run.is_none() && dir.is_dir())
+        .then(|| Cache::open_or_uncached_with(dir, mode, early.into_inner()));
     let jobs = start::jobs(&project, args.jobs)?;
     if args.strict || project.settings.strict {
         super::strict::check(&project, &graph)?;

@@ -220,29 +220,51 @@ fn watch<'scope>(
         unsafe { libc::killpg(pid, libc::SIGKILL) };
     }
     let (stdout, stderr) = (child.stdout, child.stderr);
+    // Once the leader has exited (not reaped, so its pid, the group id,
+    // cannot be reused while we kill what it left behind): the rest of its
+    // group is killed, and what it left outside its group (a setsid daemon)
+    // came back to hotpass, the subreaper, and is stopped as the task
+    // would be stopped.
+    let after_exit = || {
+        unsafe { libc::killpg(pid, libc::SIGKILL) };
+        let task = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "HOTPASS_TASK")
+            .map(|(_, v)| v.as_str());
+        if task.is_some() {
+            super::orphans::stop(task, ctl.stop_signal, ctl.stop_timeout);
+        }
+    };
+    // Untraced, this thread alone reads both pipes and learns of the
+    // leader's exit, from one `poll` (with a pidfd: Linux 5.3 and later).
+    let pidfd = match traced {
+        None => pidfd_open(pid),
+        Some(_) => None,
+    };
+    if let Some(pidfd) = pidfd {
+        stream_until_exit(
+            pid,
+            &pidfd,
+            [(stdout, Stream::Stdout), (stderr, Stream::Stderr)],
+            on_output,
+            after_exit,
+        );
+        let status = reap(pid);
+        ctl.pgid.store(0, Ordering::SeqCst);
+        return status;
+    }
     let leader_gone = std::sync::Arc::new(AtomicBool::new(false));
     let pumps = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)].map(|(reader, stream)| {
         let gone = leader_gone.clone();
         s.spawn(move || pump(reader, stream, on_output, &gone))
     });
-    // Wait for the leader to exit without reaping it, so its pid (the
-    // group id) cannot be reused while we kill what it left behind.
     match traced {
         // This thread is the task's tracer: it follows it until then.
         Some(recorder) => crate::audit::trace::follow(pid, recorder),
         None => wait_exited_no_reap(pid),
     }
-    unsafe { libc::killpg(pid, libc::SIGKILL) };
-    // What it left outside its group (a setsid daemon) came back to
-    // hotpass, the subreaper: stop it as the task would be stopped.
-    let task = spec
-        .env
-        .iter()
-        .find(|(k, _)| k == "HOTPASS_TASK")
-        .map(|(_, v)| v.as_str());
-    if task.is_some() {
-        super::orphans::stop(task, ctl.stop_signal, ctl.stop_timeout);
-    }
+    after_exit();
     leader_gone.store(true, Ordering::SeqCst);
     let status = reap(pid);
     for p in pumps {
@@ -250,6 +272,144 @@ fn watch<'scope>(
     }
     ctl.pgid.store(0, Ordering::SeqCst);
     status
+}
+
+/// A pidfd of `pid`, our child; `None` where the kernel has none.
+fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a descriptor the kernel just gave us, owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// One of a task's output pipes, read by [`stream_until_exit`].
+struct Pipe<R> {
+    reader: R,
+    stream: Stream,
+    /// A line begun and not yet ended.
+    line: Vec<u8>,
+    open: bool,
+}
+
+impl<R: Read> Pipe<R> {
+    /// Reads what is there and gives `on_output` each whole line.
+    fn read(&mut self, buf: &mut [u8], on_output: &(dyn Fn(Stream, &[u8]) + Sync)) {
+        match self.reader.read(buf) {
+            Ok(0) => self.close(on_output),
+            Ok(n) => {
+                let mut rest = &buf[..n];
+                while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+                    self.line.extend_from_slice(&rest[..=nl]);
+                    on_output(self.stream, &self.line);
+                    self.line.clear();
+                    rest = &rest[nl + 1..];
+                }
+                self.line.extend_from_slice(rest);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.close(on_output),
+        }
+    }
+
+    /// No more is read: what is left of a line is given as it is.
+    fn close(&mut self, on_output: &(dyn Fn(Stream, &[u8]) + Sync)) {
+        if self.open && !self.line.is_empty() {
+            on_output(self.stream, &self.line);
+        }
+        self.line.clear();
+        self.open = false;
+    }
+}
+
+/// Reads a task's two output pipes line by line into `on_output` and
+/// watches its leader through `pidfd`, all with one `poll`: when the leader
+/// exits, `after_exit` runs, and the pipes are read until end of file or
+/// for [`DRAIN_GRACE`] more (what the task left behind may hold them open).
+fn stream_until_exit<R: Read + AsRawFd>(
+    pid: i32,
+    pidfd: &std::os::fd::OwnedFd,
+    pipes: [(R, Stream); 2],
+    on_output: &(dyn Fn(Stream, &[u8]) + Sync),
+    after_exit: impl FnOnce(),
+) {
+    let mut pipes = pipes.map(|(reader, stream)| Pipe {
+        reader,
+        stream,
+        line: Vec::new(),
+        open: true,
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut after_exit = Some(after_exit);
+    let mut gone_at: Option<Instant> = None;
+    // Should the pidfd ever report an error instead, the leader is looked
+    // for every 100 ms instead.
+    let mut pidfd_failed = false;
+    loop {
+        let timeout = match gone_at {
+            None if pidfd_failed => 100,
+            None => -1,
+            Some(at) => {
+                let left = DRAIN_GRACE.saturating_sub(at.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                left.as_millis().max(1) as i32
+            }
+        };
+        // The pipes still open, then the leader while it runs.
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
+        let mut which: Vec<usize> = Vec::with_capacity(2);
+        for (i, p) in pipes.iter().enumerate().filter(|(_, p)| p.open) {
+            fds.push(libc::pollfd {
+                fd: p.reader.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            which.push(i);
+        }
+        if fds.is_empty() && gone_at.is_some() {
+            break;
+        }
+        let watching = gone_at.is_none() && !pidfd_failed;
+        if watching {
+            fds.push(libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: valid pollfds for descriptors we own.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if rc < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        for (fd, &i) in fds.iter().zip(&which) {
+            if fd.revents != 0 {
+                pipes[i].read(&mut buf, on_output);
+            }
+        }
+        let exited = match fds.last() {
+            Some(f) if watching && f.revents & libc::POLLIN != 0 => true,
+            Some(f) if watching && f.revents != 0 => {
+                pidfd_failed = true;
+                false
+            }
+            _ => gone_at.is_none() && pidfd_failed && has_exited(pid),
+        };
+        if exited {
+            if let Some(f) = after_exit.take() {
+                f();
+            }
+            gone_at = Some(Instant::now());
+        }
+    }
+    for p in &mut pipes {
+        p.close(on_output);
+    }
 }
 
 /// Waits for `pid` (already exited) and gives its status.
@@ -266,6 +426,23 @@ fn reap(pid: i32) -> io::Result<ExitStatus> {
             return Err(e);
         }
     }
+}
+
+/// Whether `pid` has exited (it is not reaped).
+fn has_exited(pid: i32) -> bool {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: asks about our own child, without waiting or reaping.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+        )
+    };
+    // SAFETY: si_pid is set when waitid found a child that exited.
+    rc == 0 && unsafe { info.si_pid() } == pid
 }
 
 fn wait_exited_no_reap(pid: i32) {

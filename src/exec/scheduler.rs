@@ -386,7 +386,8 @@ struct Scheduler<'a, 'r, P> {
     killed_hard: bool,
     dispatch: tracing::Dispatch,
     /// Each running service's state, by instance.
-    services: Vec<Option<ServiceRun>>,
+    /// Boxed: nearly every instance is not a service.
+    services: Vec<Option<Box<ServiceRun>>>,
     /// Where readiness probes report.
     probes: Option<mpsc::Sender<Event>>,
     /// The services started in this run (their states are in `services`).
@@ -644,12 +645,12 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             if !self.service_ids.contains(&id) {
                 self.service_ids.push(id);
             }
-            self.services[id.index()] = Some(ServiceRun {
+            self.services[id.index()] = Some(Box::new(ServiceRun {
                 ready_by: Instant::now() + service.ready_timeout,
                 ready: None,
                 stopping: false,
                 not_ready: false,
-            });
+            }));
             match &service.ready {
                 crate::config::Ready::Started => self.serving(id),
                 crate::config::Ready::Log(_) => {}

@@ -187,3 +187,52 @@ fn no_cache_leaves_the_parsed_project_alone() {
     p.run(&["run", "--no-cache"]).code(0);
     assert!(!kept.exists(), "--no-cache wrote the parsed project");
 }
+
+/// A run reads the state file of `cache/` while the project loads, before
+/// it knows where the settings put the cache: a project whose cache is
+/// elsewhere and which has a folder of its own named `cache` finds that
+/// folder untouched, and hears nothing about it.
+#[test]
+fn a_folder_named_cache_that_is_not_the_cache_is_left_alone() {
+    let p = Project::new(
+        "[settings]\ncache_dir = \".hotpass\"\n[tasks.t]\nrun = \"cp in.txt out.txt\"\ninputs = [\"in.txt\"]\noutputs = [\"out.txt\"]\n",
+    );
+    p.write("in.txt", "1\n");
+    p.write("cache/state", "the project's own data, not a state file\n");
+    p.write("cache/tmp/.hotpass-1-x", "a file of the project's\n");
+    for _ in 0..2 {
+        let r = p.run(&["run"]);
+        r.code(0);
+        assert!(!r.stderr.contains("state file"), "{}", r.stderr);
+    }
+    let mut names: Vec<String> = walk_names(&p.path("cache"));
+    names.sort();
+    assert_eq!(names, ["state", "tmp", "tmp/.hotpass-1-x"]);
+    assert_eq!(
+        p.read("cache/state"),
+        "the project's own data, not a state file\n"
+    );
+    assert!(
+        p.exists(".hotpass/state"),
+        "the cache is where the settings say"
+    );
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_all_cached(&s);
+}
+
+/// Every path under `dir`, relative to it.
+fn walk_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(
+                walk_names(&e.path())
+                    .into_iter()
+                    .map(|n| format!("{name}/{n}")),
+            );
+        }
+        out.push(name);
+    }
+    out
+}
