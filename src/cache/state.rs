@@ -34,7 +34,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::store::{Entry, OutputFile};
-use crate::hash::{Learned, Stat};
+use crate::hash::{Kept, Learned, Stat};
 
 /// The first bytes of the file; another version is rebuilt from scratch.
 const MAGIC: &[u8; 16] = b"hotpass state 3\n";
@@ -365,7 +365,7 @@ struct FileCounts {
 impl State {
     /// Loads the state file at `path` (a missing one is empty), and the
     /// stat memo it holds. Damage is said once, as a warning.
-    pub fn load(path: &Path) -> (State, FxHashMap<OsString, (Stat, [u8; 32])>) {
+    pub fn load(path: &Path) -> (State, Kept) {
         let (state, files, damage) = State::read(path);
         if let Some(warning) = damage {
             warning.emit();
@@ -375,13 +375,7 @@ impl State {
 
     /// [`State::load`], giving back the warning about damage instead of
     /// saying it (the file is read before it is known to be used).
-    pub fn read(
-        path: &Path,
-    ) -> (
-        State,
-        FxHashMap<OsString, (Stat, [u8; 32])>,
-        Option<crate::warning::Warning>,
-    ) {
+    pub fn read(path: &Path) -> (State, Kept, Option<crate::warning::Warning>) {
         let bytes = match read_shared(path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
