@@ -120,7 +120,7 @@ fn state_of(n: usize) -> tempfile::TempDir {
             &entry.instance,
             Known {
                 digest,
-                entry: KnownEntry::of(&entry, sig),
+                entry: KnownEntry::of(&entry, sig).map(Box::new),
             },
         );
         files.push((
