@@ -640,15 +640,20 @@ impl Store for LocalStore {
         let mut tmp = crate::atomic::temp_in(&self.dir.join("tmp"))?;
         let mut file = std::fs::File::open(src)?;
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])?;
+        // One buffer per thread, not one per file: most outputs are small.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
         }
+        BUF.with_borrow_mut(|buf| -> io::Result<()> {
+            loop {
+                let n = file.read(buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                hasher.update(&buf[..n]);
+                tmp.write_all(&buf[..n])?;
+            }
+        })?;
         if hasher.finalize().to_hex().as_str() != hash {
             return Err(io::Error::other(format!(
                 "{} changed while it was being stored",

@@ -64,15 +64,30 @@ fn c_string(c: &[u8]) -> io::Result<CString> {
     CString::new(c).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte"))
 }
 
-/// Where `sh` is, on the child's PATH (as `execvp` would look), else `/bin/sh`.
+/// Where `sh` is, on the child's PATH (as `execvp` would look), else
+/// `/bin/sh`. Looked up once per PATH a run meets, as a shell hashes the
+/// commands it found: every task starts one, and the lookup is a stat per
+/// folder of PATH.
 fn find_sh(vars: &[(OsString, OsString)]) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
+    static FOUND: std::sync::Mutex<Vec<(OsString, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let path = vars
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
-    std::env::split_paths(&path)
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, sh)) = found.iter().find(|(p, _)| *p == path) {
+        return sh.clone();
+    }
+    let sh = look_up_sh(&path);
+    found.push((path, sh.clone()));
+    sh
+}
+
+/// Where `sh` is on `path`, else `/bin/sh`.
+fn look_up_sh(path: &std::ffi::OsStr) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path)
         .map(|dir| dir.join("sh"))
         .find(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
