@@ -260,9 +260,19 @@ impl Patterns {
                 kept.push(r);
             }
         }
+        // Most tasks name their inputs exactly: no glob set to build then.
+        let any_exclude = patterns.iter().any(|p| p.as_ref().starts_with('!'));
         Ok(Patterns {
-            include: include.build().map_err(|e| (String::new(), e))?,
-            exclude: exclude.build().map_err(|e| (String::new(), e))?,
+            include: if include_at.is_empty() {
+                GlobSet::empty()
+            } else {
+                include.build().map_err(|e| (String::new(), e))?
+            },
+            exclude: if any_exclude {
+                exclude.build().map_err(|e| (String::new(), e))?
+            } else {
+                GlobSet::empty()
+            },
             exact,
             roots: kept,
             include_at,

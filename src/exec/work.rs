@@ -526,13 +526,6 @@ impl Runner for CachedRunner<'_> {
         let inst = self.graph.get(id);
         let task = self.project.task(inst.task);
         let mut spans = Vec::new();
-        let dep_keys: BTreeMap<String, String> = deps
-            .iter()
-            .filter_map(|(d, o)| {
-                let key = o.key.as_deref()?;
-                Some((self.graph.get(*d).name.clone(), dep_key_tag(key).to_owned()))
-            })
-            .collect();
         let ahead = self.ahead.lock().expect("keys ahead").remove(&id);
         let key = match ahead {
             Some((key, mut hashing)) => {
@@ -565,6 +558,14 @@ impl Runner for CachedRunner<'_> {
             Decision::Run(reason) => reason,
         };
         tracing::info!("{}: runs ({reason})", inst.name);
+        // Stored with its entry, should it succeed.
+        let dep_keys: BTreeMap<String, String> = deps
+            .iter()
+            .filter_map(|(d, o)| {
+                let key = o.key.as_deref()?;
+                Some((self.graph.get(*d).name.clone(), dep_key_tag(key).to_owned()))
+            })
+            .collect();
         Check::Run(Prepared {
             key,
             reason,
