@@ -428,39 +428,36 @@ fn reap(pid: i32) -> io::Result<ExitStatus> {
     }
 }
 
-/// Whether `pid` has exited (it is not reaped).
-fn has_exited(pid: i32) -> bool {
+/// `waitid` for `pid` to have exited, not reaping it (`WNOWAIT`), with
+/// `flags` besides (`WNOHANG`: without waiting): whether it has.
+fn waitid_exited(pid: i32, flags: libc::c_int) -> io::Result<bool> {
     // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: asks about our own child, without waiting or reaping.
+    // SAFETY: asks about our own child, without reaping it.
     let rc = unsafe {
         libc::waitid(
             libc::P_PID,
             pid as libc::id_t,
             &mut info,
-            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            libc::WEXITED | libc::WNOWAIT | flags,
         )
     };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: si_pid is set when waitid found a child that exited.
-    rc == 0 && unsafe { info.si_pid() } == pid
+    Ok(unsafe { info.si_pid() } == pid)
 }
 
+/// Whether `pid` has exited (it is not reaped).
+fn has_exited(pid: i32) -> bool {
+    waitid_exited(pid, libc::WNOHANG).unwrap_or(false)
+}
+
+/// Waits for `pid` to exit, without reaping it.
 fn wait_exited_no_reap(pid: i32) {
-    loop {
-        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 {
-            return;
-        }
-        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+    while let Err(e) = waitid_exited(pid, 0) {
+        if e.kind() != io::ErrorKind::Interrupted {
             return;
         }
     }
@@ -525,5 +522,32 @@ fn pump(
     }
     if !line.is_empty() {
         on_output(stream, &line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The leader is watched without being reaped: `has_exited` answers
+    /// without waiting, `wait_exited_no_reap` waits, and the exit status is
+    /// still there for `reap` after both.
+    #[test]
+    fn an_exit_is_seen_without_reaping() {
+        let (read, write) = std::io::pipe().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read line; exit 3"])
+            .stdin(read)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        assert!(!has_exited(pid), "it waits for its line");
+        drop(write);
+        wait_exited_no_reap(pid);
+        assert!(has_exited(pid));
+        assert!(has_exited(pid), "asking again reaps nothing");
+        assert_eq!(reap(pid).unwrap().code(), Some(3));
+        // std never reaped it: its own wait finds nothing to reap.
+        assert!(child.try_wait().is_err());
     }
 }
