@@ -99,12 +99,22 @@ pub fn load_fresh(opts: &LoadOptions) -> Result<Project, ConfigErrors> {
 /// without reading the config: a run starts reading the cache's state
 /// there while the project loads. `None` when there is no config file.
 pub fn usual_cache_dir(opts: &LoadOptions) -> Option<PathBuf> {
-    if let Some(dir) = &opts.cache_dir_env {
-        return Some(opts.cwd.join(dir));
+    if opts.cache_dir_env.is_some() {
+        return Some(default_cache_dir(opts, Path::new("")));
     }
     let path = find_config(opts).ok()?;
     let path = path.canonicalize().unwrap_or(path);
-    Some(path.parent()?.join("cache"))
+    Some(default_cache_dir(opts, path.parent()?))
+}
+
+/// The cache folder of the project at `root` when `settings.cache_dir`
+/// does not name one: `HOTPASS_CACHE_DIR` (from the working folder), else
+/// `cache` in the root.
+pub(super) fn default_cache_dir(opts: &LoadOptions, root: &Path) -> PathBuf {
+    match &opts.cache_dir_env {
+        Some(dir) => opts.cwd.join(dir),
+        None => root.join("cache"),
+    }
 }
 
 fn load_with(opts: &LoadOptions, keep: bool) -> Result<Project, ConfigErrors> {

@@ -76,10 +76,7 @@ fn stamp(opts: &LoadOptions, files: &[PathBuf]) -> Option<Stamp> {
 
 /// Where the saved project of the config at `config` (root `root`) lives.
 fn location(opts: &LoadOptions, root: &Path) -> PathBuf {
-    match &opts.cache_dir_env {
-        Some(dir) => opts.cwd.join(dir).join(FILE),
-        None => root.join("cache").join(FILE),
-    }
+    super::load::default_cache_dir(opts, root).join(FILE)
 }
 
 /// The saved project for the config file `config`, if everything it was

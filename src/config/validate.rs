@@ -162,9 +162,8 @@ fn settings(
 ) -> Settings {
     let raw = raw.map(Spanned::into_inner).unwrap_or_default();
     let cache_dir = match (&opts.cache_dir_env, &raw.cache_dir) {
-        (Some(env), _) => opts.cwd.join(env),
         (None, Some(dir)) => root.join(dir.get_ref()),
-        (None, None) => root.join("cache"),
+        _ => super::load::default_cache_dir(opts, root),
     };
     let include = raw
         .include
