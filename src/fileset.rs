@@ -15,16 +15,29 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::warning::Warning;
 
+/// The folder [`lstat`] looks up relative paths from: the process's
+/// working folder as the current run read it (see [`set_working_folder`]).
+static WORKING_FOLDER: std::sync::atomic::AtomicPtr<PathBuf> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Tells [`lstat`] the process's working folder, as read at the start of a
+/// run (`getcwd`: physical). Each call keeps a few bytes for the rest of
+/// the process: a lookup on another thread may still be reading the last.
+pub fn set_working_folder(cwd: &Path) {
+    let new = Box::into_raw(Box::new(cwd.to_path_buf()));
+    WORKING_FOLDER.store(new, std::sync::atomic::Ordering::Release);
+}
+
 /// The metadata of `path` itself (a symlink is not followed), looked up
 /// by its path relative to the working folder when it is under it: the
 /// kernel then walks two or three names instead of the whole absolute path,
-/// and a no-op looks up every input and output this way. The working folder
-/// is read once: hotpass never changes it.
+/// and a no-op looks up every input and output this way. Before a run has
+/// said what its working folder is, the whole path is used.
 pub fn lstat(path: &Path) -> io::Result<Metadata> {
     use std::os::unix::ffi::OsStrExt;
-    static CWD: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    let cwd = CWD.get_or_init(|| std::env::current_dir().ok());
-    if let Some(cwd) = cwd {
+    let cwd = WORKING_FOLDER.load(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: a pointer `set_working_folder` leaked, never freed, or null.
+    if let Some(cwd) = unsafe { cwd.as_ref() } {
         let (p, c) = (path.as_os_str().as_bytes(), cwd.as_os_str().as_bytes());
         // Under `cwd` as bytes: what follows resolves from the working
         // folder exactly as the whole path does (`cwd` is physical, so even
@@ -218,9 +231,11 @@ impl Patterns {
         let mut exact = Vec::new();
         let mut roots: Vec<String> = Vec::new();
         let (mut include_at, mut exact_at) = (Vec::new(), Vec::new());
+        let mut any_exclude = false;
         for (at, raw) in patterns.iter().enumerate() {
             let raw = raw.as_ref();
             if let Some(neg) = raw.strip_prefix('!') {
+                any_exclude = true;
                 let p = normalise(neg);
                 let g = glob(p).map_err(|e| (raw.to_owned(), e))?;
                 exclude.add(g);
@@ -261,7 +276,6 @@ impl Patterns {
             }
         }
         // Most tasks name their inputs exactly: no glob set to build then.
-        let any_exclude = patterns.iter().any(|p| p.as_ref().starts_with('!'));
         Ok(Patterns {
             include: if include_at.is_empty() {
                 GlobSet::empty()
@@ -559,6 +573,30 @@ mod tests {
 
     fn rels(files: Vec<FoundFile>) -> Vec<String> {
         files.into_iter().map(|f| f.rel).collect()
+    }
+
+    /// A path under the working folder is the same file looked up either
+    /// way; one elsewhere, or the folder itself, is looked up whole.
+    #[test]
+    fn lstat_relative_to_the_working_folder_finds_the_same_files() {
+        use std::os::unix::fs::MetadataExt;
+        let cwd = std::env::current_dir().unwrap();
+        set_working_folder(&cwd);
+        let t = tempfile::tempdir().unwrap();
+        touch(t.path(), "f");
+        for path in [
+            cwd.join("Cargo.toml"),
+            cwd.join("src/../Cargo.toml"),
+            t.path().join("f"),
+            cwd.clone(),
+        ] {
+            let (a, b) = (
+                lstat(&path).unwrap(),
+                std::fs::symlink_metadata(&path).unwrap(),
+            );
+            assert_eq!((a.ino(), a.len()), (b.ino(), b.len()), "{}", path.display());
+        }
+        assert!(lstat(&cwd.join("no such file")).is_err());
     }
 
     #[test]

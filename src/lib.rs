@@ -119,6 +119,7 @@ where
             .into(),
     };
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    fileset::set_working_folder(&cwd);
     let ctx = Context {
         cwd: cwd.clone(),
         color,
