@@ -580,7 +580,13 @@ fn read_shared(path: &Path) -> io::Result<Vec<u8>> {
         tracing::debug!("cannot lock the state file to read it: {e}");
     }
     let mut bytes = Vec::with_capacity(f.metadata().map_or(0, |m| m.len() as usize));
-    f.read_to_end(&mut bytes)?;
+    // A file that does not begin as a state file is not read further (it
+    // may be big: a run reads `cache/state` before it knows that `cache`
+    // is the cache).
+    (&mut f).take(MAGIC.len() as u64).read_to_end(&mut bytes)?;
+    if bytes.as_slice() == MAGIC {
+        f.read_to_end(&mut bytes)?;
+    }
     Ok(bytes)
 }
 
@@ -706,6 +712,18 @@ mod tests {
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&path, &huge).unwrap();
         assert!(parse(&huge).damage.is_some());
+    }
+
+    /// A file that is not a state file is read no further than its first
+    /// bytes, however big it is.
+    #[test]
+    fn a_foreign_file_is_not_read_whole() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("state");
+        std::fs::write(&path, vec![b'x'; 1 << 20]).unwrap();
+        assert_eq!(read_shared(&path).unwrap().len(), MAGIC.len());
+        let (s, files, damage) = State::read(&path);
+        assert!(files.is_empty() && s.known("a").is_none() && damage.is_none());
     }
 
     #[test]
