@@ -64,7 +64,12 @@ impl CacheKey {
         BUF.with_borrow_mut(|buf| {
             buf.clear();
             serde_json::to_writer(&mut *buf, self).expect("key serialises");
-            blake3::hash(buf).to_hex().to_string()
+            let digest = blake3::hash(buf).to_hex().to_string();
+            // A key of many thousand files is not kept for the thread's life.
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            digest
         })
     }
 

@@ -326,6 +326,9 @@ impl<R: Read> Pipe<R> {
 /// watches its leader through `pidfd`, all with one `poll`: when the leader
 /// exits, `after_exit` runs, and the pipes are read until end of file or
 /// for [`DRAIN_GRACE`] more (what the task left behind may hold them open).
+/// While `after_exit` stops the task's orphans, nothing is read: an orphan
+/// that writes more than a pipe holds as it stops waits for its SIGKILL,
+/// after the stop timeout (the reading threads of the traced path read on).
 fn stream_until_exit<R: Read + AsRawFd>(
     pid: i32,
     pidfd: &std::os::fd::OwnedFd,

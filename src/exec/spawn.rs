@@ -65,9 +65,9 @@ fn c_string(c: &[u8]) -> io::Result<CString> {
 }
 
 /// Where `sh` is, on the child's PATH (as `execvp` would look), else
-/// `/bin/sh`. Looked up once per PATH a run meets, as a shell hashes the
-/// commands it found: every task starts one, and the lookup is a stat per
-/// folder of PATH.
+/// `/bin/sh`. Looked up once per PATH the process meets (a whole `watch`
+/// session included), as a shell hashes the commands it found: every task
+/// starts one, and the lookup is a stat per folder of PATH.
 fn find_sh(vars: &[(OsString, OsString)]) -> PathBuf {
     static FOUND: std::sync::Mutex<Vec<(OsString, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let path = vars
