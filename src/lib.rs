@@ -110,6 +110,10 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr piped into `head`, now
+        // closed) is dropped: the layer's own complaint about it would go
+        // to the same closed stderr, and `eprintln!` panics there.
+        .log_internal_errors(false)
         .with_target(false);
     let dispatch: tracing::Dispatch = match cli.global.log_format {
         LogFormat::Json => builder.json().into(),
@@ -178,5 +182,7 @@ pub(crate) fn report_error(err: &Error, color: bool) {
     if handler.render_report(&mut out, err).is_err() {
         out = format!("error: {err}\n");
     }
-    eprint!("{out}");
+    // Not `eprint!`: it panics when stderr is closed, and the exit code
+    // must stay the error's.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), out.as_bytes());
 }

@@ -269,7 +269,10 @@ fn reload(ctx: &Context, args: &WatchArgs, watches: &mut Watches) -> Option<Load
                 true,
             );
             crate::report_error(&e, ctx.color);
-            eprintln!("hotpass: watching the configuration for a fix");
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("hotpass: watching the configuration for a fix\n"),
+            );
             None
         }
     }

@@ -249,7 +249,18 @@ pub fn run_with<R: Runner>(
     let signal_handle = signals.as_ref().map(|s| s.handle());
     let (job_tx, job_rx) = mpsc::channel();
     let job_rx = Mutex::new(job_rx);
+    /// Ends the signal thread when the scope ends, however it ends: a
+    /// panic in the loop below must not leave the scope waiting for it.
+    struct CloseSignals(Option<signal_hook::iterator::Handle>);
+    impl Drop for CloseSignals {
+        fn drop(&mut self) {
+            if let Some(h) = &self.0 {
+                h.close();
+            }
+        }
+    }
     std::thread::scope(|scope| {
+        let _close = CloseSignals(signal_handle);
         if let Some(mut signals) = signals {
             let tx = tx.clone();
             scope.spawn(move || {
@@ -263,9 +274,6 @@ pub fn run_with<R: Runner>(
         let mut pool = Pool::new(scope, runner, job_tx, &job_rx, tx.clone(), s.jobs);
         s.work(runner, &mut pool, &rx);
         pool.close();
-        if let Some(h) = &signal_handle {
-            h.close();
-        }
     });
     // Nothing a task started outlives the run.
     super::orphans::stop(

@@ -509,3 +509,32 @@ fn tasks_start_with_default_signals_and_their_own_group() {
         "the shell leads its own group"
     );
 }
+
+/// Output piped into a reader that has gone (`hotpass run -vv 2>&1 | head
+/// -1`): the run still ends, with its own exit code, its work done; a
+/// config error still exits 2. Before, a log line that could not be written
+/// panicked, and the run then waited forever for its signal thread.
+#[test]
+fn closed_stdout_and_stderr_neither_crash_nor_hang() {
+    let mut config = String::new();
+    for i in 0..40 {
+        config.push_str(&format!(
+            "[tasks.t{i}]\nrun = \"echo {i} > out{i}.txt\"\noutputs = [\"out{i}.txt\"]\n"
+        ));
+    }
+    let p = Project::new(&config);
+    let closed = |args: &[&str]| {
+        let mut child = p.spawn(args);
+        let inner = child.0.as_mut().unwrap();
+        drop(inner.stdout.take());
+        drop(inner.stderr.take());
+        child.wait_code(Duration::from_secs(60))
+    };
+    // Twice: the first run starts every task, the second checks 40 hits.
+    for round in 0..2 {
+        assert_eq!(closed(&["run", "-vv"]), Some(0), "round {round}");
+    }
+    assert_eq!(p.read("out39.txt").trim(), "39");
+    p.write("hotpass.toml", "[tasks.a\nrun = 1\n");
+    assert_eq!(closed(&["run", "-vv"]), Some(2));
+}
