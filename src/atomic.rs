@@ -78,8 +78,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = temp_in(dir)?;
+    // The folder is made only when the file cannot be: most writes go to a
+    // folder that is there, and asking first is two system calls each.
+    let mut tmp = match temp_in(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            temp_in(dir)?
+        }
+        other => other?,
+    };
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

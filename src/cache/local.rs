@@ -5,7 +5,8 @@
 //!   .gitignore        `*`, so the folder never ends up in version control
 //!   entries/KEY.entry a checksum line, then the entry as JSON
 //!   blobs/xx/HASH     content-addressed outputs and captured logs
-//!   runs/H.json       each instance's last recorded key (for explain and reasons)
+//!   runs.log          each instance's last recorded key (for explain and
+//!                     reasons; see `runs.rs`)
 //!   state             what a no-op reads: the stat memo and each instance's
 //!                     last key and entry (see `state.rs`)
 //!   salt              the salt for `$NAME` digests
@@ -32,7 +33,9 @@ pub struct LocalStore {
     dir: PathBuf,
     entries: PathBuf,
     blobs: PathBuf,
-    runs: PathBuf,
+    runs: std::sync::Arc<super::runs::RunLog>,
+    /// Whether the `runs/` folder of older versions is there (looked once).
+    old_runs: std::sync::Arc<std::sync::OnceLock<bool>>,
     /// `entries/`, opened once: a hit stats its entry relative to it,
     /// sparing the kernel the walk of the whole path every time.
     entries_fd: std::sync::Arc<std::sync::OnceLock<Option<std::os::fd::OwnedFd>>>,
@@ -118,7 +121,7 @@ pub fn now_unix() -> u64 {
 impl LocalStore {
     /// Opens (creating if needed) the cache folder, with a `.gitignore` of `*`.
     pub fn open(dir: &Path) -> io::Result<LocalStore> {
-        for sub in ["entries", "blobs", "runs", "tmp"] {
+        for sub in ["entries", "blobs", "tmp"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         let gi = dir.join(".gitignore");
@@ -136,7 +139,8 @@ impl LocalStore {
             dir: dir.to_path_buf(),
             entries: dir.join("entries"),
             blobs: dir.join("blobs"),
-            runs: dir.join("runs"),
+            runs: std::sync::Arc::new(super::runs::RunLog::at(&dir.join("runs.log"))),
+            old_runs: Default::default(),
             entries_fd: Default::default(),
         }
     }
@@ -155,9 +159,10 @@ impl LocalStore {
         child(&self.blobs, &[prefix, hash])
     }
 
-    fn run_path(&self, instance: &str) -> PathBuf {
+    /// Where versions before the run log kept `instance`'s last key.
+    fn old_run_path(&self, instance: &str) -> PathBuf {
         let h = blake3::hash(instance.as_bytes()).to_hex();
-        child(&self.runs, &[&h[..32], ".json"])
+        child(&self.dir, &["runs", &h[..32], ".json"])
     }
 
     /// Where the state file lives.
@@ -277,22 +282,27 @@ impl LocalStore {
         write_atomic(&child(&self.dir, &["remote", name]), bytes)
     }
 
-    /// Records the key of an instance's latest run, for `explain` and reasons.
+    /// Records the key of an instance's latest run, for `explain` and
+    /// reasons: in the run log, saved by [`LocalStore::save_runs`].
     pub fn record_run(&self, instance: &str, encoded_key: &[u8]) -> io::Result<()> {
-        let mut record = Vec::with_capacity(instance.len() + 1 + encoded_key.len());
-        record.extend_from_slice(instance.as_bytes());
-        record.push(b'\n');
-        record.extend_from_slice(encoded_key);
-        let path = self.run_path(instance);
-        if std::fs::read(&path).is_ok_and(|old| old == record) {
-            return Ok(()); // unchanged: spare the write
-        }
-        write_atomic(&path, &record)
+        self.runs.record(instance, encoded_key)
     }
 
-    /// The key of an instance's last recorded run.
+    /// Appends the runs recorded since the last save to the run log.
+    pub fn save_runs(&self) -> io::Result<()> {
+        self.runs.save()
+    }
+
+    /// The key of an instance's last recorded run: from the run log, else
+    /// from the file an older version kept for it (until `cache gc`).
     pub fn last_run(&self, instance: &str) -> Option<CacheKey> {
-        let bytes = std::fs::read(self.run_path(instance)).ok()?;
+        if let Some(bytes) = self.runs.last(instance) {
+            return CacheKey::decode(&bytes);
+        }
+        if !*self.old_runs.get_or_init(|| self.dir.join("runs").is_dir()) {
+            return None;
+        }
+        let bytes = std::fs::read(self.old_run_path(instance)).ok()?;
         let nl = bytes.iter().position(|b| *b == b'\n')?;
         (&bytes[..nl] == instance.as_bytes()).then(|| CacheKey::decode(&bytes[nl + 1..]))?
     }
@@ -522,6 +532,9 @@ impl LocalStore {
                 out.blobs += 1;
             }
         }
+        // The last keys older versions kept a file each for: the run log
+        // has them since.
+        let _ = std::fs::remove_dir_all(self.dir.join("runs"));
         for (p, m) in files_under(&self.dir.join("tmp")) {
             let age = now
                 .duration_since(m.modified().unwrap_or(now))
@@ -636,7 +649,6 @@ impl Store for LocalStore {
         if dest.exists() {
             return Ok(());
         }
-        std::fs::create_dir_all(dest.parent().expect("blob parent"))?;
         let mut tmp = crate::atomic::temp_in(&self.dir.join("tmp"))?;
         let mut file = std::fs::File::open(src)?;
         let mut hasher = blake3::Hasher::new();
@@ -660,7 +672,17 @@ impl Store for LocalStore {
                 src.display()
             )));
         }
-        tmp.persist(&dest).map_err(|e| e.error)?;
+        // The blob's folder (one of 256) is made when the rename finds it
+        // missing, not asked after for every blob.
+        match tmp.persist(&dest) {
+            Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dest.parent().expect("blob parent"))?;
+                e.file.persist(&dest).map_err(|e| e.error)?;
+            }
+            other => {
+                other.map_err(|e| e.error)?;
+            }
+        }
         Ok(())
     }
 
@@ -706,8 +728,8 @@ mod tests {
         let s = LocalStore::at(Path::new("/c"));
         assert_eq!(s.entry_path("k"), Path::new("/c/entries/k.entry"));
         assert_eq!(s.blob_path("abcd"), Path::new("/c/blobs/ab/abcd"));
-        assert!(s.run_path("t").starts_with("/c/runs"));
-        assert_eq!(s.run_path("t").extension().unwrap(), "json");
+        assert!(s.old_run_path("t").starts_with("/c/runs"));
+        assert_eq!(s.old_run_path("t").extension().unwrap(), "json");
     }
 
     fn entry(key: &str, log: Option<String>) -> Entry {
@@ -817,7 +839,28 @@ mod tests {
         assert!(store.last_run("a").is_none());
         let key = crate::cache::key::tests::key();
         store.record_run("a", &key.encode()).unwrap();
-        assert_eq!(store.last_run("a"), Some(key));
+        assert_eq!(store.last_run("a"), Some(key.clone()));
         assert!(store.last_run("b").is_none());
+        store.save_runs().unwrap();
+        assert_eq!(LocalStore::at(t.path()).last_run("a"), Some(key.clone()));
+    }
+
+    #[test]
+    fn a_last_key_an_older_version_kept_is_read_until_gc() {
+        let t = tempfile::tempdir().unwrap();
+        let key = crate::cache::key::tests::key();
+        let store = LocalStore::open(t.path()).unwrap();
+        let mut old = b"a\n".to_vec();
+        old.extend_from_slice(&key.encode());
+        write_atomic(&store.old_run_path("a"), &old).unwrap();
+        write_atomic(&store.old_run_path("b"), &old).unwrap();
+        assert_eq!(store.last_run("a"), Some(key));
+        assert!(
+            store.last_run("b").is_none(),
+            "a record of another instance"
+        );
+        store.gc(None, None).unwrap();
+        assert!(!t.path().join("runs").exists());
+        assert!(LocalStore::at(t.path()).last_run("a").is_none());
     }
 }

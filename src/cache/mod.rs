@@ -12,6 +12,8 @@ pub mod outputs;
 pub mod policy;
 /// The remote cache: a shared store reached through OpenDAL.
 pub mod remote;
+/// The run log: each instance's last recorded key, for reasons and explain.
+pub mod runs;
 /// The state file: the stat memo and each instance's last key and entry.
 pub mod state;
 /// The storage trait, entries and blobs.
@@ -497,6 +499,9 @@ impl Cache {
             r.flush();
         }
         let Some(local) = &self.local else { return };
+        if let Err(e) = local.save_runs() {
+            tracing::debug!("could not save the run log: {e}");
+        }
         if let Some(state) = &self.state
             && let Err(e) = state.save(self.memo.learned())
         {

@@ -303,7 +303,8 @@ fn frame(bytes: &[u8], mut apply: impl FnMut(Record)) -> Result<(usize, usize), 
     Ok((count, len + FRAME_OVERHEAD))
 }
 
-fn check(body: &[u8]) -> [u8; 8] {
+/// The check a frame ends with: the first 8 bytes of its body's blake3.
+pub(super) fn check(body: &[u8]) -> [u8; 8] {
     blake3::hash(body).as_bytes()[..8]
         .try_into()
         .expect("8 bytes")
@@ -376,7 +377,7 @@ impl State {
     /// [`State::load`], giving back the warning about damage instead of
     /// saying it (the file is read before it is known to be used).
     pub fn read(path: &Path) -> (State, Kept, Option<crate::warning::Warning>) {
-        let bytes = match read_shared(path) {
+        let bytes = match read_shared(path, MAGIC) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => {
@@ -573,8 +574,9 @@ impl State {
 }
 
 /// The whole file, read under a shared lock (so never half a record that
-/// another process is appending).
-fn read_shared(path: &Path) -> io::Result<Vec<u8>> {
+/// another process is appending); only its first bytes when they are not
+/// `magic`.
+pub(super) fn read_shared(path: &Path, magic: &[u8]) -> io::Result<Vec<u8>> {
     let mut f = std::fs::File::open(path)?;
     if let Err(e) = lock(&f, libc::LOCK_SH) {
         tracing::debug!("cannot lock the state file to read it: {e}");
@@ -583,8 +585,8 @@ fn read_shared(path: &Path) -> io::Result<Vec<u8>> {
     // A file that does not begin as a state file is not read further (it
     // may be big: a run reads `cache/state` before it knows that `cache`
     // is the cache).
-    (&mut f).take(MAGIC.len() as u64).read_to_end(&mut bytes)?;
-    if bytes.as_slice() == MAGIC {
+    (&mut f).take(magic.len() as u64).read_to_end(&mut bytes)?;
+    if bytes.as_slice() == magic {
         f.read_to_end(&mut bytes)?;
     }
     Ok(bytes)
@@ -593,7 +595,7 @@ fn read_shared(path: &Path) -> io::Result<Vec<u8>> {
 /// The file opened to append, locked exclusively: the one at `path` now
 /// (another process may have compacted it, renaming a new file over the
 /// one this process opened first).
-fn open_exclusive(path: &Path) -> io::Result<std::fs::File> {
+pub(super) fn open_exclusive(path: &Path) -> io::Result<std::fs::File> {
     loop {
         let f = std::fs::File::options()
             .read(true)
@@ -721,7 +723,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("state");
         std::fs::write(&path, vec![b'x'; 1 << 20]).unwrap();
-        assert_eq!(read_shared(&path).unwrap().len(), MAGIC.len());
+        assert_eq!(read_shared(&path, MAGIC).unwrap().len(), MAGIC.len());
         let (s, files, damage) = State::read(&path);
         assert!(files.is_empty() && s.known("a").is_none() && damage.is_none());
     }
