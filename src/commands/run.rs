@@ -190,7 +190,13 @@ fn run_with(
     } else {
         EXIT_OK
     };
-    let mut summary = Summary::new(&project, &graph, &result, code);
+    // `-q` prints the counts alone: the per-instance lists are built only
+    // when something shows or writes them.
+    let mut summary = if ctx.quiet && args.summary.is_none() {
+        Summary::counts_only(&graph, &result, code)
+    } else {
+        Summary::new(&project, &graph, &result, code)
+    };
     summary.remote_cache = runner.remote_report();
     if ctx.quiet {
         out(summary.counts_line().as_bytes());

@@ -577,14 +577,20 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         runner.prepare(&inputs, dispatch);
         let check = |(id, deps): &(InstanceId, Vec<(InstanceId, &Outcome)>)| {
             let began = Instant::now();
-            // Rayon's threads log through the caller's subscriber too.
-            let c = tracing::dispatcher::with_default(dispatch, || runner.check(*id, deps));
-            (*id, began, c)
+            (*id, began, runner.check(*id, deps))
         };
         if inputs.len() > 1 {
-            inputs.par_iter().map(check).collect()
+            // Rayon's threads log through the caller's subscriber too: set
+            // once for each piece of the batch a thread takes, not per check.
+            inputs
+                .par_iter()
+                .map_init(
+                    || tracing::dispatcher::set_default(dispatch),
+                    |_, i| check(i),
+                )
+                .collect()
         } else {
-            inputs.iter().map(check).collect()
+            tracing::dispatcher::with_default(dispatch, || inputs.iter().map(check).collect())
         }
     }
 
