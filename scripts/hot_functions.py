@@ -13,9 +13,14 @@ process runs, over three runs of generated projects: a 1,000-task no-op, a
 cold run of a small layered graph, and a run after one edit (with the
 terminal report). Names are the binary's own symbols; a name that a later
 build no longer has is skipped by the linker, so an old list costs only
-memory, never correctness. Run it again after large changes:
+memory, never correctness. Run it again after large changes, on a release
+build of the sources as they will be committed (formatted: a moved line
+changes the names LLVM gives its local functions, and `cargo bench`
+replaces target/release/hotpass with a build of its own profile), then
+build again and check that every name is found:
 
     cargo build --release && python3 scripts/hot_functions.py
+    cargo build --release && python3 scripts/hot_functions.py --check
 """
 
 import os
@@ -52,7 +57,23 @@ def names_in_order(path):
     return order
 
 
+def check():
+    """How many listed names the binary lacks (each one's function is
+    placed wherever the linker puts it)."""
+    nm = subprocess.run(["nm", "--defined-only", HOTPASS], capture_output=True, text=True, check=True)
+    symbols = {parts[2] for parts in (l.split() for l in nm.stdout.splitlines()) if len(parts) == 3}
+    with open(OUT) as f:
+        listed = [l.strip() for l in f if l.strip()]
+    missing = [n for n in listed if n not in symbols]
+    print(f"{len(listed) - len(missing)} of {len(listed)} listed functions are in {os.path.relpath(HOTPASS, ROOT)}")
+    for n in missing[:10]:
+        print(f"  missing: {n}")
+    sys.exit(1 if missing else 0)
+
+
 def main():
+    if sys.argv[1:] == ["--check"]:
+        check()
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not on PATH (Debian: apt-get install valgrind)")
     if not os.path.exists(HOTPASS):
