@@ -58,18 +58,9 @@ impl CacheKey {
     /// written into a buffer each thread keeps (a hit needs the digest
     /// alone; hashing as serde writes, token by token, costs more).
     pub fn digest(&self) -> String {
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        BUF.with_borrow_mut(|buf| {
-            buf.clear();
+        with_key_buffer(|buf| {
             serde_json::to_writer(&mut *buf, self).expect("key serialises");
-            let digest = blake3::hash(buf).to_hex().to_string();
-            // A key of many thousand files is not kept for the thread's life.
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new();
-            }
-            digest
+            blake3::hash(buf).to_hex().to_string()
         })
     }
 
@@ -216,35 +207,187 @@ pub fn compute(
     inst: &Instance,
     deps: BTreeMap<String, String>,
 ) -> CacheKey {
-    let r = &inst.resolved;
-    let files = scan
-        .files
-        .into_iter()
-        .zip(&scan.hashes)
-        .map(|(f, h)| (f.rel, hex(h)))
-        .collect();
-    let tools = scan
-        .tools
-        .into_iter()
-        .map(|(name, t)| {
-            let hash = t.map_or_else(|| NOT_FOUND.to_owned(), |t| t.hash[..32].to_owned());
-            (name, hash)
-        })
-        .collect();
-    CacheKey {
-        version: FORMAT_VERSION,
-        task: task.to_owned(),
-        partition: inst.partition.clone(),
-        commands: r.commands.clone(),
-        cwd: r.cwd_rel.clone(),
-        env: r.env.iter().cloned().collect(),
-        env_inputs: scan.env_inputs.into_iter().collect(),
-        files,
-        outputs: r.outputs.clone(),
-        deps,
-        tools,
-        pass_env: r.pass_env.clone(),
+    KeyView::of(task, inst, &scan, &deps).to_key()
+}
+
+/// An instance's key as the pieces it is made of, borrowed: its digest is
+/// the owned [`CacheKey`]'s (the same JSON, written field by field in the
+/// same order, maps sorted and the last of equal names kept, as a
+/// `BTreeMap` collects them), without copying a string. A hit needs the
+/// digest alone; the owned key is made for a miss, or for a run record.
+pub struct KeyView<'a> {
+    pub task: &'a str,
+    pub partition: Option<&'a str>,
+    pub commands: &'a [String],
+    pub cwd: &'a str,
+    pub env: &'a [(String, String)],
+    pub scan: &'a Scan,
+    pub outputs: &'a [String],
+    pub deps: &'a BTreeMap<String, String>,
+    pub pass_env: Option<&'a [String]>,
+}
+
+impl<'a> KeyView<'a> {
+    /// The view of `inst`'s key from what was found of it.
+    pub fn of(
+        task: &'a str,
+        inst: &'a Instance,
+        scan: &'a Scan,
+        deps: &'a BTreeMap<String, String>,
+    ) -> KeyView<'a> {
+        let r = &inst.resolved;
+        KeyView {
+            task,
+            partition: inst.partition.as_deref(),
+            commands: &r.commands,
+            cwd: &r.cwd_rel,
+            env: &r.env,
+            scan,
+            outputs: &r.outputs,
+            deps,
+            pass_env: r.pass_env.as_deref(),
+        }
     }
+
+    /// The owned key.
+    pub fn to_key(&self) -> CacheKey {
+        let scan = self.scan;
+        CacheKey {
+            version: FORMAT_VERSION,
+            task: self.task.to_owned(),
+            partition: self.partition.map(str::to_owned),
+            commands: self.commands.to_vec(),
+            cwd: self.cwd.to_owned(),
+            env: self.env.iter().cloned().collect(),
+            env_inputs: scan.env_inputs.iter().cloned().collect(),
+            files: scan
+                .files
+                .iter()
+                .zip(&scan.hashes)
+                .map(|(f, h)| (f.rel.clone(), hex(h)))
+                .collect(),
+            outputs: self.outputs.to_vec(),
+            deps: self.deps.clone(),
+            tools: scan
+                .tools
+                .iter()
+                .map(|(name, t)| (name.clone(), tool_hash(t).to_owned()))
+                .collect(),
+            pass_env: self.pass_env.map(<[String]>::to_vec),
+        }
+    }
+
+    /// The key's hex digest, as [`CacheKey::digest`] gives it.
+    pub fn digest(&self) -> String {
+        with_key_buffer(|buf| {
+            serde_json::to_writer(&mut *buf, self).expect("key serialises");
+            blake3::hash(buf).to_hex().to_string()
+        })
+    }
+}
+
+/// What the key holds for a tool: 128 bits of its content hash.
+fn tool_hash(t: &Option<Arc<Tool>>) -> &str {
+    t.as_ref().map_or(NOT_FOUND, |t| &t.hash[..32])
+}
+
+impl Serialize for KeyView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let scan = self.scan;
+        let mut k = s.serialize_struct("CacheKey", 12)?;
+        k.serialize_field("version", &FORMAT_VERSION)?;
+        k.serialize_field("task", self.task)?;
+        k.serialize_field("partition", &self.partition)?;
+        k.serialize_field("commands", self.commands)?;
+        k.serialize_field("cwd", self.cwd)?;
+        k.serialize_field("env", &SortedMap::of(pairs(self.env)))?;
+        k.serialize_field("env_inputs", &SortedMap::of(pairs(&scan.env_inputs)))?;
+        let files = scan.files.iter().zip(&scan.hashes);
+        k.serialize_field(
+            "files",
+            &SortedMap::of(files.map(|(f, h)| (f.rel.as_str(), Hex(h)))),
+        )?;
+        k.serialize_field("outputs", self.outputs)?;
+        k.serialize_field("deps", self.deps)?;
+        if scan.tools.is_empty() {
+            k.skip_field("tools")?;
+        } else {
+            let tools = scan.tools.iter().map(|(n, t)| (n.as_str(), tool_hash(t)));
+            k.serialize_field("tools", &SortedMap::of(tools))?;
+        }
+        match self.pass_env {
+            Some(p) => k.serialize_field("pass_env", p)?,
+            None => k.skip_field("pass_env")?,
+        }
+        k.end()
+    }
+}
+
+/// Name and value pairs, borrowed.
+fn pairs(v: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    v.iter().map(|(a, b)| (a.as_str(), b.as_str()))
+}
+
+/// A digest written as the hex string the owned key holds.
+struct Hex<'a>(&'a [u8; 32]);
+
+impl Serialize for Hex<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(blake3::Hash::from_bytes(*self.0).to_hex().as_str())
+    }
+}
+
+/// Pairs written as the `BTreeMap` collected from them would be: sorted by
+/// name, the last of equal names kept. Pairs already in strict order (the
+/// usual case: files come sorted) are written as they are.
+struct SortedMap<'a, V>(Vec<(&'a str, V)>);
+
+impl<'a, V: Serialize> SortedMap<'a, V> {
+    fn of(pairs: impl Iterator<Item = (&'a str, V)>) -> Self {
+        let mut v: Vec<(&str, V)> = pairs.collect();
+        if !v.windows(2).all(|w| w[0].0 < w[1].0) {
+            // Stable: among equal names the last stays last.
+            v.sort_by(|a, b| a.0.cmp(b.0));
+            let mut kept: Vec<(&str, V)> = Vec::with_capacity(v.len());
+            for pair in v {
+                match kept.last_mut() {
+                    Some(last) if last.0 == pair.0 => *last = pair,
+                    _ => kept.push(pair),
+                }
+            }
+            v = kept;
+        }
+        SortedMap(v)
+    }
+}
+
+impl<V: Serialize> Serialize for SortedMap<'_, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            m.serialize_entry(name, value)?;
+        }
+        m.end()
+    }
+}
+
+/// Runs `f` with an empty buffer this thread keeps for keys (a hit needs
+/// the digest alone; hashing as serde writes, token by token, costs more).
+fn with_key_buffer<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        let out = f(buf);
+        // A key of many thousand files is not kept for the thread's life.
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        out
+    })
 }
 
 /// One difference between two keys of the same instance.
@@ -495,6 +638,81 @@ pub(crate) mod tests {
         assert_eq!(a.digest(), blake3::hash(&a.encode()).to_hex().as_str());
         b.files.insert("a".into(), "2".into());
         assert_ne!(a.digest(), b.digest());
+    }
+
+    /// The digest a hit takes from the borrowed view is the owned key's,
+    /// whatever order or repeats the pieces come in; a stored key stays a
+    /// hit across the change.
+    #[test]
+    fn a_view_digests_as_its_owned_key() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), "x").unwrap();
+        let meta = std::fs::metadata(t.path().join("f")).unwrap();
+        let file = |rel: &str| FoundFile {
+            rel: rel.into(),
+            abs: t.path().join(rel),
+            meta: meta.clone(),
+            link: None,
+        };
+        let tool = |h: &str| {
+            Some(Arc::new(Tool {
+                path: "/bin/x".into(),
+                hash: h.repeat(64),
+            }))
+        };
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let scans = [
+            Scan {
+                files: vec![],
+                hashes: vec![],
+                unmatched: vec![],
+                matched_by: vec![],
+                tools: vec![],
+                env_inputs: vec![],
+            },
+            Scan {
+                files: vec![file("src/b.rs"), file("a \"quoted\" é"), file("src/b.rs")],
+                hashes: vec![[1; 32], [2; 32], [3; 32]],
+                unmatched: vec![],
+                matched_by: vec![],
+                tools: vec![
+                    ("sh".into(), tool("a")),
+                    ("cat".into(), None),
+                    ("sh".into(), tool("b")),
+                ],
+                env_inputs: vec![
+                    pair("TOKEN", "unset"),
+                    pair("API", "0123"),
+                    pair("TOKEN", "99"),
+                ],
+            },
+        ];
+        let deps = BTreeMap::from([pair("up", "d1"), pair("a:b", "d2")]);
+        let env = vec![pair("Z", "1"), pair("A", "2"), pair("Z", "3")];
+        let commands = s(&["echo hi", "cp a b"]);
+        let outputs = s(&["out/**", "x"]);
+        let pass = s(&["CI_*"]);
+        for scan in &scans {
+            for partition in [None, Some("2026-11-29")] {
+                for pass_env in [None, Some(pass.as_slice())] {
+                    let view = KeyView {
+                        task: "pipeline:load",
+                        partition,
+                        commands: &commands,
+                        cwd: "sub/dir",
+                        env: &env,
+                        scan,
+                        outputs: &outputs,
+                        deps: &deps,
+                        pass_env,
+                    };
+                    let key = view.to_key();
+                    assert_eq!(serde_json::to_vec(&view).unwrap(), key.encode());
+                    assert_eq!(view.digest(), key.digest());
+                }
+            }
+        }
     }
 
     #[test]

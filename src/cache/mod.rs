@@ -293,9 +293,17 @@ impl Cache {
         inst: &Instance,
         deps: BTreeMap<String, String>,
     ) -> io::Result<(CacheKey, Vec<usize>)> {
+        let scan = self.key_scan(inst)?;
+        let unmatched = scan.unmatched.clone();
+        Ok((key::compute(scan, task, inst, deps), unmatched))
+    }
+
+    /// What `inst`'s key is made of, found in the tree as it is (its
+    /// digest is [`key::KeyView`]'s); the positions of the input globs that
+    /// match no file are its `unmatched`.
+    pub fn key_scan(&self, inst: &Instance) -> io::Result<Scan> {
         let verbose = tracing::enabled!(tracing::Level::INFO);
         let scan = self.scan(inst, verbose)?;
-        let unmatched = scan.unmatched.clone();
         if verbose {
             let mut counts = vec![0usize; inst.resolved.input_globs.len()];
             for n in scan.matched_by.iter().flatten() {
@@ -317,7 +325,7 @@ impl Cache {
                 scan.tools.len()
             );
         }
-        Ok((key::compute(scan, task, inst, deps), unmatched))
+        Ok(scan)
     }
 
     /// Puts a hit of `inst` in place under `root`: its outputs (only files
@@ -440,6 +448,11 @@ impl Cache {
     /// explain), and in the state file its digest and the entry stored
     /// under it. A hit whose run is already recorded writes nothing.
     pub fn record_run(&self, instance: &str, key: &CacheKey, digest: &str) {
+        self.record_run_with(instance, digest, || key.clone());
+    }
+
+    /// [`Cache::record_run`] with the key made only if it must be written.
+    pub fn record_run_with(&self, instance: &str, digest: &str, key: impl FnOnce() -> CacheKey) {
         let Some(local) = &self.local else { return };
         // The run record (for `explain`) is written only when the key is
         // not the one the instance last ran with.
@@ -447,7 +460,7 @@ impl Cache {
             (Some(state), Some(d)) => state.ran(instance, d),
             _ => false,
         };
-        if !known && let Err(e) = local.record_run(instance, &key.encode()) {
+        if !known && let Err(e) = local.record_run(instance, &key().encode()) {
             tracing::debug!("could not record the run of {instance}: {e}");
         }
     }

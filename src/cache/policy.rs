@@ -83,6 +83,23 @@ impl Cache {
         key: Option<(&CacheKey, &str)>,
         blobs: Blobs,
     ) -> Decision {
+        match key {
+            Some((key, digest)) => {
+                self.decide_with(instance, cacheable, Some((&|| key.clone(), digest)), blobs)
+            }
+            None => self.decide_with(instance, cacheable, None, blobs),
+        }
+    }
+
+    /// [`Cache::decide`] with the key made only when a miss needs its
+    /// reason (a hit needs the digest alone).
+    pub fn decide_with(
+        &self,
+        instance: &str,
+        cacheable: bool,
+        key: Option<(&dyn Fn() -> CacheKey, &str)>,
+        blobs: Blobs,
+    ) -> Decision {
         let (Some(store), Some((key, digest))) = (self.store(), key) else {
             return Decision::Run(Reason::CacheDisabled);
         };
@@ -169,9 +186,9 @@ impl Cache {
 
     /// Why `key` misses: the first component that differs from the
     /// instance's last recorded run, or `no-entry` without one.
-    fn miss_reason(&self, instance: &str, key: &CacheKey) -> Reason {
+    fn miss_reason(&self, instance: &str, key: &dyn Fn() -> CacheKey) -> Reason {
         self.last_run(instance)
-            .and_then(|last| diff(&last, key).first().map(|c| c.component()))
+            .and_then(|last| diff(&last, &key()).first().map(|c| c.component()))
             .map_or(Reason::NoEntry, Reason::Changed)
     }
 }

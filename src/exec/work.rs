@@ -10,7 +10,7 @@ use super::scheduler::{Check, Runner};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 
-use crate::cache::key::{CacheKey, dep_digests, dep_key_tag, result_of};
+use crate::cache::key::{CacheKey, KeyView, Scan, dep_digests, dep_key_tag, result_of};
 use crate::cache::policy::{Blobs, Decision, Reason};
 use crate::cache::{Cache, Success};
 use crate::capture::{Captured, Stream};
@@ -216,7 +216,28 @@ impl AuditScope {
 }
 
 /// A key as [`CachedRunner`] computes it, and the time that took.
-type Computed = (Option<(CacheKey, String)>, Vec<Span>);
+type Computed = (Option<Keyed>, Vec<Span>);
+
+/// An instance's key as a check has it: what it is made of, and its
+/// digest (taken from a borrowed [`KeyView`]). The owned key is made only
+/// when something keeps it: a miss, or a run record.
+struct Keyed {
+    scan: Scan,
+    deps: BTreeMap<String, String>,
+    digest: String,
+}
+
+impl Keyed {
+    fn new(scan: Scan, task: &str, inst: &Instance, deps: BTreeMap<String, String>) -> Keyed {
+        let digest = KeyView::of(task, inst, &scan, &deps).digest();
+        Keyed { scan, deps, digest }
+    }
+
+    /// The owned key of `inst`, of task `task`.
+    fn owned(&self, task: &str, inst: &Instance) -> CacheKey {
+        KeyView::of(task, inst, &self.scan, &self.deps).to_key()
+    }
+}
 
 /// What a cache check learned about an instance that must run.
 pub struct Prepared {
@@ -362,7 +383,7 @@ impl CachedRunner<'_> {
         inst: &Instance,
         deps: &[(InstanceId, &Outcome)],
         spans: &mut Vec<Span>,
-    ) -> Option<(CacheKey, String)> {
+    ) -> Option<Keyed> {
         self.cache.store()?;
         let task = self.project.task(inst.task);
         let outcome = |d: InstanceId| deps.iter().find(|(i, _)| *i == d).map(|(_, o)| *o);
@@ -375,10 +396,11 @@ impl CachedRunner<'_> {
             );
             return None;
         };
-        let computed = Span::time(spans, "hash", || self.cache.key(&task.name, inst, digests));
+        let computed = Span::time(spans, "hash", || self.cache.key_scan(inst));
         match computed {
-            Ok((k, unmatched)) => {
-                for n in unmatched {
+            Ok(scan) => {
+                for n in &scan.unmatched {
+                    let n = *n;
                     Warning::EmptyInputGlob {
                         instance: inst.name.clone(),
                         glob: inst.resolved.input_globs[n].clone(),
@@ -386,9 +408,9 @@ impl CachedRunner<'_> {
                     }
                     .emit();
                 }
-                let digest = k.digest();
-                tracing::info!("{}: key {}", inst.name, &digest[..12]);
-                Some((k, digest))
+                let keyed = Keyed::new(scan, &task.name, inst, digests);
+                tracing::info!("{}: key {}", inst.name, &keyed.digest[..12]);
+                Some(keyed)
             }
             Err(source) => {
                 Warning::Unhashable {
@@ -436,13 +458,13 @@ impl CachedRunner<'_> {
         id: InstanceId,
         mut o: Outcome,
         entry: &crate::cache::store::Entry,
-        key: &CacheKey,
+        key: impl FnOnce() -> CacheKey,
         digest: &str,
         spans: Vec<Span>,
     ) -> Outcome {
         let inst = self.graph.get(id);
         self.hits.fetch_add(1, Relaxed);
-        self.cache.record_run(&inst.name, key, digest);
+        self.cache.record_run_with(&inst.name, digest, key);
         if !self.graph.dependents(id).is_empty() {
             o.result = Some(result_of(inst, digest, &entry.outputs));
         }
@@ -526,7 +548,12 @@ impl Runner for CachedRunner<'_> {
         let inst = self.graph.get(id);
         let task = self.project.task(inst.task);
         let mut spans = Vec::new();
-        let ahead = self.ahead.lock().expect("keys ahead").remove(&id);
+        // Keys are computed ahead only for a remote cache's batches.
+        let ahead = if self.cache.has_remote() {
+            self.ahead.lock().expect("keys ahead").remove(&id)
+        } else {
+            None
+        };
         let key = match ahead {
             Some((key, mut hashing)) => {
                 spans.append(&mut hashing);
@@ -534,13 +561,16 @@ impl Runner for CachedRunner<'_> {
             }
             None => self.key(inst, deps, &mut spans),
         };
+        let owned = |k: &Keyed| k.owned(&task.name, inst);
         let decision = if self.audited(id) {
             Decision::Run(Reason::Forced)
         } else {
-            self.cache.decide(
+            let make = || owned(key.as_ref().expect("decided with a key"));
+            self.cache.decide_with(
                 &inst.name,
                 task.cache,
-                key.as_ref().map(|(k, d)| (k, d.as_str())),
+                key.as_ref()
+                    .map(|k| (&make as &dyn Fn() -> CacheKey, k.digest.as_str())),
                 Blobs::OnRestore,
             )
         };
@@ -548,8 +578,8 @@ impl Runner for CachedRunner<'_> {
             Decision::Hit(entry) => {
                 match Span::time(&mut spans, "restore", || self.restore(inst, &entry)) {
                     Some(o) => {
-                        let (k, digest) = key.expect("a hit has a key");
-                        let o = self.hit(id, o, &entry, &k, &digest, spans);
+                        let k = key.expect("a hit has a key");
+                        let o = self.hit(id, o, &entry, || owned(&k), &k.digest, spans);
                         return Check::Done(Box::new(o));
                     }
                     None => Reason::RestoreFailed,
@@ -567,7 +597,7 @@ impl Runner for CachedRunner<'_> {
             })
             .collect();
         Check::Run(Prepared {
-            key,
+            key: key.map(|k| (owned(&k), k.digest)),
             reason,
             spans,
             dep_keys,
@@ -597,7 +627,10 @@ impl Runner for CachedRunner<'_> {
             .iter()
             .filter(|(id, _)| self.project.task(self.graph.get(*id).task).cache)
             .filter_map(|(id, (key, _))| {
-                Some((self.graph.get(*id).name.as_str(), key.as_ref()?.1.as_str()))
+                Some((
+                    self.graph.get(*id).name.as_str(),
+                    key.as_ref()?.digest.as_str(),
+                ))
             })
             .collect();
         self.cache.prefetch(&wanted);
@@ -632,7 +665,7 @@ impl Runner for CachedRunner<'_> {
                             .decide(&inst.name, true, Some((k, digest)), Blobs::OnRestore)
                     && let Some(o) = self.restore(inst, &entry)
                 {
-                    return self.hit(id, o, &entry, k, digest, spans);
+                    return self.hit(id, o, &entry, || k.clone(), digest, spans);
                 }
                 lock
             }
