@@ -10,9 +10,10 @@
 //! follows is ignored until the next save rewrites the file; the log only
 //! explains misses, so what it loses is a reason, never a result.
 //!
-//! The log is read only when a key is asked for (a miss, or `explain`),
-//! once per process; a run's own records are kept in memory until saved,
-//! and a later lookup in the same process (watch mode) sees them.
+//! The log is read once per process, and only when a key is asked for (a
+//! miss, or `explain`) or recorded: a no-op reads nothing of it. A run's
+//! own records are kept in memory until saved, and a later lookup in the
+//! same process (watch mode) sees them.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -141,8 +142,15 @@ impl RunLog {
     /// The key `instance` last ran with, as recorded (encoded).
     pub fn last(&self, instance: &str) -> Option<Vec<u8>> {
         let mut inner = self.inner.lock().expect("run log lock");
-        let inner = &mut *inner;
-        let loaded = inner.loaded.get_or_insert_with(|| {
+        self.loaded(&mut inner)
+            .keys
+            .get(instance)
+            .map(|k| k.to_vec())
+    }
+
+    /// The file's records (read the first time), with this process's.
+    fn loaded<'i>(&self, inner: &'i mut Inner) -> &'i mut Parsed {
+        inner.loaded.get_or_insert_with(|| {
             let bytes = match read_shared(&self.path, MAGIC) {
                 Ok(b) => b,
                 Err(e) => {
@@ -158,20 +166,21 @@ impl RunLog {
             p.apply(&inner.pending);
             p.records = file_records;
             p
-        });
-        loaded.keys.get(instance).map(|k| k.to_vec())
+        })
     }
 
     /// Records that `instance` ran with `key` (encoded); appended at the
-    /// next [`RunLog::save`], or now when many records are waiting.
+    /// next [`RunLog::save`], or now when many records are waiting. The
+    /// file is read first (once), so that a key already recorded is not
+    /// appended again and a save knows how much of the file is superseded:
+    /// a process that only records still compacts what it grows.
     pub fn record(&self, instance: &str, key: &[u8]) -> io::Result<()> {
         let mut inner = self.inner.lock().expect("run log lock");
-        if let Some(loaded) = &mut inner.loaded {
-            if loaded.keys.get(instance).is_some_and(|k| **k == *key) {
-                return Ok(());
-            }
-            loaded.keys.insert(instance.into(), key.into());
+        let loaded = self.loaded(&mut inner);
+        if loaded.keys.get(instance).is_some_and(|k| **k == *key) {
+            return Ok(());
         }
+        loaded.keys.insert(instance.into(), key.into());
         put_record(&mut inner.pending, instance, key);
         inner.pending_count += 1;
         if inner.pending.len() >= FLUSH_AT {
@@ -333,6 +342,31 @@ mod tests {
         let p = Parsed::of(&std::fs::read(&path).unwrap());
         assert!(p.records <= 2 * 1000 + 4096, "{} records", p.records);
         assert_eq!(&*p.keys["t999"], b"11");
+    }
+
+    /// A process that records without asking (hits whose keys the state
+    /// file did not know) still keeps the file bounded, and does not append
+    /// a key the log already holds.
+    #[test]
+    fn records_alone_are_compacted_too_and_not_repeated() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("runs.log");
+        for round in 0..12u32 {
+            let log = RunLog::at(&path);
+            for i in 0..1000 {
+                log.record(&format!("t{i}"), round.to_string().as_bytes())
+                    .unwrap();
+            }
+            log.save().unwrap();
+        }
+        let size = std::fs::metadata(&path).unwrap().len();
+        let log = RunLog::at(&path);
+        log.record("t5", b"11").unwrap();
+        log.save().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "nothing new");
+        let p = Parsed::of(&std::fs::read(&path).unwrap());
+        assert!(p.records <= 2 * 1000 + 4096, "{} records", p.records);
+        assert_eq!(&*p.keys["t5"], b"11");
     }
 
     #[test]
