@@ -19,7 +19,10 @@ use crate::hash::{Memo, hex};
 /// 2: tools in the key; dependencies by the digest of their result.
 pub const FORMAT_VERSION: u32 = 2;
 
-/// Everything an instance's result depends on.
+/// Everything an instance's result depends on. [`KeyView`] writes the same
+/// fields from borrowed pieces for a hit's digest: a field added here is
+/// added to its `Serialize` too (`a_view_digests_as_its_owned_key` fails
+/// until it is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheKey {
     pub version: u32,

@@ -461,6 +461,15 @@ fn a_stopped_backfill_resumes_where_it_stopped() {
         assert_eq!(instance(&s, &format!("d@{day}"))["status"], "ok", "{day}");
     }
     assert_has(&r.stdout, "4 of 4 partitions complete");
+    // `-q` prints the same counts, without the per-instance lists.
+    let r = p.run(&["-q", "run", "-j", "1", "--backfill", days]);
+    r.code(0);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert_has(
+        &r.stdout,
+        "4 instances: 0 ran, 4 cached, 0 failed, 0 skipped",
+    );
+    assert_has(&r.stdout, "4 of 4 partitions complete");
 }
 
 /// `hotpass partitions` tells cached, stale, failed and never-run
