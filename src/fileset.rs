@@ -6,7 +6,6 @@
 //! names one file (or, for a folder, everything under it). When walking, files
 //! that git ignores are skipped unless a pattern names them exactly.
 
-use std::collections::BTreeMap;
 use std::fs::Metadata;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -48,6 +47,14 @@ pub fn lstat(path: &Path) -> io::Result<Metadata> {
         }
     }
     std::fs::symlink_metadata(path)
+}
+
+/// `base.join(rel)`, allocated once (a join allocates, then grows).
+pub fn join(base: &Path, rel: &str) -> PathBuf {
+    let mut p = PathBuf::with_capacity(base.as_os_str().len() + 1 + rel.len());
+    p.push(base);
+    p.push(rel);
+    p
 }
 
 /// A compiled set of include and exclude patterns.
@@ -394,12 +401,14 @@ impl Patterns {
         ignored: Ignored,
         skip: &[PathBuf],
     ) -> io::Result<Vec<FoundFile>> {
-        let mut found: BTreeMap<String, Option<FoundFile>> = BTreeMap::new();
+        // Files as met; sorted and deduplicated at the end (most tasks name
+        // one file or a few: no map to build for them).
+        let mut found: Vec<FoundFile> = Vec::new();
         for e in &self.exact {
             if self.exclude.is_match(e) {
                 continue;
             }
-            let abs = base.join(e);
+            let abs = join(base, e);
             match lstat(&abs) {
                 Ok(own)
                     if own.is_dir()
@@ -408,14 +417,12 @@ impl Patterns {
                 {
                     walk(base, e, ignored, skip, &mut |rel, abs, meta| {
                         if !self.exclude.is_match(&*rel_path(&rel)) {
-                            found.insert(rel.clone(), FoundFile::at(rel, abs, meta));
+                            found.extend(FoundFile::at(rel, abs, meta));
                         }
                     })?;
                 }
                 Ok(own) => {
-                    if let Some(f) = FoundFile::at(e.clone(), abs, own) {
-                        found.insert(e.clone(), Some(f));
-                    }
+                    found.extend(FoundFile::at(e.clone(), abs, own));
                 }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) if err.kind() == io::ErrorKind::NotADirectory => {}
@@ -428,11 +435,16 @@ impl Patterns {
             walk(base, root, ignored, skip, &mut |rel, abs, meta| {
                 let path = rel_path(&rel);
                 if self.include.is_match(&*path) && !self.exclude.is_match(&*path) {
-                    found.insert(rel.clone(), FoundFile::at(rel, abs, meta));
+                    found.extend(FoundFile::at(rel, abs, meta));
                 }
             })?;
         }
-        Ok(found.into_values().flatten().collect())
+        // By path; a path met twice (named, and under a walked folder) once.
+        if !found.is_sorted_by(|a, b| a.rel < b.rel) {
+            found.sort_by(|a, b| a.rel.cmp(&b.rel));
+            found.dedup_by(|a, b| a.rel == b.rel);
+        }
+        Ok(found)
     }
 }
 
@@ -577,6 +589,15 @@ mod tests {
 
     /// A path under the working folder is the same file looked up either
     /// way; one elsewhere, or the folder itself, is looked up whole.
+    #[test]
+    fn join_is_paths_join() {
+        for base in ["/r", "/r/", "r", ""] {
+            for rel in ["a", "a/b", "", "/abs", "./a", "a/"] {
+                assert_eq!(join(Path::new(base), rel), Path::new(base).join(rel));
+            }
+        }
+    }
+
     #[test]
     fn lstat_relative_to_the_working_folder_finds_the_same_files() {
         use std::os::unix::fs::MetadataExt;

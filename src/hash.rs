@@ -179,17 +179,66 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
 
 /// Lower-case hex of a hash.
 pub fn hex(h: &[u8; 32]) -> String {
-    blake3::Hash::from_bytes(*h).to_hex().to_string()
+    String::from_utf8(hex_bytes(h).to_vec()).expect("hex digits are ASCII")
 }
 
 /// Whether `hex` is the lower-case hex of `h` (nothing allocated).
 pub fn hex_is(h: &[u8; 32], hex: &str) -> bool {
-    blake3::Hash::from_bytes(*h).to_hex().as_str() == hex
+    hex_bytes(h) == hex.as_bytes()
+}
+
+/// The 32 bytes whose lower-case hex `hex` is; `None` for anything else.
+pub fn unhex(hex: &str) -> Option<[u8; 32]> {
+    // Each byte's value as a hex digit, 16 for a byte that is not one.
+    const VALUE: [u8; 256] = {
+        let mut t = [16u8; 256];
+        let mut i = 0;
+        while i < 16 {
+            t[b"0123456789abcdef"[i] as usize] = i as u8;
+            i += 1;
+        }
+        t
+    };
+    let hex: &[u8; 64] = hex.as_bytes().try_into().ok()?;
+    let mut out = [0u8; 32];
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let (hi, lo) = (VALUE[usize::from(pair[0])], VALUE[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *o = hi << 4 | lo;
+    }
+    (bad < 16).then_some(out)
+}
+
+/// The lower-case hex digits of `h`.
+fn hex_bytes(h: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_goes_both_ways_as_blake3_writes_it() {
+        for h in [[0u8; 32], [0xff; 32], *blake3::hash(b"hotpass").as_bytes()] {
+            let text = hex(&h);
+            assert_eq!(text, blake3::Hash::from_bytes(h).to_hex().as_str());
+            assert!(hex_is(&h, &text));
+            assert_eq!(unhex(&text), Some(h));
+        }
+        let h = *blake3::hash(b"x").as_bytes();
+        assert!(!hex_is(&h, &hex(&[0; 32])));
+        assert_eq!(unhex(&hex(&h).to_uppercase()), None);
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex(&"g".repeat(64)), None);
+    }
 
     #[test]
     fn memo_reuses_hash_for_unchanged_stat_and_rehashes_on_change() {

@@ -49,6 +49,10 @@ pub enum RestoreError {
 /// Checks a manifest path is relative and has no `..`, without touching the
 /// disk, and joins it to `root`.
 pub fn lexical_target(root: &Path, rel: &str) -> Result<PathBuf, RestoreError> {
+    // The usual path, checked as text: relative, and no `..` in it.
+    if !rel.starts_with(['/', '\0']) && !rel.split('/').any(|c| c == "..") {
+        return Ok(crate::fileset::join(root, rel));
+    }
     let p = &*crate::fileset::rel_path(rel);
     if p.is_absolute() {
         return Err(RestoreError::Absolute(rel.to_owned()));
@@ -308,6 +312,37 @@ pub fn collect(
 mod tests {
     use super::*;
     use crate::cache::local::LocalStore;
+
+    #[test]
+    fn lexical_checks_as_text_agree_with_path_components() {
+        let root = Path::new("/r");
+        for rel in [
+            "a",
+            "a/b",
+            "./a",
+            "a//b",
+            "a/./b",
+            "a/..b",
+            "..a/b",
+            "a/b..",
+            "..",
+            "../a",
+            "a/..",
+            "a/../b",
+            "/a",
+            "//a",
+            "a/b/../..",
+        ] {
+            let by_components = Path::new(rel).is_absolute()
+                || Path::new(rel)
+                    .components()
+                    .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+            assert_eq!(lexical_target(root, rel).is_err(), by_components, "{rel}");
+            if let Ok(p) = lexical_target(root, rel) {
+                assert_eq!(p, root.join(rel));
+            }
+        }
+    }
 
     #[test]
     fn unsafe_manifest_paths_are_refused() {

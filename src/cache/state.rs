@@ -143,7 +143,7 @@ mod digest {
 
 /// A hex digest as bytes; `None` when it is not one.
 pub fn digest_bytes(hex: &str) -> Option<[u8; 32]> {
-    blake3::Hash::from_hex(hex).ok().map(|h| *h.as_bytes())
+    crate::hash::unhex(hex)
 }
 
 impl KnownEntry {

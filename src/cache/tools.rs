@@ -3,11 +3,10 @@
 //! differs between machines that share results. Each program is looked up
 //! once per run and hashed through the stat memo.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use crate::hash::{Memo, hex};
 
@@ -26,8 +25,9 @@ pub const NOT_FOUND: &str = "not-found";
 /// Looks programs up, once each per run.
 pub struct ToolIndex {
     path_var: Option<OsString>,
-    /// By plain name, or by absolute path for names with a `/`.
-    found: Mutex<HashMap<String, Option<Arc<Tool>>>>,
+    /// By plain name, or by absolute path for names with a `/`. Read by
+    /// every instance's check, on every thread: a read lock.
+    found: RwLock<rustc_hash::FxHashMap<String, Option<Arc<Tool>>>>,
 }
 
 impl ToolIndex {
@@ -40,7 +40,7 @@ impl ToolIndex {
     pub fn new(path_var: Option<OsString>) -> ToolIndex {
         ToolIndex {
             path_var,
-            found: Mutex::new(HashMap::new()),
+            found: RwLock::default(),
         }
     }
 
@@ -54,7 +54,7 @@ impl ToolIndex {
         } else {
             name
         };
-        if let Some(t) = self.found.lock().expect("tool index").get(lookup_key) {
+        if let Some(t) = self.found.read().expect("tool index").get(lookup_key) {
             return t.clone();
         }
         let tool = self.locate(name, cwd).and_then(|path| {
@@ -66,7 +66,7 @@ impl ToolIndex {
             }))
         });
         self.found
-            .lock()
+            .write()
             .expect("tool index")
             .insert(lookup_key.to_owned(), tool.clone());
         tool

@@ -166,8 +166,10 @@ impl InstanceGraph {
                 ),
             ));
         }
+        let mut instances = b.graph.instances;
+        resolve_all(project, &mut instances);
         Ok(InstanceGraph::new(
-            b.graph.instances,
+            instances,
             b.graph.selected,
             args.newest_first,
         ))
@@ -287,6 +289,23 @@ impl InstanceGraph {
     }
 }
 
+/// Resolves every instance of a graph just built. Each is independent of
+/// the others, and a large graph's are many (the copies of its tasks'
+/// strings, with partitions filled in): on rayon's threads then, which
+/// a run has started already.
+fn resolve_all(project: &Project, instances: &mut [Instance]) {
+    let (root, mode) = (&project.root, project.settings.env_mode);
+    let resolve = |i: &mut Instance| {
+        i.resolved = Resolved::new(root, project.task(i.task), i.partition.as_deref(), mode);
+    };
+    if instances.len() < 256 {
+        instances.iter_mut().for_each(resolve);
+    } else {
+        use rayon::prelude::*;
+        instances.par_iter_mut().with_min_len(64).for_each(resolve);
+    }
+}
+
 /// For every task, whether it or anything it depends on is partitioned: one
 /// walk of the task graph (asking each task on its own would walk what it
 /// depends on each time, quadratic on a deep graph).
@@ -399,19 +418,14 @@ impl Builder<'_> {
             Some(p) => format!("{}@{p}", t.name),
             None => t.name.clone(),
         };
-        let resolved = Resolved::new(
-            &self.project.root,
-            t,
-            partition.as_deref(),
-            self.project.settings.env_mode,
-        );
         self.ids.insert((task, partition.clone()), id);
         self.graph.instances.push(Instance {
             task,
             partition,
             name,
             deps: Vec::new(),
-            resolved,
+            // Resolved once the graph is known (`resolve_all`).
+            resolved: Resolved::default(),
         });
         self.stack.push(id);
         Ok(id)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{EnvMode, Input, Task, Tools};
 
 /// An instance's task, with its partition filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resolved {
     /// Shell commands, run in turn.
     pub commands: Vec<String>,
