@@ -249,8 +249,10 @@ fn parse(bytes: &[u8]) -> Parsed {
         p.foreign = true;
         return p;
     }
-    // About one record per 100 bytes: grown once, not rehashed on the way.
-    p.files.reserve(bytes.len() / 200);
+    // Sized once, not rehashed on the way (each size a table passes
+    // through is memory touched): a file's record takes about 100 bytes,
+    // an instance's with its entry about 200.
+    p.files.reserve(bytes.len() / 100);
     p.instances.reserve(bytes.len() / 200);
     let mut at = MAGIC.len();
     while at < bytes.len() {

@@ -547,7 +547,8 @@ impl Runner for CachedRunner<'_> {
     fn check(&self, id: InstanceId, deps: &[(InstanceId, &Outcome)]) -> Check<Prepared> {
         let inst = self.graph.get(id);
         let task = self.project.task(inst.task);
-        let mut spans = Vec::new();
+        // A hit has two phases (hash, restore): room for them, no more.
+        let mut spans = Vec::with_capacity(2);
         // Keys are computed ahead only for a remote cache's batches.
         let ahead = if self.cache.has_remote() {
             self.ahead.lock().expect("keys ahead").remove(&id)
