@@ -39,6 +39,32 @@ pub struct LocalStore {
     /// `entries/`, opened once: a hit stats its entry relative to it,
     /// sparing the kernel the walk of the whole path every time.
     entries_fd: std::sync::Arc<std::sync::OnceLock<Option<std::os::fd::OwnedFd>>>,
+    /// Whether blobs may still be tried as reflinks (copy-on-write clones):
+    /// cleared the first time the file system says it has none.
+    reflinks: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Makes `to` a copy-on-write clone of `from` (btrfs, XFS, bcachefs: no data
+/// is copied). `Ok(false)` when the file systems cannot, and `may` is then
+/// cleared so that no later file asks again; a copy is made instead.
+fn reflink(from: &std::fs::File, to: &std::fs::File, may: &std::sync::atomic::AtomicBool) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering::Relaxed;
+    if !may.load(Relaxed) {
+        return false;
+    }
+    // SAFETY: two open descriptors; FICLONE reads the second as an int.
+    if unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0 {
+        return true;
+    }
+    let err = io::Error::last_os_error().raw_os_error();
+    if matches!(
+        err,
+        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EXDEV | libc::EINVAL | libc::ENOSYS)
+    ) {
+        may.store(false, Relaxed);
+    }
+    false
 }
 
 /// `dir/name` (with `ext` appended), built with one allocation: paths in
@@ -142,6 +168,7 @@ impl LocalStore {
             runs: std::sync::Arc::new(super::runs::RunLog::at(&dir.join("runs.log"))),
             old_runs: Default::default(),
             entries_fd: Default::default(),
+            reflinks: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 
@@ -641,6 +668,9 @@ impl Store for LocalStore {
     fn copy_blob(&self, hash: &str, dest: &Path) -> io::Result<()> {
         let mut from = self.blob_reader(hash)?;
         let mut to = std::fs::File::create(dest)?;
+        if reflink(&from, &to, &self.reflinks) {
+            return Ok(());
+        }
         io::copy(&mut from, &mut to).map(|_| ())
     }
 
@@ -652,6 +682,12 @@ impl Store for LocalStore {
         let mut tmp = crate::atomic::temp_in(&self.dir.join("tmp"))?;
         let mut file = std::fs::File::open(src)?;
         let mut hasher = blake3::Hasher::new();
+        // A clone shares the file's data, and what is checked is the clone:
+        // what will be kept. Else the file is copied as it is read.
+        let cloned = reflink(&file, tmp.as_file(), &self.reflinks);
+        if cloned {
+            file = std::fs::File::open(tmp.path())?;
+        }
         // One buffer per thread, not one per file: most outputs are small.
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
@@ -663,7 +699,9 @@ impl Store for LocalStore {
                     return Ok(());
                 }
                 hasher.update(&buf[..n]);
-                tmp.write_all(&buf[..n])?;
+                if !cloned {
+                    tmp.write_all(&buf[..n])?;
+                }
             }
         })?;
         if hasher.finalize().to_hex().as_str() != hash {
@@ -791,6 +829,43 @@ mod tests {
         assert!(store.read_blob(&h).is_err());
         assert!(store.verify_blob(&h).is_err());
         assert!(!store.has_blob(&"0".repeat(64)));
+    }
+
+    /// Where the file system clones, a blob is a clone with the same bytes;
+    /// where it cannot, the first refusal stops the asking and blobs are
+    /// copied. Either way what is stored and restored is the file's content.
+    #[test]
+    fn blobs_are_clones_where_the_file_system_can_and_copies_elsewhere() {
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::fs::write(&a, "content").unwrap();
+        let may = AtomicBool::new(true);
+        let from = std::fs::File::open(&a).unwrap();
+        let to = std::fs::File::create(&b).unwrap();
+        if reflink(&from, &to, &may) {
+            assert_eq!(std::fs::read(&b).unwrap(), b"content");
+            assert!(may.load(Relaxed));
+        } else {
+            eprintln!(
+                "{}: no reflinks here; copies are checked",
+                t.path().display()
+            );
+            assert!(!may.load(Relaxed), "a refusal is remembered");
+            assert!(!reflink(&from, &to, &may));
+        }
+        let store = LocalStore::open(&t.path().join("cache")).unwrap();
+        for (name, text) in [("x", "one"), ("y", "two")] {
+            let src = t.path().join(name);
+            std::fs::write(&src, text).unwrap();
+            let h = blake3::hash(text.as_bytes()).to_hex().to_string();
+            store.put_file(&h, &src).unwrap();
+            std::fs::write(&src, "changed after").unwrap();
+            assert_eq!(store.read_blob(&h).unwrap(), text.as_bytes());
+            let back = t.path().join(format!("{name}.back"));
+            store.copy_blob(&h, &back).unwrap();
+            assert_eq!(std::fs::read(&back).unwrap(), text.as_bytes());
+        }
     }
 
     #[test]
