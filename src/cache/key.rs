@@ -59,7 +59,7 @@ impl CacheKey {
     }
 
     /// The key's hex digest: blake3 of its canonical bytes (see
-    /// [`KeyBytes`]), the same [`KeyView::digest`] gives.
+    /// `KeyBytes`), the same [`KeyView::digest`] gives.
     pub fn digest(&self) -> String {
         with_key_buffer(|buf| {
             let mut w = KeyBytes(buf);
