@@ -20,10 +20,12 @@ use crate::hash::{Memo, hex};
 /// 3: the digest is taken over the key's canonical bytes, not its JSON.
 pub const FORMAT_VERSION: u32 = 3;
 
-/// Everything an instance's result depends on. [`KeyView`] writes the same
-/// fields from borrowed pieces for a hit's digest: a field added here is
-/// added to its `Serialize` too (`a_view_digests_as_its_owned_key` fails
-/// until it is).
+/// Everything an instance's result depends on. Its digest is written by
+/// hand, field by field, twice: here and, from borrowed pieces, by
+/// [`KeyView`] for a hit. A field added here stops the build until both
+/// write it: [`CacheKey::digest`] names every field, [`KeyView::to_key`]
+/// must fill it in, and `a_view_digests_as_its_owned_key` fails until the
+/// view's digest writes it as this one does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheKey {
     pub version: u32,
@@ -61,22 +63,33 @@ impl CacheKey {
     /// The key's hex digest: blake3 of its canonical bytes (see
     /// `KeyBytes`), the same [`KeyView::digest`] gives.
     pub fn digest(&self) -> String {
+        // Every field named: one added to the struct is not left out.
+        let CacheKey {
+            version,
+            task,
+            partition,
+            commands,
+            cwd,
+            env,
+            env_inputs,
+            files,
+            outputs,
+            deps,
+            tools,
+            pass_env,
+        } = self;
         with_key_buffer(|buf| {
             let mut w = KeyBytes(buf);
-            w.head(self.version, &self.task, self.partition.as_deref());
-            w.list(self.commands.iter());
-            w.str(&self.cwd);
-            w.sorted(self.env.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
-            w.sorted(
-                self.env_inputs
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_bytes())),
-            );
-            w.sorted(self.files.iter().map(|(p, h)| (p.as_str(), HashText(h))));
-            w.list(self.outputs.iter());
-            w.sorted(self.deps.iter().map(|(n, d)| (n.as_str(), d.as_bytes())));
-            w.sorted(self.tools.iter().map(|(n, h)| (n.as_str(), h.as_bytes())));
-            w.optional_list(self.pass_env.as_deref());
+            w.head(*version, task, partition.as_deref());
+            w.list(commands.iter());
+            w.str(cwd);
+            w.sorted(map_pairs(env));
+            w.sorted(map_pairs(env_inputs));
+            w.sorted(files.iter().map(|(p, h)| (p.as_str(), HashText(h))));
+            w.list(outputs.iter());
+            w.sorted(map_pairs(deps));
+            w.sorted(map_pairs(tools));
+            w.optional_list(pass_env.as_deref());
             crate::hash::hex(blake3::hash(buf).as_bytes())
         })
     }
@@ -420,21 +433,40 @@ impl<'a> KeyView<'a> {
 
     /// The key's hex digest, as [`CacheKey::digest`] gives it.
     pub fn digest(&self) -> String {
+        // Every field named, the scan's too: one added is not left out.
+        let KeyView {
+            task,
+            partition,
+            commands,
+            cwd,
+            env,
+            scan,
+            outputs,
+            deps,
+            pass_env,
+        } = *self;
+        let Scan {
+            files,
+            hashes,
+            unmatched: _,  // which globs matched nothing: a warning, not the key
+            matched_by: _, // which glob found each file: for `inputs`
+            tools,
+            env_inputs,
+        } = scan;
         with_key_buffer(|buf| {
-            let scan = self.scan;
             let mut w = KeyBytes(buf);
-            w.head(FORMAT_VERSION, self.task, self.partition);
-            w.list(self.commands.iter());
-            w.str(self.cwd);
-            w.sorted(pairs(self.env));
-            w.sorted(pairs(&scan.env_inputs));
-            let files = scan.files.iter().zip(&scan.hashes);
+            w.head(FORMAT_VERSION, task, partition);
+            w.list(commands.iter());
+            w.str(cwd);
+            w.sorted(pairs(env));
+            w.sorted(pairs(env_inputs));
+            let files = files.iter().zip(hashes);
             w.sorted(files.map(|(f, h)| (f.rel.as_str(), h)));
-            w.list(self.outputs.iter());
-            w.sorted(self.deps.iter().map(|(n, d)| (n.as_str(), d.as_bytes())));
-            let tools = scan.tools.iter();
+            w.list(outputs.iter());
+            w.sorted(deps.iter().map(|(n, d)| (n.as_str(), d.as_bytes())));
+            let tools = tools.iter();
             w.sorted(tools.map(|(n, t)| (n.as_str(), tool_hash(t).as_bytes())));
-            w.optional_list(self.pass_env);
+            w.optional_list(pass_env);
             crate::hash::hex(blake3::hash(buf).as_bytes())
         })
     }
@@ -443,6 +475,11 @@ impl<'a> KeyView<'a> {
 /// What the key holds for a tool: 128 bits of its content hash.
 fn tool_hash(t: &Option<Arc<Tool>>) -> &str {
     t.as_ref().map_or(NOT_FOUND, |t| &t.hash[..32])
+}
+
+/// A map's names and values, borrowed.
+fn map_pairs(m: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+    m.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))
 }
 
 /// Name and value pairs, borrowed.
