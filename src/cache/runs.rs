@@ -333,15 +333,20 @@ mod tests {
                 log.last("t0").map(|k| k.len()),
                 round.checked_sub(1).map(|r| r.to_string().len())
             );
-            for i in 0..1000 {
-                log.record(&format!("t{i}"), round.to_string().as_bytes())
-                    .unwrap();
-            }
-            log.save().unwrap();
+            record_round(&log, round);
         }
         let p = Parsed::of(&std::fs::read(&path).unwrap());
         assert!(p.records <= 2 * 1000 + 4096, "{} records", p.records);
         assert_eq!(&*p.keys["t999"], b"11");
+    }
+
+    /// One run of 1,000 instances, each recorded with key `round`, saved.
+    fn record_round(log: &RunLog, round: u32) {
+        for i in 0..1000 {
+            log.record(&format!("t{i}"), round.to_string().as_bytes())
+                .unwrap();
+        }
+        log.save().unwrap();
     }
 
     /// A process that records without asking (hits whose keys the state
@@ -352,12 +357,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("runs.log");
         for round in 0..12u32 {
-            let log = RunLog::at(&path);
-            for i in 0..1000 {
-                log.record(&format!("t{i}"), round.to_string().as_bytes())
-                    .unwrap();
-            }
-            log.save().unwrap();
+            record_round(&RunLog::at(&path), round);
         }
         let size = std::fs::metadata(&path).unwrap().len();
         let log = RunLog::at(&path);
