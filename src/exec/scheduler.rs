@@ -146,6 +146,50 @@ enum Event {
     Restart(Vec<InstanceId>),
 }
 
+/// Bytes of task output that may wait between the workers and the
+/// scheduler's thread, which shows it: past this, a worker waits before it
+/// reads more. A slow reader of hotpass's own output (a pager, a slow CI
+/// log) then slows the task's pipe instead of filling hotpass's memory.
+const OUTPUT_BACKLOG: usize = 4 << 20;
+
+/// What one line costs the backlog besides its bytes (its event): a task
+/// printing empty lines is held back too.
+const LINE_COST: usize = 64;
+
+/// The output on its way to the scheduler's thread, in bytes; closed once
+/// that thread stops reading, so that no worker waits for it then.
+#[derive(Default)]
+struct Backlog {
+    queued: Mutex<(usize, bool)>,
+    room: std::sync::Condvar,
+}
+
+impl Backlog {
+    /// Counts `n` bytes in, first waiting while the backlog is full (one
+    /// line longer than the whole backlog still passes, alone).
+    fn add(&self, n: usize) {
+        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        while !q.1 && q.0 > 0 && q.0 + n > OUTPUT_BACKLOG {
+            q = self.room.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        q.0 += n;
+    }
+
+    /// Counts `n` bytes out: the scheduler showed them.
+    fn done(&self, n: usize) {
+        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        q.0 = q.0.saturating_sub(n);
+        drop(q);
+        self.room.notify_all();
+    }
+
+    /// Nobody reads any more: nobody waits either.
+    fn close(&self) {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.room.notify_all();
+    }
+}
+
 /// A running service: when it must be ready, and what its dependents see.
 struct ServiceRun {
     ready_by: Instant,
@@ -249,6 +293,15 @@ pub fn run_with<R: Runner>(
     let signal_handle = signals.as_ref().map(|s| s.handle());
     let (job_tx, job_rx) = mpsc::channel();
     let job_rx = Mutex::new(job_rx);
+    let backlog = Arc::clone(&s.backlog);
+    /// Closes the backlog when the scheduler's loop ends, however it ends:
+    /// a worker waiting for room must not keep the scope open.
+    struct CloseBacklog(Arc<Backlog>);
+    impl Drop for CloseBacklog {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
     /// Ends the signal thread when the scope ends, however it ends: a
     /// panic in the loop below must not leave the scope waiting for it.
     struct CloseSignals(Option<signal_hook::iterator::Handle>);
@@ -272,6 +325,8 @@ pub fn run_with<R: Runner>(
             });
         }
         let mut pool = Pool::new(scope, runner, job_tx, &job_rx, tx.clone(), s.jobs);
+        pool.backlog = Arc::clone(&backlog);
+        let _close_backlog = CloseBacklog(backlog);
         s.work(runner, &mut pool, &rx);
         pool.close();
     });
@@ -293,6 +348,7 @@ struct Pool<'scope, 'env, R: Runner> {
     queue: &'env Mutex<mpsc::Receiver<Job<R::Prepared>>>,
     jobs: Option<mpsc::Sender<Job<R::Prepared>>>,
     events: mpsc::Sender<Event>,
+    backlog: Arc<Backlog>,
     workers: usize,
     size: usize,
     dispatch: tracing::Dispatch,
@@ -313,6 +369,7 @@ impl<'scope, 'env, R: Runner> Pool<'scope, 'env, R> {
             queue,
             jobs: Some(job_tx),
             events,
+            backlog: Arc::default(),
             workers: 0,
             size,
             dispatch: tracing::dispatcher::get_default(|d| d.clone()),
@@ -325,8 +382,9 @@ impl<'scope, 'env, R: Runner> Pool<'scope, 'env, R> {
             self.workers += 1;
             let (lane, runner, queue) = (self.workers, self.runner, self.queue);
             let (events, dispatch) = (self.events.clone(), self.dispatch.clone());
+            let backlog = Arc::clone(&self.backlog);
             self.scope
-                .spawn(move || worker(lane, runner, queue, events, dispatch));
+                .spawn(move || worker(lane, runner, queue, events, &backlog, dispatch));
         }
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(job);
@@ -345,6 +403,7 @@ fn worker<R: Runner>(
     runner: &R,
     queue: &Mutex<mpsc::Receiver<Job<R::Prepared>>>,
     events: mpsc::Sender<Event>,
+    backlog: &Backlog,
     dispatch: tracing::Dispatch,
 ) {
     let _log = tracing::dispatcher::set_default(&dispatch);
@@ -356,6 +415,7 @@ fn worker<R: Runner>(
         let Job { id, prepared, ctl } = job;
         let out = events.clone();
         let sink = move |stream: Stream, line: &[u8]| {
+            backlog.add(line.len() + LINE_COST);
             let _ = out.send(Event::Output(id, stream, line.to_vec()));
         };
         let began = Instant::now();
@@ -398,6 +458,8 @@ struct Scheduler<'a, 'r, P> {
     services: Vec<Option<Box<ServiceRun>>>,
     /// Where readiness probes report.
     probes: Option<mpsc::Sender<Event>>,
+    /// Output the workers sent that this thread has not shown yet.
+    backlog: Arc<Backlog>,
     /// The services started in this run (their states are in `services`).
     service_ids: Vec<InstanceId>,
     /// Running instances stopped to be started again when they end.
@@ -438,6 +500,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             killed_hard: false,
             services: (0..graph.len()).map(|_| None).collect(),
             probes: None,
+            backlog: Arc::default(),
             restart_pending: Default::default(),
             service_ids: Vec::new(),
             dispatch: tracing::dispatcher::get_default(|d| d.clone()),
@@ -717,6 +780,7 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
         match event {
             Event::Output(id, stream, line) => {
                 self.reporters.output(id, stream, &line);
+                self.backlog.done(line.len() + LINE_COST);
                 let task = self.project.task(self.graph.get(id).task);
                 if let Some(crate::config::Service {
                     ready: crate::config::Ready::Log(re),

@@ -393,21 +393,69 @@ fn a_detached_daemon_is_stopped_with_its_task() {
 /// Runs hotpass to the end, its stdout discarded, and returns its exit code
 /// and peak memory (KiB) as the kernel counted it. The child is reaped by
 /// `wait4` itself, which std does not see.
-#[allow(clippy::zombie_processes)]
 fn peak_memory_kib(p: &Project, args: &[&str]) -> (i32, i64) {
-    let child = p
+    peak_memory_kib_reading(p, args, None)
+}
+
+/// [`peak_memory_kib`], with hotpass's stdout read by `reader` (on a thread
+/// of its own) when given; it returns the bytes it read.
+#[allow(clippy::zombie_processes)]
+fn peak_memory_kib_reading(
+    p: &Project,
+    args: &[&str],
+    reader: Option<fn(std::process::ChildStdout) -> u64>,
+) -> (i32, i64) {
+    let mut child = p
         .command(args)
-        .stdout(std::process::Stdio::null())
+        .stdout(match reader {
+            Some(_) => std::process::Stdio::piped(),
+            None => std::process::Stdio::null(),
+        })
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let reading = reader.map(|r| {
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || r(out))
+    });
     let mut status = 0;
     // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child, which std has not reaped.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
+    if let Some(r) = reading {
+        assert!(r.join().unwrap() > 0, "the reader read hotpass's output");
+    }
     (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+/// A reader of hotpass's output slower than the task writes (a pager, a
+/// slow CI log) slows the task down: hotpass does not hold what is waiting
+/// to be shown. 100 MB printed, read at most 32 KiB a millisecond, within
+/// 64 MiB (it held all of it before).
+#[test]
+fn a_slow_reader_of_the_output_does_not_fill_memory() {
+    let p = Project::new(
+        "[tasks.big]\nrun = \"yes $(printf '%04000d' 7) | head -c 100000000\"\ninputs = [\"in\"]\n",
+    );
+    p.write("in", "1\n");
+    let slow: fn(std::process::ChildStdout) -> u64 = |mut out| {
+        use std::io::Read;
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut total = 0;
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n as u64,
+            }
+            // Slowness, not synchronisation: this reader is what is tested.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    };
+    let (code, kib) = peak_memory_kib_reading(&p, &["run", "--no-cache"], Some(slow));
+    assert_eq!(code, 0);
+    assert!(kib < 64 * 1024, "peak {kib} KiB");
 }
 
 /// Memory stays flat whatever a task prints: 200 MB of output, run and then
