@@ -783,6 +783,8 @@ mod tests {
             outputs: vec![],
             dep_keys: Default::default(),
             invocation: None,
+            log_data: None,
+            partial: false,
         }
     }
 

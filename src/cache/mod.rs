@@ -33,7 +33,7 @@ use crate::warning::Warning;
 use key::{CacheKey, KeyContext, Scan};
 use local::LocalStore;
 use outputs::{Collected, RestoreError};
-use store::{Entry, Store};
+use store::{Entry, Lookup, Store};
 
 /// How a run uses the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,12 +340,33 @@ impl Cache {
         let store = self
             .store()
             .ok_or_else(|| RestoreError::Log(io::Error::other("the cache is disabled")))?;
-        let output = match &entry.log {
-            Some(h) => store
+        match self.restore_from(store, entry, root, inst) {
+            // An entry read back from the state file lacks what it keeps
+            // inline: read the whole entry once, when something is needed.
+            Err(e) if entry.partial && e.is_missing_content() => match store.entry(&entry.key) {
+                Lookup::Found(whole) => self.restore_from(store, &whole, root, inst),
+                _ => Err(e),
+            },
+            r => r,
+        }
+    }
+
+    fn restore_from(
+        &self,
+        store: &dyn Store,
+        entry: &Entry,
+        root: &Path,
+        inst: &Instance,
+    ) -> Result<Restored, RestoreError> {
+        let output = match (&entry.log, &entry.log_data) {
+            (Some(h), Some(data)) => store::check_inline(data, h)
+                .and_then(|()| Captured::read_from(&mut &data[..]))
+                .map_err(RestoreError::Log)?,
+            (Some(h), None) => store
                 .open_blob(h)
                 .and_then(|mut r| Captured::read_from(&mut r))
                 .map_err(RestoreError::Log)?,
-            None => Captured::default(),
+            (None, _) => Captured::default(),
         };
         let allowed = outputs::Allowed::new(&inst.resolved.cwd, &inst.resolved.outputs, &self.skip);
         let written = outputs::restore(store, entry, root, &allowed, &self.memo)?;
@@ -378,11 +399,18 @@ impl Cache {
             &self.skip,
         )?;
         let output = run.output;
-        let (log, log_size) = if output.is_empty() {
-            (None, None)
+        let (log, log_size, log_data) = if output.is_empty() {
+            (None, None, None)
         } else {
-            let (hash, size) = store_log(store, output)?;
-            (Some(hash), Some(size))
+            let inline: u64 = collected
+                .outputs
+                .iter()
+                .filter_map(|o| o.data.as_ref())
+                .map(|d| d.len() as u64)
+                .sum();
+            let room = store::INLINE_MAX.min(store::INLINE_TOTAL - inline);
+            let (hash, size, data) = store_log(store, output, room)?;
+            (Some(hash), Some(size), data)
         };
         let entry = Entry {
             format: key::FORMAT_VERSION,
@@ -396,6 +424,8 @@ impl Cache {
             outputs: collected.outputs.clone(),
             dep_keys: run.dep_keys.clone(),
             invocation: run.invocation.map(str::to_owned),
+            log_data,
+            partial: false,
         };
         store.put_entry(&entry)?;
         self.seen(&entry);
@@ -543,12 +573,22 @@ fn shared_salt() -> Option<[u8; 32]> {
     Some(blake3::derive_key("hotpass cache salt", v.as_bytes()))
 }
 
-/// Stores captured output as a blob and returns its hash: from memory when
-/// it is small, else streamed through a temporary file, hashed on the way.
-fn store_log(store: &dyn Store, output: &Captured) -> io::Result<(String, u64)> {
+/// Stores captured output and returns its hash and size, and the bytes
+/// when they are at most `room` (kept in the entry, no blob then). A blob is
+/// written from memory when the output is there, else streamed through a
+/// temporary file, hashed on the way.
+fn store_log(
+    store: &dyn Store,
+    output: &Captured,
+    room: u64,
+) -> io::Result<(String, u64, Option<Vec<u8>>)> {
     if output.in_memory() {
         let bytes = output.encode()?;
-        return Ok((store.put_bytes(&bytes)?, bytes.len() as u64));
+        let size = bytes.len() as u64;
+        if size <= room {
+            return Ok((blake3::hash(&bytes).to_hex().to_string(), size, Some(bytes)));
+        }
+        return Ok((store.put_bytes(&bytes)?, size, None));
     }
     struct Hashing<W> {
         inner: W,
@@ -575,5 +615,5 @@ fn store_log(store: &dyn Store, output: &Captured) -> io::Result<(String, u64)> 
     drop(w);
     let size = tmp.as_file().metadata()?.len();
     store.put_file(&hash, tmp.path())?;
-    Ok((hash, size))
+    Ok((hash, size, None))
 }
