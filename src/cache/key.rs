@@ -18,9 +18,7 @@ use crate::hash::{Memo, hex};
 /// Bumped whenever the key's meaning changes, so old entries stop matching.
 /// 2: tools in the key; dependencies by the digest of their result.
 /// 3: the digest is taken over the key's canonical bytes, not its JSON.
-/// 4: small outputs and captured output are kept inline in entries, which an
-///    older hotpass would not read (it looks for blobs).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Everything an instance's result depends on. Its digest is written by
 /// hand, field by field, twice: here and, from borrowed pieces, by

@@ -783,8 +783,6 @@ mod tests {
             outputs: vec![],
             dep_keys: Default::default(),
             invocation: None,
-            log_data: None,
-            partial: false,
         }
     }
 

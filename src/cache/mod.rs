@@ -33,7 +33,7 @@ use crate::warning::Warning;
 use key::{CacheKey, KeyContext, Scan};
 use local::LocalStore;
 use outputs::{Collected, RestoreError};
-use store::{Entry, Lookup, Store};
+use store::{Entry, Store};
 
 /// How a run uses the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,33 +340,12 @@ impl Cache {
         let store = self
             .store()
             .ok_or_else(|| RestoreError::Log(io::Error::other("the cache is disabled")))?;
-        match self.restore_from(store, entry, root, inst) {
-            // An entry read back from the state file lacks what it keeps
-            // inline: read the whole entry once, when something is needed.
-            Err(e) if entry.partial && e.is_missing_content() => match store.entry(&entry.key) {
-                Lookup::Found(whole) => self.restore_from(store, &whole, root, inst),
-                _ => Err(e),
-            },
-            r => r,
-        }
-    }
-
-    fn restore_from(
-        &self,
-        store: &dyn Store,
-        entry: &Entry,
-        root: &Path,
-        inst: &Instance,
-    ) -> Result<Restored, RestoreError> {
-        let output = match (&entry.log, &entry.log_data) {
-            (Some(h), Some(data)) => store::check_inline(data, h)
-                .and_then(|()| Captured::read_from(&mut &data[..]))
-                .map_err(RestoreError::Log)?,
-            (Some(h), None) => store
+        let output = match &entry.log {
+            Some(h) => store
                 .open_blob(h)
                 .and_then(|mut r| Captured::read_from(&mut r))
                 .map_err(RestoreError::Log)?,
-            (None, _) => Captured::default(),
+            None => Captured::default(),
         };
         let allowed = outputs::Allowed::new(&inst.resolved.cwd, &inst.resolved.outputs, &self.skip);
         let written = outputs::restore(store, entry, root, &allowed, &self.memo)?;
@@ -399,18 +378,11 @@ impl Cache {
             &self.skip,
         )?;
         let output = run.output;
-        let (log, log_size, log_data) = if output.is_empty() {
-            (None, None, None)
+        let (log, log_size) = if output.is_empty() {
+            (None, None)
         } else {
-            let inline: u64 = collected
-                .outputs
-                .iter()
-                .filter_map(|o| o.data.as_ref())
-                .map(|d| d.len() as u64)
-                .sum();
-            let room = store::INLINE_MAX.min(store::INLINE_TOTAL - inline);
-            let (hash, size, data) = store_log(store, output, room)?;
-            (Some(hash), Some(size), data)
+            let (hash, size) = store_log(store, output)?;
+            (Some(hash), Some(size))
         };
         let entry = Entry {
             format: key::FORMAT_VERSION,
@@ -424,8 +396,6 @@ impl Cache {
             outputs: collected.outputs.clone(),
             dep_keys: run.dep_keys.clone(),
             invocation: run.invocation.map(str::to_owned),
-            log_data,
-            partial: false,
         };
         store.put_entry(&entry)?;
         self.seen(&entry);
@@ -573,22 +543,12 @@ fn shared_salt() -> Option<[u8; 32]> {
     Some(blake3::derive_key("hotpass cache salt", v.as_bytes()))
 }
 
-/// Stores captured output and returns its hash and size, and the bytes
-/// when they are at most `room` (kept in the entry, no blob then). A blob is
-/// written from memory when the output is there, else streamed through a
-/// temporary file, hashed on the way.
-fn store_log(
-    store: &dyn Store,
-    output: &Captured,
-    room: u64,
-) -> io::Result<(String, u64, Option<Vec<u8>>)> {
+/// Stores captured output as a blob and returns its hash: from memory when
+/// it is small, else streamed through a temporary file, hashed on the way.
+fn store_log(store: &dyn Store, output: &Captured) -> io::Result<(String, u64)> {
     if output.in_memory() {
         let bytes = output.encode()?;
-        let size = bytes.len() as u64;
-        if size <= room {
-            return Ok((blake3::hash(&bytes).to_hex().to_string(), size, Some(bytes)));
-        }
-        return Ok((store.put_bytes(&bytes)?, size, None));
+        return Ok((store.put_bytes(&bytes)?, bytes.len() as u64));
     }
     struct Hashing<W> {
         inner: W,
@@ -615,5 +575,5 @@ fn store_log(
     drop(w);
     let size = tmp.as_file().metadata()?.len();
     store.put_file(&hash, tmp.path())?;
-    Ok((hash, size, None))
+    Ok((hash, size))
 }

@@ -3,11 +3,11 @@
 //! under the project root, never through a symlink, and only after every
 //! blob checks out, so a failed restore leaves the tree untouched.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::store::{Entry, INLINE_MAX, INLINE_TOTAL, OutputFile, Store, check_inline};
+use super::store::{Entry, OutputFile, Store};
 use crate::fileset::{Ignored, Patterns, rel_string};
 use crate::hash::{Memo, hex, hex_is};
 
@@ -44,19 +44,6 @@ pub enum RestoreError {
     /// The captured output is missing or damaged.
     #[error("captured output: {0}")]
     Log(#[source] io::Error),
-}
-
-impl RestoreError {
-    /// Whether a blob or the captured output was simply not found (rather
-    /// than damaged or refused).
-    pub fn is_missing_content(&self) -> bool {
-        match self {
-            RestoreError::Blob { source, .. } | RestoreError::Log(source) => {
-                source.kind() == io::ErrorKind::NotFound
-            }
-            _ => false,
-        }
-    }
 }
 
 /// Checks a manifest path is relative and has no `..`, without touching the
@@ -207,14 +194,12 @@ pub fn restore(
             return Err(RestoreError::NotAnOutput(o.path.clone()));
         }
         let target = safe_target(root, &o.path)?;
-        match &o.data {
-            Some(data) => check_inline(data, &o.hash),
-            None => store.verify_blob(&o.hash),
-        }
-        .map_err(|source| RestoreError::Blob {
-            path: o.path.clone(),
-            source,
-        })?;
+        store
+            .verify_blob(&o.hash)
+            .map_err(|source| RestoreError::Blob {
+                path: o.path.clone(),
+                source,
+            })?;
         plan.push((o, target, mode));
     }
     let restored = (plan.len(), plan.iter().map(|(o, _, _)| o.size).sum());
@@ -233,11 +218,8 @@ pub fn restore(
             Some(link) => crate::atomic::temp_symlink_in(dir, &crate::fileset::rel_path(link))
                 .map_err(write)?,
             None => {
-                let mut tmp = crate::atomic::temp_in(dir).map_err(write)?;
-                match &o.data {
-                    Some(data) => tmp.write_all(data).map_err(write)?,
-                    None => store.copy_blob(&o.hash, tmp.path()).map_err(write)?,
-                }
+                let tmp = crate::atomic::temp_in(dir).map_err(write)?;
+                store.copy_blob(&o.hash, tmp.path()).map_err(write)?;
                 std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
                     .map_err(write)?;
                 tmp.into_temp_path()
@@ -259,22 +241,6 @@ pub fn restore(
         }
     }
     Ok(restored)
-}
-
-/// The content of a small output, to keep in its entry: it must still
-/// hash to `hash` (and be small), as a blob stored from it must.
-fn read_inline(path: &Path, hash: &[u8; 32]) -> io::Result<Vec<u8>> {
-    let mut data = Vec::new();
-    std::fs::File::open(path)?
-        .take(INLINE_MAX + 1)
-        .read_to_end(&mut data)?;
-    if data.len() as u64 > INLINE_MAX || blake3::hash(&data).as_bytes() != hash {
-        return Err(io::Error::other(format!(
-            "{} changed while it was being stored",
-            path.display()
-        )));
-    }
-    Ok(data)
 }
 
 /// The output files of a success, and the output globs (by position) that
@@ -310,7 +276,6 @@ pub fn collect(
         .collect();
     let hashes = crate::fileset::hash_found(memo, &found)?;
     let mut outputs = Vec::with_capacity(found.len());
-    let mut inline_room = INLINE_TOTAL;
     for (f, h) in found.iter().zip(hashes) {
         let path = f
             .abs
@@ -325,19 +290,12 @@ pub fn collect(
                 size: 0,
                 mode: 0o777,
                 link: Some(link_string(target)),
-                data: None,
             });
             continue;
         }
         let hash = hex(&h);
-        let mut data = None;
         if let Some(store) = store {
-            if f.meta.len() <= INLINE_MAX.min(inline_room) {
-                inline_room -= f.meta.len();
-                data = Some(read_inline(&f.abs, &h)?);
-            } else {
-                store.put_file(&hash, &f.abs)?;
-            }
+            store.put_file(&hash, &f.abs)?;
         }
         outputs.push(OutputFile {
             path,
@@ -345,7 +303,6 @@ pub fn collect(
             size: f.meta.len(),
             mode: f.meta.permissions().mode() & 0o7777,
             link: None,
-            data,
         });
     }
     Ok(Collected { outputs, unmatched })
@@ -407,14 +364,12 @@ mod tests {
     }
 
     #[test]
-    fn collected_outputs_restore_byte_for_byte_and_bad_content_touches_nothing() {
+    fn collected_outputs_restore_byte_for_byte_and_a_bad_blob_touches_nothing() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("p");
         std::fs::create_dir_all(root.join("out")).unwrap();
-        // One small output (kept inline) and one large (a blob).
-        let big = "B".repeat(INLINE_MAX as usize + 1);
         std::fs::write(root.join("out/a.txt"), "A").unwrap();
-        std::fs::write(root.join("out/b.txt"), &big).unwrap();
+        std::fs::write(root.join("out/b.txt"), "B").unwrap();
         let store = LocalStore::open(&t.path().join("cache")).unwrap();
         let memo = Memo::new();
         let collected = collect(
@@ -429,13 +384,6 @@ mod tests {
         assert_eq!(collected.unmatched, vec![1]);
         let outputs = collected.outputs;
         assert_eq!(outputs.len(), 2);
-        assert_eq!(outputs[0].data.as_deref(), Some(&b"A"[..]), "small: inline");
-        assert!(
-            !store.has_blob(&outputs[0].hash),
-            "an inline file has no blob"
-        );
-        assert_eq!(outputs[1].data, None, "large: a blob");
-        assert!(store.has_blob(&outputs[1].hash));
         let entry = Entry {
             format: 1,
             key: "k".into(),
@@ -448,30 +396,20 @@ mod tests {
             outputs,
             dep_keys: Default::default(),
             invocation: None,
-            log_data: None,
-            partial: false,
         };
-        assert_eq!(
-            entry.blobs().collect::<Vec<_>>(),
-            [entry.outputs[1].hash.as_str()]
-        );
         std::fs::remove_dir_all(root.join("out")).unwrap();
         let globs = ["out/*.txt".to_owned()];
         let never = [t.path().join("cache")];
         let allowed = Allowed::new(&root, &globs, &never);
         assert_eq!(
             restore(&store, &entry, &root, &allowed, &memo).unwrap(),
-            (2, 1 + big.len() as u64)
-        );
-        assert_eq!(
-            std::fs::read_to_string(root.join("out/a.txt")).unwrap(),
-            "A"
+            (2, 2)
         );
         assert_eq!(
             std::fs::read_to_string(root.join("out/b.txt")).unwrap(),
-            big
+            "B"
         );
-        // Damage the blob: the inline output is not written either.
+        // Damage one blob: the other output is not written either.
         std::fs::remove_dir_all(root.join("out")).unwrap();
         let b = &entry.outputs[1].hash;
         std::fs::write(t.path().join("cache/blobs").join(&b[..2]).join(b), "not B").unwrap();
@@ -480,37 +418,5 @@ mod tests {
             Err(RestoreError::Blob { .. })
         ));
         assert!(!root.join("out").exists(), "the tree is untouched");
-        // Damage the inline content: nothing is written either.
-        let mut bad = entry.clone();
-        bad.outputs.truncate(1);
-        bad.outputs[0].data = Some(b"not A".to_vec());
-        assert!(matches!(
-            restore(&store, &bad, &root, &allowed, &memo),
-            Err(RestoreError::Blob { .. })
-        ));
-        assert!(!root.join("out").exists(), "the tree is untouched");
-    }
-
-    #[test]
-    fn an_entry_keeps_at_most_its_budget_inline() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("p");
-        std::fs::create_dir_all(root.join("out")).unwrap();
-        let n = (INLINE_TOTAL / INLINE_MAX) as usize + 4;
-        for i in 0..n {
-            let text = format!("{i:0width$}", width = INLINE_MAX as usize);
-            std::fs::write(root.join(format!("out/{i:03}.txt")), text).unwrap();
-        }
-        let store = LocalStore::open(&t.path().join("cache")).unwrap();
-        let memo = Memo::new();
-        let c = collect(Some(&store), &memo, &root, &root, &["out/*".into()], &[]).unwrap();
-        let inline = c.outputs.iter().filter(|o| o.data.is_some()).count();
-        assert_eq!(inline as u64, INLINE_TOTAL / INLINE_MAX);
-        for o in &c.outputs {
-            assert_eq!(o.data.is_none(), store.has_blob(&o.hash), "{}", o.path);
-        }
-        // Without a store nothing is kept, inline or not.
-        let c = collect(None, &memo, &root, &root, &["out/*".into()], &[]).unwrap();
-        assert!(c.outputs.iter().all(|o| o.data.is_none()));
     }
 }

@@ -122,15 +122,6 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Checks content an untrusted entry keeps inline: small, of the size and
-/// hash it claims.
-fn check_inline(data: &[u8], size: u64, hash: &str) -> Result<(), String> {
-    if data.len() as u64 > super::store::INLINE_MAX || data.len() as u64 != size {
-        return Err(format!("{} bytes inline, for a file of {size}", data.len()));
-    }
-    super::store::check_inline(data, hash).map_err(|e| e.to_string())
-}
-
 fn is_hex_hash(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -450,9 +441,6 @@ impl Remote {
         if entry.outputs.len() > MAX_OUTPUTS {
             return Err(format!("it names {} files", entry.outputs.len()));
         }
-        if entry.inline_bytes() > super::store::INLINE_TOTAL {
-            return Err(format!("it keeps {} bytes inline", entry.inline_bytes()));
-        }
         for o in &entry.outputs {
             super::outputs::lexical_target(std::path::Path::new("/"), &o.path)
                 .map_err(|e| e.to_string())?;
@@ -462,19 +450,9 @@ impl Remote {
             if o.size > MAX_BLOB {
                 return Err(format!("output {}: {} bytes", o.path, o.size));
             }
-            if let Some(data) = &o.data {
-                check_inline(data, o.size, &o.hash)
-                    .map_err(|e| format!("output {}: {e}", o.path))?;
-            }
         }
         if entry.log.as_deref().is_some_and(|h| !is_hex_hash(h)) {
             return Err("its log is not a content hash".into());
-        }
-        if let Some(data) = &entry.log_data {
-            let (Some(hash), Some(size)) = (&entry.log, entry.log_size) else {
-                return Err("its inline log has no hash or size".into());
-            };
-            check_inline(data, size, hash).map_err(|e| format!("its log: {e}"))?;
         }
         Ok(entry)
     }
@@ -592,12 +570,10 @@ impl Remote {
         let mut wanted: Vec<(&str, Option<u64>)> = entry
             .outputs
             .iter()
-            .filter(|o| o.link.is_none() && o.data.is_none())
+            .filter(|o| o.link.is_none())
             .map(|o| (o.hash.as_str(), Some(o.size)))
             .collect();
-        if let Some(log) = &entry.log
-            && entry.log_data.is_none()
-        {
+        if let Some(log) = &entry.log {
             wanted.push((log, entry.log_size.filter(|s| *s <= MAX_BLOB)));
         }
         wanted.sort_unstable();

@@ -37,7 +37,7 @@ use super::store::{Entry, OutputFile};
 use crate::hash::{Kept, Learned, Stat};
 
 /// The first bytes of the file; another version is rebuilt from scratch.
-const MAGIC: &[u8; 16] = b"hotpass state 4\n";
+const MAGIC: &[u8; 16] = b"hotpass state 3\n";
 /// Bytes of a frame besides its body: the length before, the check after.
 const FRAME_OVERHEAD: usize = 4 + 8;
 /// The most records one frame holds.
@@ -84,10 +84,6 @@ pub struct KnownEntry {
     log_size: Option<u64>,
     outputs: Vec<KnownOutput>,
     invocation: Option<String>,
-    /// Whether the entry keeps contents inline: they are not kept here
-    /// (the entry read back is partial), but read from the entry file when
-    /// a restore needs them.
-    inline: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,13 +176,11 @@ impl KnownEntry {
             log_size: entry.log_size,
             outputs,
             invocation: entry.invocation.clone(),
-            inline: entry.log_data.is_some() || entry.outputs.iter().any(|o| o.data.is_some()),
         })
     }
 
     /// The entry again, for instance `instance` under key `key`. Only what
-    /// a hit reads is kept: its dependencies' keys are not, nor its inline
-    /// contents (the entry is then `partial`).
+    /// a hit reads is kept: its dependencies' keys are not.
     pub fn entry(&self, key: &str, instance: &str) -> Entry {
         let hex = |h: &[u8; 32]| crate::hash::hex(h);
         Entry {
@@ -207,13 +201,10 @@ impl KnownEntry {
                     size: o.size,
                     mode: o.mode,
                     link: o.link.clone(),
-                    data: None,
                 })
                 .collect(),
             dep_keys: Default::default(),
             invocation: self.invocation.clone(),
-            log_data: None,
-            partial: self.inline,
         }
     }
 }

@@ -12,16 +12,6 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// Files and captured output up to this many bytes are kept in the entry
-/// itself rather than as blobs: one file in the cache instead of two,
-/// written and read at once. Most outputs of small tasks are this small.
-pub const INLINE_MAX: u64 = 4096;
-
-/// The most bytes one entry keeps inline, all files and its captured output
-/// together: an entry of many small files stays small to read (and within
-/// what a remote accepts); the files past it are blobs.
-pub const INLINE_TOTAL: u64 = 64 * 1024;
-
 /// One stored output file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
@@ -35,10 +25,6 @@ pub struct OutputFile {
     /// [`link_hash`](crate::fileset::link_hash) of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
-    /// The content itself, for a file of at most [`INLINE_MAX`] bytes: it
-    /// has no blob. Checked against `hash` before it is written anywhere.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "inline")]
-    pub data: Option<Vec<u8>>,
 }
 
 /// A stored success.
@@ -64,72 +50,16 @@ pub struct Entry {
     /// restored output is attested as that run's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation: Option<String>,
-    /// The captured output itself when it is at most [`INLINE_MAX`] bytes;
-    /// `log` still names its hash, and there is no blob.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "inline")]
-    pub log_data: Option<Vec<u8>>,
-    /// Read back from the state file, which leaves inline contents out:
-    /// they are in the entry file (never written: a stored entry is whole).
-    #[serde(skip)]
-    pub partial: bool,
-}
-
-/// Inline contents as base64 in the entry's JSON.
-mod inline {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-    pub fn serialize<S: Serializer>(d: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(b) => s.serialize_str(&B64.encode(b)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        let Some(text) = Option::<String>::deserialize(d)? else {
-            return Ok(None);
-        };
-        B64.decode(text.as_bytes())
-            .map(Some)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// Checks inline content against its hash.
-pub fn check_inline(data: &[u8], hash: &str) -> io::Result<()> {
-    if crate::hash::hex_is(blake3::hash(data).as_bytes(), hash) {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("inline content {hash} fails its integrity check"),
-        ))
-    }
 }
 
 impl Entry {
-    /// Bytes kept inline, files and captured output together.
-    pub fn inline_bytes(&self) -> u64 {
-        let files: usize = self
-            .outputs
-            .iter()
-            .filter_map(|o| o.data.as_ref())
-            .map(Vec::len)
-            .sum();
-        (files + self.log_data.as_ref().map_or(0, Vec::len)) as u64
-    }
-
-    /// Every blob the entry refers to: its outputs, then its log (not
-    /// what it holds inline). Of a whole entry, not a partial one.
+    /// Every blob the entry refers to: its outputs, then its log.
     pub fn blobs(&self) -> impl Iterator<Item = &str> {
         self.outputs
             .iter()
-            .filter(|o| o.link.is_none() && o.data.is_none())
+            .filter(|o| o.link.is_none())
             .map(|o| o.hash.as_str())
-            .chain(self.log.as_deref().filter(|_| self.log_data.is_none()))
+            .chain(self.log.as_deref())
     }
 }
 

@@ -322,15 +322,12 @@ fn a_corrupted_remote_blob_is_detected_and_rebuilt() {
     let Some(s) = nginx() else { return };
     let remote = Remote::webdav(&s);
     let p = project();
-    // Past 4 KiB: a blob, not kept inline in the entry.
-    let big = "hello\n".repeat(1000);
-    p.write("src/a.txt", &big);
     machine(&p, &remote, "a", true, &[], &["build"]).0.code(0);
     let blobs = s.files().join("cache/v1/blobs");
     let mut damaged = 0;
     for b in std::fs::read_dir(&blobs).unwrap().flatten() {
-        if std::fs::read(b.path()).unwrap() == big.as_bytes() {
-            std::fs::write(b.path(), big.to_uppercase()).unwrap();
+        if std::fs::read(b.path()).unwrap() == b"hello\n" {
+            std::fs::write(b.path(), "HELLO\n").unwrap();
             damaged += 1;
         }
     }
@@ -340,45 +337,12 @@ fn a_corrupted_remote_blob_is_detected_and_rebuilt() {
     r.code(0);
     assert_has(&r.stderr, "fails its integrity check");
     assert_eq!(instance(&s1, "build")["status"], "ok");
-    assert_eq!(p.read("out/build.txt"), big);
+    assert_eq!(p.read("out/build.txt"), "hello\n");
     // The upload replaced the damaged blob: a third machine restores it.
     std::fs::remove_dir_all(p.path("out")).unwrap();
     let (r, s2) = machine(&p, &remote, "c", true, &[], &["build"]);
     r.code(0);
     assert_eq!(instance(&s2, "build")["status"], "cached", "{}", r.stderr);
-    assert_eq!(p.read("out/build.txt"), big);
-}
-
-/// A small output travels inside its entry: content planted there that
-/// does not match its hash is refused, and the task runs instead.
-#[test]
-fn tampered_inline_content_on_the_remote_is_refused() {
-    let Some(s) = nginx() else { return };
-    let remote = Remote::webdav(&s);
-    let p = project();
-    machine(&p, &remote, "a", true, &[], &["build"]).0.code(0);
-    let entries = s.files().join("cache/v1/entries");
-    let mut planted = 0;
-    for e in std::fs::read_dir(&entries).unwrap().flatten() {
-        let text = std::fs::read_to_string(e.path()).unwrap();
-        let (head, body) = text.split_once('\n').unwrap();
-        let mut entry: serde_json::Value = serde_json::from_str(body).unwrap();
-        if entry["instance"] != "build" {
-            continue;
-        }
-        // "hello\n" kept inline; plant "HELLO\n" under the same hash.
-        assert_eq!(entry["outputs"][0]["data"], "aGVsbG8K", "{entry}");
-        entry["outputs"][0]["data"] = "SEVMTE8K".into();
-        std::fs::write(e.path(), format!("{head}\n{entry}")).unwrap();
-        planted += 1;
-    }
-    assert_eq!(planted, 1);
-    std::fs::remove_dir_all(p.path("out")).unwrap();
-    let (r, s1) = machine(&p, &remote, "b", false, &[], &["build"]);
-    r.code(0);
-    assert_has(&r.stderr, "refused");
-    assert_has(&r.stderr, "fails its integrity check");
-    assert_eq!(instance(&s1, "build")["status"], "ok");
     assert_eq!(p.read("out/build.txt"), "hello\n");
 }
 
