@@ -543,10 +543,17 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
     ) {
         loop {
             if self.may_start() {
+                // One batch at a time: a miss found in it starts at once
+                // and runs while the next batches are checked, and what
+                // the running ones said meanwhile is acted on.
                 self.check_ready(runner);
                 self.start_prepared(pool);
                 if !self.ready.is_empty() && self.startable() < self.jobs {
-                    continue; // a slot freed up: check more before waiting
+                    while let Ok(event) = events.try_recv() {
+                        self.handle(event);
+                    }
+                    self.enforce_deadlines();
+                    continue; // slots to fill: check more before waiting
                 }
             }
             if self.running == 0 {
@@ -584,10 +591,10 @@ impl<'a, 'r, P: Send> Scheduler<'a, 'r, P> {
             .is_none_or(|m| busy < m)
     }
 
-    /// Checks ready instances while fewer than `-j` could start: hits finish
-    /// here, misses become Prepared.
+    /// Checks one batch of ready instances when fewer than `-j` could
+    /// start: hits finish here, misses become Prepared.
     fn check_ready<R: Runner<Prepared = P>>(&mut self, runner: &R) {
-        while self.startable() < self.jobs && !self.ready.is_empty() && self.may_start() {
+        if self.startable() < self.jobs && !self.ready.is_empty() && self.may_start() {
             let batch = self.pop_ready_batch();
             for (id, began, check) in self.check_batch(runner, &batch) {
                 match check {

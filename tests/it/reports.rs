@@ -120,6 +120,40 @@ fn profile_has_one_event_per_instance() {
     );
 }
 
+/// A miss starts as soon as the batch of checks that finds it is done, and
+/// runs while the rest of a large graph is still checked: in the profile,
+/// hits are checked after it started.
+#[test]
+fn a_miss_starts_while_the_rest_is_still_checked() {
+    let mut toml = String::from(
+        "[tasks.a]\nrun = \"cat in > out-a\"\ninputs = [\"in\"]\noutputs = [\"out-a\"]\n",
+    );
+    for i in 0..600 {
+        toml += &format!("[tasks.t{i:03}]\nrun = \"true\"\ninputs = [\"shared\"]\n");
+    }
+    let p = Project::new(&toml);
+    p.write("in", "1").write("shared", "s");
+    p.run(&["run"]).code(0);
+    p.write("in", "2");
+    p.run(&["run", "--profile", "trace.json"]).code(0);
+    assert_eq!(p.read("out-a"), "2");
+    let v: serde_json::Value = serde_json::from_str(&p.read("trace.json")).unwrap();
+    let spans: Vec<(&str, f64)> = v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["cat"] == "instance")
+        .map(|e| (e["name"].as_str().unwrap(), e["ts"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(spans.len(), 601);
+    let started = spans.iter().find(|(n, _)| *n == "a").unwrap().1;
+    let later = spans
+        .iter()
+        .filter(|(n, ts)| *n != "a" && *ts > started)
+        .count();
+    assert!(later > 0, "every hit was checked before the miss started");
+}
+
 /// Under GitHub Actions each instance is one balanced group, and a failing
 /// gate gets an error annotation.
 #[test]
