@@ -324,8 +324,7 @@ pub fn run_with<R: Runner>(
                 }
             });
         }
-        let mut pool = Pool::new(scope, runner, job_tx, &job_rx, tx.clone(), s.jobs);
-        pool.backlog = Arc::clone(&backlog);
+        let mut pool = Pool::new(scope, runner, job_tx, &job_rx, tx.clone(), &backlog, s.jobs);
         let _close_backlog = CloseBacklog(backlog);
         s.work(runner, &mut pool, &rx);
         pool.close();
@@ -361,6 +360,7 @@ impl<'scope, 'env, R: Runner> Pool<'scope, 'env, R> {
         job_tx: mpsc::Sender<Job<R::Prepared>>,
         queue: &'env Mutex<mpsc::Receiver<Job<R::Prepared>>>,
         events: mpsc::Sender<Event>,
+        backlog: &Arc<Backlog>,
         size: usize,
     ) -> Self {
         Pool {
@@ -369,7 +369,7 @@ impl<'scope, 'env, R: Runner> Pool<'scope, 'env, R> {
             queue,
             jobs: Some(job_tx),
             events,
-            backlog: Arc::default(),
+            backlog: Arc::clone(backlog),
             workers: 0,
             size,
             dispatch: tracing::dispatcher::get_default(|d| d.clone()),
