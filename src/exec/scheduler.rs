@@ -160,32 +160,42 @@ const LINE_COST: usize = 64;
 /// that thread stops reading, so that no worker waits for it then.
 #[derive(Default)]
 struct Backlog {
-    queued: Mutex<(usize, bool)>,
+    queued: Mutex<Queued>,
     room: std::sync::Condvar,
 }
 
+#[derive(Default)]
+struct Queued {
+    bytes: usize,
+    closed: bool,
+}
+
 impl Backlog {
+    fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Counts `n` bytes in, first waiting while the backlog is full (one
     /// line longer than the whole backlog still passes, alone).
     fn add(&self, n: usize) {
-        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        while !q.1 && q.0 > 0 && q.0 + n > OUTPUT_BACKLOG {
+        let mut q = self.queued();
+        while !q.closed && q.bytes > 0 && q.bytes + n > OUTPUT_BACKLOG {
             q = self.room.wait(q).unwrap_or_else(|e| e.into_inner());
         }
-        q.0 += n;
+        q.bytes += n;
     }
 
     /// Counts `n` bytes out: the scheduler showed them.
     fn done(&self, n: usize) {
-        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        q.0 = q.0.saturating_sub(n);
+        let mut q = self.queued();
+        q.bytes = q.bytes.saturating_sub(n);
         drop(q);
         self.room.notify_all();
     }
 
     /// Nobody reads any more: nobody waits either.
     fn close(&self) {
-        self.queued.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.queued().closed = true;
         self.room.notify_all();
     }
 }
@@ -1306,5 +1316,39 @@ mod tests {
                 reason: "dependency `bad` failed".into()
             }
         );
+    }
+
+    /// A full backlog holds a worker back until the scheduler shows some
+    /// output, or stops reading; a line longer than the whole backlog
+    /// passes alone.
+    #[test]
+    fn a_full_output_backlog_waits_for_room_or_its_close() {
+        use std::sync::mpsc::RecvTimeoutError;
+        let long = Duration::from_secs(10);
+        let backlog = Arc::new(Backlog::default());
+        backlog.add(OUTPUT_BACKLOG * 2); // alone: passes at once
+        let (tx, rx) = mpsc::channel();
+        let b = Arc::clone(&backlog);
+        let waiting = std::thread::spawn(move || {
+            b.add(1);
+            tx.send(()).unwrap();
+            b.add(OUTPUT_BACKLOG);
+            tx.send(()).unwrap();
+        });
+        // Held back while full (it can only be early if the backlog is broken).
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(100)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        backlog.done(OUTPUT_BACKLOG * 2);
+        rx.recv_timeout(long).expect("room made: the line passes");
+        // Full again (1 + OUTPUT_BACKLOG > OUTPUT_BACKLOG): held until closed.
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(100)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        backlog.close();
+        rx.recv_timeout(long).expect("closed: nobody waits");
+        waiting.join().unwrap();
     }
 }
