@@ -88,6 +88,15 @@ pub enum Warning {
         offset: u64,
         why: String,
     },
+    /// A pack of the cache is torn or damaged (a run killed while writing
+    /// it, or an edit): the entries after the damage are lost, and their
+    /// instances run again.
+    #[error("the cache's pack {} is damaged at byte {offset} ({why}); the entries after it are lost", path.display())]
+    PackDamaged {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
     /// The remote cache failed (down, slow, refusing): the run goes on with
     /// the local cache alone, and the remote is not asked again this run.
     #[error("the remote cache {url} is unavailable ({why}); going on with the local cache only")]

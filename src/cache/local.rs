@@ -5,6 +5,9 @@
 //!   .gitignore        `*`, so the folder never ends up in version control
 //!   entries/KEY.entry a checksum line, then the entry as JSON
 //!   blobs/xx/HASH     content-addressed outputs and captured logs
+//!   entries/ID.pack, blobs/ID.pack
+//!                     what a run stores after its first results: its
+//!                     entries and small blobs, in two files (`pack.rs`)
 //!   runs.log          each instance's last recorded key (for explain and
 //!                     reasons; see `runs.rs`)
 //!   state             what a no-op reads: the stat memo and each instance's
@@ -17,6 +20,7 @@
 //!   remote/ID         what this cache learned of a remote (its salt)
 //! ```
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::key::CacheKey;
+use super::pack::{MAX_PACKED_BLOB, PackContents, PackId, Packs};
 use super::store::{Entry, Lookup, Store};
 use crate::atomic::write_atomic;
 
@@ -42,6 +47,8 @@ pub struct LocalStore {
     /// Whether blobs may still be tried as reflinks (copy-on-write clones):
     /// cleared the first time the file system says it has none.
     reflinks: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The packs: entries and small blobs a run stores in bulk.
+    packs: std::sync::Arc<Packs>,
 }
 
 /// Makes `to` a copy-on-write clone of `from` (btrfs, XFS, bcachefs: no data
@@ -169,6 +176,7 @@ impl LocalStore {
             old_runs: Default::default(),
             entries_fd: Default::default(),
             reflinks: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            packs: std::sync::Arc::new(Packs::at(dir)),
         }
     }
 
@@ -284,7 +292,86 @@ impl LocalStore {
 
     /// Whether an entry for `key` is stored (not checked).
     pub fn has_entry(&self, key: &str) -> bool {
-        self.entry_path(key).is_file()
+        self.entry_path(key).is_file() || self.packs.has_entry(key)
+    }
+
+    /// The stat signature and modification time of what holds `key`'s
+    /// entry: its file, or the sealed pack it is in (then named). `None`
+    /// when it is in the pack this run is writing: that pack's signature
+    /// is known once it is sealed ([`LocalStore::seal_packs`]).
+    pub fn entry_sig(&self, key: &str) -> Option<(crate::hash::Stat, SystemTime, Option<PackId>)> {
+        if let Some((stat, modified)) = self.entry_stat(key) {
+            return Some((stat, modified, None));
+        }
+        let pack = self.packs.sealed_pack_of(key)?;
+        let (stat, modified) = self.packs.sig(pack)?;
+        Some((stat, modified, Some(pack)))
+    }
+
+    /// The stat signature and modification time of pack `id` (looked up
+    /// once per run).
+    pub fn pack_sig(&self, id: PackId) -> Option<(crate::hash::Stat, SystemTime)> {
+        self.packs.sig(id)
+    }
+
+    /// Ends this run's pack, if it wrote one: its id and its entries.
+    pub fn seal_packs(&self) -> Option<(PackId, Vec<Entry>)> {
+        self.packs.seal()
+    }
+
+    /// Reads the packs again at the next lookup: another run may have
+    /// stored in one meanwhile (after waiting for it, say).
+    pub fn forget_packs(&self) {
+        self.packs.forget();
+    }
+
+    /// Marks pack `id` as used now (for `cache gc`).
+    pub fn touch_pack(&self, id: PackId) {
+        self.packs.touch(id);
+    }
+
+    /// Copies a packed entry, and its blobs in the pack, out to loose files
+    /// (`cache gc`, before it removes a pack that holds more than it keeps).
+    fn unpack_one(&self, p: &super::pack::Packed) -> io::Result<()> {
+        for (hash, at) in &p.blobs {
+            if self.blob_path(hash).is_file() {
+                continue;
+            }
+            let bytes = self.packs.read_blob(*at)?;
+            if blake3::hash(&bytes).to_hex().as_str() != hash {
+                return Err(integrity_error(hash));
+            }
+            write_atomic(&self.blob_path(hash), &bytes)?;
+        }
+        self.write_loose_entry(&p.entry)
+    }
+
+    /// A packed blob's bytes, checked; `None` when no pack has it.
+    fn packed_blob(&self, hash: &str) -> Option<io::Result<Vec<u8>>> {
+        let at = self.packs.blob_at(hash)?;
+        Some(self.packs.read_blob(at).and_then(|bytes| {
+            if blake3::hash(&bytes).to_hex().as_str() != hash {
+                return Err(integrity_error(hash));
+            }
+            Ok(bytes)
+        }))
+    }
+
+    /// Blob `hash` from a pack when it is not a loose file: `err` (the
+    /// loose file's error) when no pack has it either.
+    fn or_packed(&self, hash: &str, err: io::Error) -> io::Result<Vec<u8>> {
+        if err.kind() != io::ErrorKind::NotFound {
+            return Err(err);
+        }
+        self.packed_blob(hash).unwrap_or(Err(err))
+    }
+
+    fn write_loose_entry(&self, entry: &Entry) -> io::Result<()> {
+        let body = serde_json::to_vec(entry).map_err(io::Error::other)?;
+        let mut bytes = blake3::hash(&body).to_hex().as_bytes().to_vec();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&body);
+        write_atomic(&self.entry_path(&entry.key), &bytes)
     }
 
     /// Where blob `hash` lives (for copying it elsewhere: a remote upload).
@@ -413,21 +500,36 @@ impl LocalStore {
         Ok(())
     }
 
-    /// The keys of every stored entry.
+    /// The keys of every loose entry file.
     fn keys(&self) -> Vec<(String, PathBuf, std::fs::Metadata)> {
-        files_under(&self.entries)
+        files_under(&self.entries, false)
             .into_iter()
             .filter_map(|(p, m)| {
-                let key = p.file_stem()?.to_string_lossy().into_owned();
+                let name = p.file_name()?.to_str()?;
+                let key = name.strip_suffix(".entry")?.to_owned();
                 Some((key, p, m))
             })
             .collect()
     }
 
+    /// Every packed entry that no loose file of the same key supersedes
+    /// (a loose copy is the one read), with its pack's contents.
+    fn packed(&self, loose: &HashSet<String>) -> (Vec<PackContents>, usize) {
+        let packs = self.packs.contents();
+        let live = packs
+            .iter()
+            .flat_map(|p| &p.entries)
+            .filter(|(e, _)| !loose.contains(&e.entry.key))
+            .count();
+        (packs, live)
+    }
+
     /// Checks every entry and that its blobs are there.
     pub fn health(&self) -> Health {
         let mut h = Health::default();
-        for (key, _, _) in self.keys() {
+        let keys = self.keys();
+        let loose: HashSet<String> = keys.iter().map(|(k, _, _)| k.clone()).collect();
+        for (key, _, _) in keys {
             h.entries += 1;
             match self.entry(&key) {
                 Lookup::Found(e) => {
@@ -436,15 +538,40 @@ impl LocalStore {
                 _ => h.corrupt += 1,
             }
         }
+        let (packs, _) = self.packed(&loose);
+        for p in &packs {
+            if p.damaged {
+                h.corrupt += 1;
+            }
+            for (e, _) in p
+                .entries
+                .iter()
+                .filter(|(e, _)| !loose.contains(&e.entry.key))
+            {
+                h.entries += 1;
+                h.missing_blobs += e.entry.blobs().filter(|b| !self.has_blob(b)).count();
+            }
+        }
         h
     }
 
     /// Counts entries, blobs and bytes, and the hit rate of the last 50 runs.
     pub fn stats(&self) -> Stats {
+        let keys = self.keys();
+        let loose: HashSet<String> = keys.iter().map(|(k, _, _)| k.clone()).collect();
+        let (packs, packed_entries) = self.packed(&loose);
+        let packed_blobs: HashSet<&str> = packs
+            .iter()
+            .flat_map(|p| &p.entries)
+            .flat_map(|(e, _)| e.blobs.iter().map(|(h, _)| h.as_str()))
+            .collect();
         let mut s = Stats {
-            bytes: files_under(&self.dir).iter().map(|(_, m)| m.len()).sum(),
-            entries: files_under(&self.dir.join("entries")).len(),
-            blobs: files_under(&self.dir.join("blobs")).len(),
+            bytes: files_under(&self.dir, true)
+                .iter()
+                .map(|(_, m)| m.len())
+                .sum(),
+            entries: keys.len() + packed_entries,
+            blobs: files_under(&self.blobs, false).len() + packed_blobs.len(),
             ..Stats::default()
         };
         if let Ok(text) = std::fs::read_to_string(self.dir.join("history")) {
@@ -493,40 +620,82 @@ impl LocalStore {
 
     /// Evicts entries older than `max_age` (by last use), then the least
     /// recently used until the cache fits `max_size`, then blobs no entry
-    /// references, then stale temporary files.
+    /// references, then stale temporary files. A packed entry was last
+    /// used when its pack was written (one used later was copied out to a
+    /// loose file). A pack with anything evicted, superseded or damaged in
+    /// it has what it still holds copied out to loose files, and is removed.
     pub fn gc(&self, max_size: Option<u64>, max_age: Option<Duration>) -> io::Result<Collected> {
-        let mut entries: Vec<(PathBuf, SystemTime, Option<Entry>, u64)> = self
-            .keys()
+        /// An entry and where it is held.
+        enum Held {
+            Loose(PathBuf),
+            Packed(PackId),
+        }
+        let keys = self.keys();
+        let loose: HashSet<String> = keys.iter().map(|(k, _, _)| k.clone()).collect();
+        let mut entries: Vec<(Held, SystemTime, Option<Entry>, u64)> = keys
             .into_iter()
             .map(|(key, p, m)| {
                 let entry = match self.entry(&key) {
                     Lookup::Found(e) => Some(e),
                     _ => None,
                 };
-                (p, m.modified().unwrap_or(UNIX_EPOCH), entry, m.len())
+                (
+                    Held::Loose(p),
+                    m.modified().unwrap_or(UNIX_EPOCH),
+                    entry,
+                    m.len(),
+                )
             })
             .collect();
+        let (packs, _) = self.packed(&loose);
+        let mut packed_size: HashMap<String, u64> = HashMap::new();
+        // Packs to rewrite: anything in them is superseded or unreadable.
+        let mut changed: HashSet<PackId> = HashSet::new();
+        for p in &packs {
+            if p.damaged {
+                changed.insert(p.id);
+            }
+            for (e, len) in &p.entries {
+                for (h, at) in &e.blobs {
+                    packed_size.insert(h.clone(), at.len);
+                }
+                if loose.contains(&e.entry.key) {
+                    changed.insert(p.id);
+                    continue;
+                }
+                entries.push((Held::Packed(p.id), p.modified, Some(e.entry.clone()), *len));
+            }
+        }
         entries.sort_by_key(|e| e.1); // oldest first
         let now = SystemTime::now();
         let mut out = Collected::default();
-        let mut keep: Vec<(PathBuf, Entry, u64)> = Vec::new();
-        for (p, t, e, len) in entries {
+        let mut evict = |held: &Held, changed: &mut HashSet<PackId>| -> io::Result<()> {
+            match held {
+                Held::Loose(p) => std::fs::remove_file(p)?,
+                Held::Packed(id) => {
+                    changed.insert(*id);
+                }
+            }
+            out.entries += 1;
+            Ok(())
+        };
+        let mut keep: Vec<(Held, Entry, u64)> = Vec::new();
+        for (held, t, e, len) in entries {
             let too_old = max_age.is_some_and(|a| now.duration_since(t).unwrap_or_default() > a);
             match e {
-                Some(e) if !too_old => keep.push((p, e, len)),
-                _ => {
-                    std::fs::remove_file(&p)?;
-                    out.entries += 1;
-                }
+                Some(e) if !too_old => keep.push((held, e, len)),
+                _ => evict(&held, &mut changed)?,
             }
         }
         let blob_size = |h: &str| {
             std::fs::metadata(self.blob_path(h))
                 .map(|m| m.len())
+                .ok()
+                .or_else(|| packed_size.get(h).copied())
                 .unwrap_or(0)
         };
-        let footprint = |keep: &[(PathBuf, Entry, u64)]| -> u64 {
-            let mut seen = std::collections::HashSet::new();
+        let footprint = |keep: &[(Held, Entry, u64)]| -> u64 {
+            let mut seen = HashSet::new();
             let mut total = 0;
             for (_, e, len) in keep {
                 total += len;
@@ -541,15 +710,33 @@ impl LocalStore {
         if let Some(limit) = max_size {
             let mut size = footprint(&keep);
             while size > limit && !keep.is_empty() {
-                let (p, _, _) = keep.remove(0);
-                std::fs::remove_file(&p)?;
-                out.entries += 1;
+                let (held, _, _) = keep.remove(0);
+                evict(&held, &mut changed)?;
                 size = footprint(&keep);
             }
         }
-        let referenced: std::collections::HashSet<&str> =
-            keep.iter().flat_map(|(_, e, _)| e.blobs()).collect();
-        for (p, _) in files_under(&self.dir.join("blobs")) {
+        // What changed packs still hold goes out to loose files first.
+        let kept: HashSet<&str> = keep.iter().map(|(_, e, _)| e.key.as_str()).collect();
+        for p in packs.iter().filter(|p| changed.contains(&p.id)) {
+            for (e, _) in &p.entries {
+                if kept.contains(e.entry.key.as_str()) && !loose.contains(&e.entry.key) {
+                    self.unpack_one(e)?;
+                }
+            }
+            if self.packs.remove(p.id)? {
+                out.blobs += p
+                    .entries
+                    .iter()
+                    .filter(|(e, _)| !kept.contains(e.entry.key.as_str()))
+                    .map(|(e, _)| e.blobs.len())
+                    .sum::<usize>();
+            }
+        }
+        for orphan in self.packs.orphan_blob_packs() {
+            std::fs::remove_file(orphan)?;
+        }
+        let referenced: HashSet<&str> = keep.iter().flat_map(|(_, e, _)| e.blobs()).collect();
+        for (p, _) in files_under(&self.blobs, false) {
             let name = p
                 .file_name()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -562,7 +749,7 @@ impl LocalStore {
         // The last keys older versions kept a file each for: the run log
         // has them since.
         let _ = std::fs::remove_dir_all(self.dir.join("runs"));
-        for (p, m) in files_under(&self.dir.join("tmp")) {
+        for (p, m) in files_under(&self.dir.join("tmp"), false) {
             let age = now
                 .duration_since(m.modified().unwrap_or(now))
                 .unwrap_or_default();
@@ -570,26 +757,38 @@ impl LocalStore {
                 let _ = std::fs::remove_file(p);
             }
         }
+        self.packs.forget();
         out.bytes_after = self.stats().bytes;
         Ok(out)
     }
 }
 
-/// Every file under `dir`, recursively (nothing when it cannot be read).
-fn files_under(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+/// Every file under `dir`, recursively (nothing when it cannot be read);
+/// packs (`ID.pack`) only `with_packs`.
+fn files_under(dir: &Path, with_packs: bool) -> Vec<(PathBuf, std::fs::Metadata)> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
         return out;
     };
     for e in rd.flatten() {
         let Ok(m) = e.metadata() else { continue };
+        if !with_packs && e.file_name().to_str().is_some_and(|n| n.ends_with(".pack")) {
+            continue;
+        }
         if m.is_dir() {
-            out.extend(files_under(&e.path()));
+            out.extend(files_under(&e.path(), with_packs));
         } else {
             out.push((e.path(), m));
         }
     }
     out
+}
+
+fn changed_while_stored(src: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{} changed while it was being stored",
+        src.display()
+    ))
 }
 
 fn integrity_error(hash: &str) -> io::Error {
@@ -603,7 +802,13 @@ impl Store for LocalStore {
     fn entry(&self, key: &str) -> Lookup {
         let bytes = match std::fs::read(self.entry_path(key)) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Missing,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return match self.packs.entry(key) {
+                    None => Lookup::Missing,
+                    Some(Ok(p)) => Lookup::Found(p.entry),
+                    Some(Err(why)) => Lookup::Corrupt(why),
+                };
+            }
             Err(e) => return Lookup::Corrupt(format!("unreadable: {e}")),
         };
         let Some(nl) = bytes.iter().position(|b| *b == b'\n') else {
@@ -621,11 +826,11 @@ impl Store for LocalStore {
     }
 
     fn put_entry(&self, entry: &Entry) -> io::Result<()> {
-        let body = serde_json::to_vec(entry).map_err(io::Error::other)?;
-        let mut bytes = blake3::hash(&body).to_hex().as_bytes().to_vec();
-        bytes.push(b'\n');
-        bytes.extend_from_slice(&body);
-        write_atomic(&self.entry_path(&entry.key), &bytes)
+        if self.packs.claim() && entry.key.len() == 64 {
+            self.packs.put_entry(entry)
+        } else {
+            self.write_loose_entry(entry)
+        }
     }
 
     fn touch(&self, key: &str) {
@@ -635,16 +840,28 @@ impl Store for LocalStore {
             return;
         };
         // SAFETY: a valid C path, and a NULL `times` sets both times to now.
-        unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), std::ptr::null(), 0) };
+        let rc = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), std::ptr::null(), 0) };
+        // A packed entry is used with its pack: marked with it, at most
+        // once an hour (it changes the pack's signature).
+        if rc != 0
+            && let Some(pack) = self.packs.sealed_pack_of(key)
+            && let Some((_, modified)) = self.packs.sig(pack)
+            && modified.elapsed().unwrap_or_default() > super::TOUCH_EVERY
+        {
+            self.packs.touch(pack);
+        }
     }
 
     fn has_blob(&self, hash: &str) -> bool {
-        self.blob_path(hash).is_file()
+        self.blob_path(hash).is_file() || self.packs.blob_at(hash).is_some()
     }
 
     fn verify_blob(&self, hash: &str) -> io::Result<()> {
         let mut hasher = blake3::Hasher::new();
-        io::copy(&mut self.blob_reader(hash)?, &mut hasher)?;
+        match self.blob_reader(hash) {
+            Ok(mut f) => io::copy(&mut f, &mut hasher)?,
+            Err(e) => return self.or_packed(hash, e).map(|_| ()),
+        };
         if hasher.finalize().to_hex().as_str() != hash {
             return Err(integrity_error(hash));
         }
@@ -653,7 +870,10 @@ impl Store for LocalStore {
 
     fn read_blob(&self, hash: &str) -> io::Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        self.blob_reader(hash)?.read_to_end(&mut bytes)?;
+        match self.blob_reader(hash) {
+            Ok(mut f) => f.read_to_end(&mut bytes)?,
+            Err(e) => return self.or_packed(hash, e),
+        };
         if blake3::hash(&bytes).to_hex().as_str() != hash {
             return Err(integrity_error(hash));
         }
@@ -661,12 +881,17 @@ impl Store for LocalStore {
     }
 
     fn open_blob(&self, hash: &str) -> io::Result<Box<dyn io::Read + Send + '_>> {
-        let f = self.blob_reader(hash)?;
-        Ok(Box::new(super::store::Verified::new(f, hash)))
+        match self.blob_reader(hash) {
+            Ok(f) => Ok(Box::new(super::store::Verified::new(f, hash))),
+            Err(e) => Ok(Box::new(io::Cursor::new(self.or_packed(hash, e)?))),
+        }
     }
 
     fn copy_blob(&self, hash: &str, dest: &Path) -> io::Result<()> {
-        let mut from = self.blob_reader(hash)?;
+        let mut from = match self.blob_reader(hash) {
+            Ok(f) => f,
+            Err(e) => return std::fs::write(dest, self.or_packed(hash, e)?),
+        };
         let mut to = std::fs::File::create(dest)?;
         if reflink(&from, &to, &self.reflinks) {
             return Ok(());
@@ -676,11 +901,21 @@ impl Store for LocalStore {
 
     fn put_file(&self, hash: &str, src: &Path) -> io::Result<()> {
         let dest = self.blob_path(hash);
-        if dest.exists() {
+        if dest.exists() || self.packs.packed_here(hash) {
             return Ok(());
         }
-        let mut tmp = crate::atomic::temp_in(&self.dir.join("tmp"))?;
         let mut file = std::fs::File::open(src)?;
+        if self.packs.packing() && file.metadata()?.len() <= MAX_PACKED_BLOB {
+            let mut bytes = Vec::new();
+            (&mut file)
+                .take(MAX_PACKED_BLOB + 1)
+                .read_to_end(&mut bytes)?;
+            if blake3::hash(&bytes).to_hex().as_str() != hash {
+                return Err(changed_while_stored(src));
+            }
+            return self.packs.put_blob(hash, &bytes);
+        }
+        let mut tmp = crate::atomic::temp_in(&self.dir.join("tmp"))?;
         let mut hasher = blake3::Hasher::new();
         // A clone shares the file's data, and what is checked is the clone:
         // what will be kept. Else the file is copied as it is read.
@@ -705,10 +940,7 @@ impl Store for LocalStore {
             }
         })?;
         if hasher.finalize().to_hex().as_str() != hash {
-            return Err(io::Error::other(format!(
-                "{} changed while it was being stored",
-                src.display()
-            )));
+            return Err(changed_while_stored(src));
         }
         // The blob's folder (one of 256) is made when the rename finds it
         // missing, not asked after for every blob.
@@ -727,7 +959,12 @@ impl Store for LocalStore {
     fn put_bytes(&self, bytes: &[u8]) -> io::Result<String> {
         let hash = blake3::hash(bytes).to_hex().to_string();
         let dest = self.blob_path(&hash);
-        if !dest.exists() {
+        if dest.exists() || self.packs.packed_here(&hash) {
+            return Ok(hash);
+        }
+        if self.packs.packing() && bytes.len() as u64 <= MAX_PACKED_BLOB {
+            self.packs.put_blob(&hash, bytes)?;
+        } else {
             write_atomic(&dest, bytes)?;
         }
         Ok(hash)

@@ -8,6 +8,8 @@ pub mod key;
 pub mod local;
 /// Output files in and out of a store: collect after a success, restore on a hit.
 pub mod outputs;
+/// Packs: the entries and small blobs a run stores in bulk, in two files.
+pub mod pack;
 /// The decision: hit, or run for a typed reason.
 pub mod policy;
 /// The remote cache: a shared store reached through OpenDAL.
@@ -444,6 +446,14 @@ impl Cache {
         }
     }
 
+    /// Reads the cache's packs again at the next lookup: another run may
+    /// have stored in one meanwhile.
+    pub fn forget_packs(&self) {
+        if let Some(local) = &self.local {
+            local.forget_packs();
+        }
+    }
+
     /// Records the key of an instance's latest run (for reasons and
     /// explain), and in the state file its digest and the entry stored
     /// under it. A hit whose run is already recorded writes nothing.
@@ -472,10 +482,10 @@ impl Cache {
             return;
         };
         if let Some(d) = state::digest_bytes(&entry.key)
-            && let Some((sig, _)) = local.entry_stat(&entry.key)
+            && let Some((sig, _, pack)) = local.entry_sig(&entry.key)
             && let Some(known) = state::KnownEntry::of(entry, sig)
         {
-            state.seen(d, known);
+            state.seen(d, known.in_pack(pack));
         }
     }
 
@@ -487,18 +497,37 @@ impl Cache {
     fn known_hit(&self, instance: &str, digest: &str) -> Option<Entry> {
         let (state, local) = (self.state.as_ref()?, self.local.as_ref()?);
         let d = state::digest_bytes(digest)?;
-        let (sig, entry) = state.entry(instance, &d, digest)?;
-        let (now, modified) = local.entry_stat(digest)?;
+        let (sig, pack, entry) = state.entry(instance, &d, digest)?;
+        let (now, modified) = match pack {
+            Some(pack) => local.pack_sig(pack)?,
+            None => local.entry_stat(digest)?,
+        };
         if now != sig {
             return None;
         }
         let idle = modified.elapsed().unwrap_or_default();
         if idle > TOUCH_EVERY {
-            local.touch(digest);
+            match pack {
+                Some(pack) => local.touch_pack(pack),
+                None => local.touch(digest),
+            }
             self.seen(&entry);
             state.ran(instance, d);
         }
         Some(entry)
+    }
+
+    /// Whether the state file knew `instance`'s entry under `digest` in a
+    /// pack that is still there (so a lookup that misses it found the pack
+    /// damaged).
+    fn lost_from_pack(&self, instance: &str, digest: &str) -> bool {
+        let (Some(state), Some(local)) = (&self.state, &self.local) else {
+            return false;
+        };
+        state::digest_bytes(digest)
+            .and_then(|d| state.entry(instance, &d, digest))
+            .and_then(|(_, pack, _)| pack)
+            .is_some_and(|pack| local.pack_sig(pack).is_some())
     }
 
     /// The key of an instance's last recorded run.
@@ -512,6 +541,20 @@ impl Cache {
             r.flush();
         }
         let Some(local) = &self.local else { return };
+        // The entries this run packed, known from now on by their pack's
+        // signature (it is not written again).
+        if let Some((pack, entries)) = local.seal_packs()
+            && let Some(state) = &self.state
+            && let Some((sig, _)) = local.pack_sig(pack)
+        {
+            for entry in &entries {
+                if let Some(d) = state::digest_bytes(&entry.key)
+                    && let Some(known) = state::KnownEntry::of(entry, sig)
+                {
+                    state.attach(&entry.instance, d, known.in_pack(Some(pack)));
+                }
+            }
+        }
         if let Err(e) = local.save_runs() {
             tracing::debug!("could not save the run log: {e}");
         }

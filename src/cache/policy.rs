@@ -116,6 +116,11 @@ impl Cache {
             return Decision::Hit(entry);
         }
         let mut lookup = store.entry(digest);
+        // The state file knew this entry in a pack that is still there but
+        // no longer holds it whole: damaged, not merely absent.
+        if matches!(lookup, Lookup::Missing) && self.lost_from_pack(instance, digest) {
+            lookup = Lookup::Corrupt("its pack is damaged".into());
+        }
         if matches!(lookup, Lookup::Missing)
             && let Some(remote) = &self.remote
         {

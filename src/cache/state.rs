@@ -37,7 +37,7 @@ use super::store::{Entry, OutputFile};
 use crate::hash::{Kept, Learned, Stat};
 
 /// The first bytes of the file; another version is rebuilt from scratch.
-const MAGIC: &[u8; 16] = b"hotpass state 3\n";
+const MAGIC: &[u8; 16] = b"hotpass state 4\n";
 /// Bytes of a frame besides its body: the length before, the check after.
 const FRAME_OVERHEAD: usize = 4 + 8;
 /// The most records one frame holds.
@@ -76,6 +76,8 @@ pub struct Known {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KnownEntry {
     pub sig: Stat,
+    /// The sealed pack the entry is in; `sig` is then the pack's.
+    pub pack: Option<u64>,
     format: u32,
     duration_ms: u64,
     created_unix: u64,
@@ -169,6 +171,7 @@ impl KnownEntry {
             .collect::<Option<Vec<_>>>()?;
         Some(KnownEntry {
             sig,
+            pack: None,
             format: entry.format,
             duration_ms: entry.duration_ms,
             created_unix: entry.created_unix,
@@ -177,6 +180,12 @@ impl KnownEntry {
             outputs,
             invocation: entry.invocation.clone(),
         })
+    }
+
+    /// The same, kept in sealed pack `pack` (`sig` is the pack's).
+    pub fn in_pack(mut self, pack: Option<u64>) -> KnownEntry {
+        self.pack = pack;
+        self
     }
 
     /// The entry again, for instance `instance` under key `key`. Only what
@@ -425,11 +434,16 @@ impl State {
 
     /// The entry of `instance`'s last run (under key `key`, of digest
     /// `digest`) with the signature its file had, when known.
-    pub fn entry(&self, instance: &str, digest: &[u8; 32], key: &str) -> Option<(Stat, Entry)> {
+    pub fn entry(
+        &self,
+        instance: &str,
+        digest: &[u8; 32],
+        key: &str,
+    ) -> Option<(Stat, Option<u64>, Entry)> {
         let instances = self.instances.lock().expect("state lock");
         let known = instances.get(instance).filter(|k| k.digest == *digest)?;
         let entry = known.entry.as_ref()?;
-        Some((entry.sig, entry.entry(key, instance)))
+        Some((entry.sig, entry.pack, entry.entry(key, instance)))
     }
 
     /// Notes an entry met this run (read and checked, or just stored).
@@ -471,6 +485,25 @@ impl State {
             .expect("state lock")
             .push(instance.to_owned());
         again
+    }
+
+    /// Gives `instance`'s last run, when its key is `digest`, the entry
+    /// stored under it: one known only after the run recorded it (an entry
+    /// in a pack, known by the pack's signature once the pack is sealed).
+    pub fn attach(&self, instance: &str, digest: [u8; 32], entry: KnownEntry) {
+        let mut instances = self.instances.lock().expect("state lock");
+        let Some(known) = instances.get_mut(instance).filter(|k| k.digest == digest) else {
+            return;
+        };
+        if known.entry.as_deref() == Some(&entry) {
+            return;
+        }
+        known.entry = Some(Box::new(entry));
+        drop(instances);
+        self.pending
+            .lock()
+            .expect("state lock")
+            .push(instance.to_owned());
     }
 
     /// Sets what is known of `instance` (to be appended at the next save).

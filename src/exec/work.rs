@@ -658,6 +658,9 @@ impl Runner for CachedRunner<'_> {
         let _lock = match &key {
             Some((k, digest)) if self.project.task(inst.task).cache => {
                 let (lock, waited) = self.cache.lock(&inst.name, digest, &|| ctl.is_cancelled());
+                if waited {
+                    self.cache.forget_packs();
+                }
                 if waited
                     && !audited
                     && self.cache.mode() == crate::cache::Mode::Normal

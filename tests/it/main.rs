@@ -8,6 +8,7 @@ mod fuzz;
 mod init;
 mod keys;
 mod lineage;
+mod packs;
 mod partitions;
 mod provenance;
 mod remote;

@@ -432,6 +432,44 @@ fn a_planted_remote_entry_cannot_escape() {
     assert!(!p.root().parent().unwrap().join("escaped.txt").exists());
 }
 
+/// A run that stores more results than it keeps loose packs the rest: the
+/// remote gets every blob all the same (read from the pack), and another
+/// machine restores them all.
+#[test]
+fn packed_results_are_uploaded_and_shared() {
+    let Some(s) = nginx() else { return };
+    let remote = Remote::webdav(&s);
+    let mut config = String::new();
+    for i in 0..40 {
+        config.push_str(&format!(
+            "[tasks.t{i}]\nrun = \"mkdir -p out && cat in/{i} > out/{i}.txt && echo said-{i}\"\ninputs = [\"in/{i}\"]\noutputs = [\"out/{i}.txt\"]\n"
+        ));
+    }
+    let p = Project::new(&config);
+    for i in 0..40 {
+        p.write(&format!("in/{i}"), &format!("data-{i}\n"));
+    }
+    let (r, s) = machine(&p, &remote, "cache-a", true, &[], &[]);
+    r.code(0);
+    assert_eq!(s["remote_cache"]["uploads"], 40, "{}", r.stderr);
+    assert!(
+        std::fs::read_dir(p.path("cache-a/entries"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "pack")),
+        "the run packed some of its results"
+    );
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let (r, s) = machine(&p, &remote, "cache-b", false, &[], &[]);
+    r.code(0);
+    assert_eq!(s["counts"]["cached"], 40, "{}{}", r.stdout, r.stderr);
+    assert_eq!(s["remote_cache"]["hits"], 40);
+    for i in 0..40 {
+        assert_eq!(p.read(&format!("out/{i}.txt")), format!("data-{i}\n"));
+        assert_has(&r.stdout, &format!("said-{i}"));
+    }
+}
+
 /// `--shard 1/3` .. `3/3` on three fresh cache folders sharing a remote
 /// run every instance exactly once: a shard restores what an earlier shard
 /// pushed for its dependencies.
