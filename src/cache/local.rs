@@ -826,11 +826,10 @@ impl Store for LocalStore {
     }
 
     fn put_entry(&self, entry: &Entry) -> io::Result<()> {
-        if self.packs.claim() && entry.key.len() == 64 {
-            self.packs.put_entry(entry)
-        } else {
-            self.write_loose_entry(entry)
+        if self.packs.claim() && entry.key.len() == 64 && self.packs.put_entry(entry)? {
+            return Ok(());
         }
+        self.write_loose_entry(entry)
     }
 
     fn touch(&self, key: &str) {

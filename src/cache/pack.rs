@@ -51,9 +51,9 @@ use crate::warning::Warning;
 pub const LOOSE_FIRST: usize = 16;
 /// The largest blob a pack takes; larger ones are always loose files.
 pub const MAX_PACKED_BLOB: u64 = 64 * 1024;
-/// The largest frame read (a damaged length is not an allocation of
-/// gigabytes): an entry's JSON is a few hundred bytes per output.
-const MAX_FRAME: usize = 64 << 20;
+/// The largest frame: its length is a `u32`. (A damaged length costs no
+/// allocation: a frame is read only once found whole in its pack.)
+const MAX_FRAME: usize = u32::MAX as usize;
 /// A key: 64 hex digits.
 const KEY_LEN: usize = 64;
 
@@ -109,7 +109,10 @@ struct Writer {
 #[derive(Default)]
 struct Index {
     frames: HashMap<String, FrameAt>,
-    /// Filled only when a packed blob is asked for by hash alone.
+    /// The places of the blobs of the entries read so far.
+    met: HashMap<String, BlobAt>,
+    /// Every packed blob's place: filled only when a blob no entry read so
+    /// far refers to is asked for by hash alone.
     blobs: Option<HashMap<String, BlobAt>>,
 }
 
@@ -320,7 +323,12 @@ impl Packs {
         if w.blob_at.contains_key(hash) {
             return Ok(());
         }
-        w.blobs.write_all(bytes)?;
+        if let Err(e) = w.blobs.write_all(bytes) {
+            // Part of it may be written: the places that follow would be
+            // wrong. What was written stays readable; a new pack goes on.
+            inner.writer = None;
+            return Err(e);
+        }
         let at = BlobAt {
             pack: w.id,
             offset: w.blobs_len,
@@ -332,7 +340,8 @@ impl Packs {
     }
 
     /// Appends `entry`; its blobs are loose files or in this run's pack.
-    pub fn put_entry(&self, entry: &Entry) -> io::Result<()> {
+    /// `Ok(false)` for an entry too large for a frame (it is kept loose).
+    pub fn put_entry(&self, entry: &Entry) -> io::Result<bool> {
         if entry.key.len() != KEY_LEN {
             return Err(io::Error::other("a packed entry's key is a digest"));
         }
@@ -348,11 +357,17 @@ impl Packs {
         };
         let mut body = entry.key.as_bytes().to_vec();
         serde_json::to_writer(&mut body, &framed).map_err(io::Error::other)?;
+        if body.len() > MAX_FRAME {
+            return Ok(false);
+        }
         let mut frame = Vec::with_capacity(body.len() + 12);
         frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
         frame.extend_from_slice(&body);
         frame.extend_from_slice(&check(&body));
-        w.entries.write_all(&frame)?;
+        if let Err(e) = w.entries.write_all(&frame) {
+            inner.writer = None;
+            return Err(e);
+        }
         let at = FrameAt {
             pack: w.id,
             offset: w.entries_len,
@@ -361,7 +376,7 @@ impl Packs {
         w.entries_len += frame.len() as u64;
         w.frames.insert(entry.key.clone(), at);
         w.written.push(entry.clone());
-        Ok(())
+        Ok(true)
     }
 
     /// Ends the running pack: nothing is appended to it again. Gives its id
@@ -468,7 +483,13 @@ impl Packs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(e) => return Some(Err(format!("unreadable in its pack: {e}"))),
         };
-        Some(decode(&frame, key).map(|f| self.packed(at.pack, f)))
+        let packed = decode(&frame, key).map(|f| self.packed(at.pack, f));
+        if let Ok(p) = &packed
+            && let Some(index) = &mut self.lock().index
+        {
+            index.met.extend(p.blobs.iter().cloned());
+        }
+        Some(packed)
     }
 
     fn packed(&self, pack: PackId, f: Framed) -> Packed {
@@ -492,6 +513,9 @@ impl Packs {
             return Some(*at);
         }
         let index = self.index(&mut inner);
+        if let Some(at) = index.met.get(hash) {
+            return Some(*at);
+        }
         if index.blobs.is_none() {
             let mut blobs = HashMap::new();
             for (key, at) in &index.frames {
