@@ -357,6 +357,15 @@ impl LocalStore {
         }))
     }
 
+    /// Blob `hash`'s bytes, checked, when it is known to be in a pack (no
+    /// loose file is looked for first).
+    fn known_packed(&self, hash: &str) -> Option<io::Result<Vec<u8>>> {
+        self.packs
+            .knows_blob(hash)
+            .then(|| self.packed_blob(hash))
+            .flatten()
+    }
+
     /// Blob `hash` from a pack when it is not a loose file: `err` (the
     /// loose file's error) when no pack has it either.
     fn or_packed(&self, hash: &str, err: io::Error) -> io::Result<Vec<u8>> {
@@ -800,6 +809,14 @@ fn integrity_error(hash: &str) -> io::Error {
 
 impl Store for LocalStore {
     fn entry(&self, key: &str) -> Lookup {
+        // Known to be packed: no loose file to look for first.
+        if self.packs.knows(key) {
+            match self.packs.entry(key) {
+                Some(Ok(p)) => return Lookup::Found(p.entry),
+                Some(Err(why)) => return Lookup::Corrupt(why),
+                None => {}
+            }
+        }
         let bytes = match std::fs::read(self.entry_path(key)) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -852,10 +869,15 @@ impl Store for LocalStore {
     }
 
     fn has_blob(&self, hash: &str) -> bool {
-        self.blob_path(hash).is_file() || self.packs.blob_at(hash).is_some()
+        self.packs.knows_blob(hash)
+            || self.blob_path(hash).is_file()
+            || self.packs.blob_at(hash).is_some()
     }
 
     fn verify_blob(&self, hash: &str) -> io::Result<()> {
+        if let Some(bytes) = self.known_packed(hash) {
+            return bytes.map(|_| ());
+        }
         let mut hasher = blake3::Hasher::new();
         match self.blob_reader(hash) {
             Ok(mut f) => io::copy(&mut f, &mut hasher)?,
@@ -868,6 +890,9 @@ impl Store for LocalStore {
     }
 
     fn read_blob(&self, hash: &str) -> io::Result<Vec<u8>> {
+        if let Some(bytes) = self.known_packed(hash) {
+            return bytes;
+        }
         let mut bytes = Vec::new();
         match self.blob_reader(hash) {
             Ok(mut f) => f.read_to_end(&mut bytes)?,
@@ -880,6 +905,9 @@ impl Store for LocalStore {
     }
 
     fn open_blob(&self, hash: &str) -> io::Result<Box<dyn io::Read + Send + '_>> {
+        if let Some(bytes) = self.known_packed(hash) {
+            return Ok(Box::new(io::Cursor::new(bytes?)));
+        }
         match self.blob_reader(hash) {
             Ok(f) => Ok(Box::new(super::store::Verified::new(f, hash))),
             Err(e) => Ok(Box::new(io::Cursor::new(self.or_packed(hash, e)?))),
@@ -887,6 +915,9 @@ impl Store for LocalStore {
     }
 
     fn copy_blob(&self, hash: &str, dest: &Path) -> io::Result<()> {
+        if let Some(bytes) = self.known_packed(hash) {
+            return std::fs::write(dest, bytes?);
+        }
         let mut from = match self.blob_reader(hash) {
             Ok(f) => f,
             Err(e) => return std::fs::write(dest, self.or_packed(hash, e)?),

@@ -34,11 +34,11 @@
 //! file's.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,8 @@ pub struct Packs {
     state: Mutex<Inner>,
     /// Each pack's stat signature and modification time, looked up once.
     sigs: Mutex<HashMap<PackId, Option<(Stat, SystemTime)>>>,
+    /// Packs opened for reading (entries, blobs), kept open for the run.
+    open: Mutex<HashMap<(bool, PackId), Arc<std::fs::File>>>,
 }
 
 #[derive(Default)]
@@ -214,9 +216,8 @@ fn decode(frame: &[u8], key: &str) -> Result<Framed, String> {
     Ok(framed)
 }
 
-fn read_at(path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+fn read_at(f: &std::fs::File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path)?;
     let mut buf = vec![0u8; len];
     f.read_exact_at(&mut buf, offset)?;
     Ok(buf)
@@ -248,6 +249,7 @@ impl Packs {
             stored: AtomicUsize::new(0),
             state: Mutex::default(),
             sigs: Mutex::default(),
+            open: Mutex::default(),
         }
     }
 
@@ -257,6 +259,27 @@ impl Packs {
 
     fn blob_pack(&self, id: PackId) -> PathBuf {
         self.blobs.join(file_name(id))
+    }
+
+    /// Pack `id`'s entry file (`blobs`: its blob file), opened once.
+    fn reader(&self, blobs: bool, id: PackId) -> io::Result<Arc<std::fs::File>> {
+        let mut open = self.open.lock().expect("open packs");
+        if let Some(f) = open.get(&(blobs, id)) {
+            return Ok(f.clone());
+        }
+        let path = if blobs {
+            self.blob_pack(id)
+        } else {
+            self.entry_pack(id)
+        };
+        let f = Arc::new(std::fs::File::open(path)?);
+        open.insert((blobs, id), f.clone());
+        Ok(f)
+    }
+
+    /// The frame at `at`, read whole.
+    fn frame(&self, at: FrameAt) -> io::Result<Vec<u8>> {
+        read_at(&*self.reader(false, at.pack)?, at.offset, at.len)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -402,6 +425,7 @@ impl Packs {
     pub fn forget(&self) {
         self.lock().index = None;
         self.sigs.lock().expect("pack sigs").clear();
+        self.open.lock().expect("open packs").clear();
     }
 
     /// The frames of every pack but the running one, read once.
@@ -458,6 +482,34 @@ impl Packs {
         self.index(&mut inner).frames.get(key).copied()
     }
 
+    /// Whether `key` is known to be in a pack, without reading any: this
+    /// run packed it, or the packs were read and one holds it.
+    pub fn knows(&self, key: &str) -> bool {
+        let inner = self.lock();
+        inner
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.frames.contains_key(key))
+            || inner
+                .index
+                .as_ref()
+                .is_some_and(|i| i.frames.contains_key(key))
+    }
+
+    /// Whether blob `hash` is known to be in a pack, without reading any:
+    /// this run packed it, or an entry read refers to it there.
+    pub fn knows_blob(&self, hash: &str) -> bool {
+        let inner = self.lock();
+        inner
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.blob_at.contains_key(hash))
+            || inner
+                .index
+                .as_ref()
+                .is_some_and(|i| i.met.contains_key(hash))
+    }
+
     /// Whether a pack holds an entry for `key` (not checked).
     pub fn has_entry(&self, key: &str) -> bool {
         self.frame_at(key).is_some()
@@ -467,7 +519,7 @@ impl Packs {
     /// the entry or why it cannot be read.
     pub fn entry(&self, key: &str) -> Option<Result<Packed, String>> {
         let mut at = self.frame_at(key)?;
-        let mut read = read_at(&self.entry_pack(at.pack), at.offset, at.len);
+        let mut read = self.frame(at);
         if read
             .as_ref()
             .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
@@ -476,7 +528,7 @@ impl Packs {
             // out what it keeps): read them again, once.
             self.forget();
             at = self.frame_at(key)?;
-            read = read_at(&self.entry_pack(at.pack), at.offset, at.len);
+            read = self.frame(at);
         }
         let frame = match read {
             Ok(f) => f,
@@ -519,7 +571,7 @@ impl Packs {
         if index.blobs.is_none() {
             let mut blobs = HashMap::new();
             for (key, at) in &index.frames {
-                let Ok(frame) = read_at(&self.entry_pack(at.pack), at.offset, at.len) else {
+                let Ok(frame) = self.frame(*at) else {
                     continue;
                 };
                 if let Ok(f) = decode(&frame, key) {
@@ -549,17 +601,14 @@ impl Packs {
                 "a packed blob longer than a pack holds",
             ));
         }
-        let mut f = std::fs::File::open(self.blob_pack(at.pack))?;
-        f.seek(SeekFrom::Start(at.offset))?;
-        let mut buf = Vec::with_capacity(at.len as usize);
-        f.take(at.len).read_to_end(&mut buf)?;
-        if buf.len() as u64 != at.len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the blob's pack ends before it",
-            ));
-        }
-        Ok(buf)
+        read_at(&*self.reader(true, at.pack)?, at.offset, at.len as usize).map_err(|e| {
+            match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    io::Error::new(e.kind(), "the blob's pack ends before it")
+                }
+                _ => e,
+            }
+        })
     }
 
     /// The stat signature and modification time of pack `id`'s entry file,
