@@ -146,10 +146,13 @@ def copies(gen, tools):
 
 def interleave(tools, dirs, runs, before=None, extra=lambda tool: []):
     """Median seconds of each tool, the runs interleaved; then the median
-    peak RSS of three more runs."""
+    peak RSS of three more runs. Each round starts with the next tool, so
+    that no tool always follows the same other one (on a file system that
+    remembers recent deletions, the tool before matters: see cold1000)."""
     times = {t: [] for t in tools}
+    order = list(tools)
     for i in range(runs):
-        for tool in tools:
+        for tool in order[i % len(order):] + order[:i % len(order)]:
             if before:
                 before(tool, dirs[tool], i)
             times[tool].append(run(TOOLS[tool] + extra(tool), dirs[tool]))

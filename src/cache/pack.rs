@@ -14,7 +14,7 @@
 //! ```
 //!
 //! They sit beside the loose files, so emptying `blobs/` or `entries/`
-//! empties them too
+//! empties them too.
 //!
 //! A cold run of a thousand tasks makes two files instead of two thousand.
 //! Creating files is what a cold run spends most of its system time on
