@@ -168,7 +168,10 @@ type Found = (String, u64, usize);
 type Damage = Option<(u64, String)>;
 
 /// Frames of an entry pack up to the first damage, and the damage if any.
-fn frames(bytes: &[u8]) -> (Vec<Found>, Damage) {
+/// Only with `verify` are their checksums checked: finding the frames of a
+/// pack (to know its keys) walks their lengths, and a frame is checked
+/// when it is read.
+fn frames(bytes: &[u8], verify: bool) -> (Vec<Found>, Damage) {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
@@ -186,12 +189,14 @@ fn frames(bytes: &[u8]) -> (Vec<Found>, Damage) {
         let Some(sum) = bytes.get(at + 4 + len..at + 4 + len + 8) else {
             return (out, damage("torn checksum"));
         };
-        if check(body) != sum {
+        if verify && check(body) != sum {
             return (out, damage("checksum mismatch"));
         }
-        let Ok(key) = std::str::from_utf8(&body[..KEY_LEN]) else {
-            return (out, damage("key is not text"));
-        };
+        let key = &body[..KEY_LEN];
+        if !key.iter().all(u8::is_ascii_hexdigit) {
+            return (out, damage("key is not a digest"));
+        }
+        let key = std::str::from_utf8(key).expect("hex digits are text");
         out.push((key.to_owned(), at as u64, 4 + len + 8));
         at += 4 + len + 8;
     }
@@ -200,7 +205,7 @@ fn frames(bytes: &[u8]) -> (Vec<Found>, Damage) {
 
 /// Decodes a frame read whole; the key must be `key`.
 fn decode(frame: &[u8], key: &str) -> Result<Framed, String> {
-    let (f, _) = frames(frame);
+    let (f, _) = frames(frame, true);
     if f.len() != 1 || f[0].2 != frame.len() {
         return Err("damaged in its pack".into());
     }
@@ -440,7 +445,7 @@ impl Packs {
                 let Ok(bytes) = std::fs::read(&path) else {
                     continue;
                 };
-                let (found, damage) = frames(&bytes);
+                let (found, damage) = frames(&bytes, false);
                 for (key, offset, len) in found {
                     index.frames.insert(
                         key,
@@ -667,7 +672,7 @@ impl Packs {
                 continue;
             };
             let blob_bytes = std::fs::metadata(self.blob_pack(id)).map_or(0, |m| m.len());
-            let (found, damage) = frames(&bytes);
+            let (found, damage) = frames(&bytes, true);
             let mut damaged = damage.is_some();
             let mut entries = Vec::new();
             for (key, offset, len) in found {
@@ -797,21 +802,30 @@ mod tests {
         let (id, _) = packs.seal().unwrap();
         let path = packs.entry_pack(id);
         let bytes = std::fs::read(&path).unwrap();
-        let (f, damage) = frames(&bytes);
+        let (f, damage) = frames(&bytes, true);
         assert_eq!((f.len(), damage), (3, None));
         // Torn in the third frame.
         std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         let next = Packs::at(dir.path());
         assert!(next.entry(&"02".repeat(32)).unwrap().is_ok());
         assert!(next.entry(&"03".repeat(32)).is_none());
-        // A byte flipped in the second frame: the first alone is read.
+        // A byte flipped in the second frame's entry: it alone is lost.
         let mut flipped = bytes.clone();
-        let second = f[1].1 as usize + 10;
+        let second = f[1].1 as usize + 4 + KEY_LEN + 10;
         flipped[second] ^= 0xff;
         std::fs::write(&path, &flipped).unwrap();
         let next = Packs::at(dir.path());
         assert!(next.entry(&"01".repeat(32)).unwrap().is_ok());
-        assert!(next.entry(&"02".repeat(32)).is_none());
+        assert!(next.entry(&"02".repeat(32)).unwrap().is_err());
+        assert!(next.entry(&"03".repeat(32)).unwrap().is_ok());
+        assert!(Packs::at(dir.path()).contents()[0].damaged);
+        // A length broken: what follows it is not found.
+        let mut broken = bytes.clone();
+        broken[f[1].1 as usize + 3] = 0x7f;
+        std::fs::write(&path, &broken).unwrap();
+        let next = Packs::at(dir.path());
+        assert!(next.entry(&"01".repeat(32)).unwrap().is_ok());
+        assert!(next.entry(&"03".repeat(32)).is_none());
         // Garbage: nothing, and no crash.
         std::fs::write(&path, b"garbage garbage garbage").unwrap();
         assert!(Packs::at(dir.path()).entry(&"01".repeat(32)).is_none());
