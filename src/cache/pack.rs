@@ -1,7 +1,7 @@
 //! Packs: the results a run stores in bulk, in two files instead of two
 //! files each.
 //!
-//! A run stores its first [`LOOSE_FIRST`] results as loose files
+//! A run stores its first `LOOSE_FIRST` (16) results as loose files
 //! (`entries/KEY.entry`, `blobs/xx/HASH`), as git keeps the objects of a
 //! small fetch loose. From then on it appends them to a pack of its own:
 //!
