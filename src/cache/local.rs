@@ -630,9 +630,10 @@ impl LocalStore {
     /// Evicts entries older than `max_age` (by last use), then the least
     /// recently used until the cache fits `max_size`, then blobs no entry
     /// references, then stale temporary files. A packed entry was last
-    /// used when its pack was written (one used later was copied out to a
-    /// loose file). A pack with anything evicted, superseded or damaged in
-    /// it has what it still holds copied out to loose files, and is removed.
+    /// used when its pack was (a hit marks its pack at most once an hour).
+    /// A pack with anything evicted, superseded or damaged in it has what
+    /// it still holds copied out to loose files, and is removed, unless a
+    /// run is still writing it.
     pub fn gc(&self, max_size: Option<u64>, max_age: Option<Duration>) -> io::Result<Collected> {
         /// An entry and where it is held.
         enum Held {

@@ -24,9 +24,11 @@
 //!
 //! The guarantees are the loose files' own: a blob is checked against its
 //! hash whenever it is read, so emptying `blobs/` (packs included) makes a
-//! hit `restore-failed`; a frame is checked against its checksum, and a
-//! torn or damaged frame ends what is read of its pack, with one warning
-//! (the entries after it are lost, never wrong). A pack's blobs are
+//! hit `restore-failed`; a frame is checked against its checksum when it
+//! is read, and one that fails is lost alone (a miss with a warning). A
+//! frame cut short, or a length that no longer fits, ends what is read of
+//! its pack, with one warning: the entries after it are lost, never
+//! wrong. A pack's blobs are
 //! written before the frame that refers to them. The writing run holds a
 //! shared `flock` on its entry pack: `cache gc` leaves a pack in use alone.
 //! Packs are never appended to after their run: the state file keeps, for
@@ -419,8 +421,10 @@ impl Packs {
         if let Some(index) = &mut inner.index {
             index.frames.extend(w.frames);
             if let Some(blobs) = &mut index.blobs {
-                blobs.extend(w.blob_at);
+                blobs.extend(w.blob_at.iter().map(|(h, a)| (h.clone(), *a)));
             }
+            // Still known without reading every entry (a watch's next run).
+            index.met.extend(w.blob_at);
         }
         Some((w.id, w.written))
     }

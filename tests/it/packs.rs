@@ -110,6 +110,59 @@ fn a_no_op_does_not_read_the_packs() {
     assert!(!r.stderr.contains("damaged"), "{}", r.stderr);
 }
 
+/// A hit marks its pack as used (what `cache gc --max-age` reads) when
+/// the pack was last used more than an hour ago; the state file learns the
+/// pack's new signature, and every result stays a hit.
+#[test]
+fn a_hit_marks_an_old_pack_as_used() {
+    let p = project_saying("");
+    p.run(&["run"]).code(0);
+    let pack = files(&p.path("cache/entries"), "pack").remove(0);
+    let status = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&pack)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let age = |f: &Path| {
+        std::fs::metadata(f)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .elapsed()
+            .unwrap_or_default()
+    };
+    assert!(age(&pack) > Duration::from_secs(3600));
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_all_cached(&s);
+    assert!(age(&pack) < Duration::from_secs(3600), "marked as used");
+    let (_, s) = p.run_summary(&["run"], &[]);
+    assert_all_cached(&s);
+    p.run(&["cache", "gc", "--max-age", "1h"]).code(0);
+    assert_eq!(files(&p.path("cache/entries"), "pack").len(), 1, "kept");
+}
+
+/// A byte changed inside one packed entry loses that entry alone: it runs
+/// again as `corrupt-entry`, with a warning; the others still hit.
+#[test]
+fn a_damaged_entry_in_a_pack_is_lost_alone() {
+    let p = project();
+    p.run(&["run"]).code(0);
+    let pack = files(&p.path("cache/entries"), "pack").remove(0);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    // Inside the first frame's JSON: after its length (4) and key (64).
+    let at = 4 + 64 + 20;
+    bytes[at] ^= 0x01;
+    std::fs::write(&pack, &bytes).unwrap();
+    let (r, s) = p.run_summary(&["run"], &[]);
+    r.code(0);
+    let ran = with_status(&s, "ok");
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(instance(&s, &ran[0])["reason"], "corrupt-entry");
+    assert_has(&r.stderr, "corrupt");
+    outputs_are_right(&p);
+}
+
 /// Emptying `cache/blobs` empties the packs of blobs too: every hit whose
 /// outputs are gone fails to restore and runs (SPEC: `restore-failed`).
 #[test]
